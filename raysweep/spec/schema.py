@@ -1,0 +1,174 @@
+"""The search-space file: one YAML per sweep, validated by these models.
+
+    task: defr                      # which recipe (raysweep.tasks registry)
+    name: defr-embedded             # default experiment name (--name overrides)
+    config: {...}                   # fixed base config of the task (its own schema; dotted keys)
+    search:                         # swept keys of `config`, each with a distribution
+      optim.lr: {distribution: loguniform, low: 1.0e-4, high: 3.0e-3}
+      classifier.text_encoder: {distribution: choice, values: [minilm, bert], when: {classifier.init: language}}
+    optuna:    {sampler: tpe, seed: 0, n_startup_trials: 4}
+    scheduler: {type: asha, grace_period: 1, reduction_factor: 2}
+    objective: {metric: map, mode: max}
+    trials:    {num_samples: 6, max_concurrent: 2}
+    resources: {num_workers: 1, use_gpu: false, cpus_per_worker: 1}
+    storage:   {path: ~/raysweep_results, keep_checkpoints: 2}
+    failure:   {worker_restarts: 2, trial_retries: 1}
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal, Optional, Union
+
+from pydantic import Field, model_validator
+
+from raysweep.tasks.base import StrictModel
+
+Condition = dict[str, Any]  # key -> value or list of values; the parameter is sampled only when all hold
+
+
+class _Param(StrictModel):
+    when: Optional[Condition] = None
+
+
+class Choice(_Param):
+    """Categorical, searched by the sampler."""
+
+    distribution: Literal["choice"]
+    values: list[Any] = Field(min_length=1)
+
+
+class Grid(_Param):
+    """Enumerated exhaustively: every value (combination, with other grid keys) runs `trials.num_samples` times."""
+
+    distribution: Literal["grid"]
+    values: list[Any] = Field(min_length=1)
+
+
+class Uniform(_Param):
+    distribution: Literal["uniform"]
+    low: float
+    high: float
+
+    @model_validator(mode="after")
+    def _range(self):
+        if not self.low < self.high:
+            raise ValueError(f"`low < high` must hold, but got (low={self.low}, high={self.high})")
+        return self
+
+
+class LogUniform(Uniform):
+    distribution: Literal["loguniform"]  # type: ignore[assignment]
+
+    @model_validator(mode="after")
+    def _positive(self):
+        if self.low <= 0:
+            raise ValueError(f"`low > 0` must hold for loguniform, but got low={self.low}")
+        return self
+
+
+class QUniform(Uniform):
+    distribution: Literal["quniform"]  # type: ignore[assignment]
+    q: float = Field(gt=0)
+
+
+class RandInt(_Param):
+    """Integer in [low, high], both ends included."""
+
+    distribution: Literal["randint"]
+    low: int
+    high: int
+
+    @model_validator(mode="after")
+    def _range(self):
+        if not self.low <= self.high:
+            raise ValueError(f"`low <= high` must hold, but got (low={self.low}, high={self.high})")
+        return self
+
+
+Distribution = Annotated[Union[Choice, Grid, Uniform, LogUniform, QUniform, RandInt], Field(discriminator="distribution")]
+DISTRIBUTIONS = ("choice", "grid", "uniform", "loguniform", "quniform", "randint")
+
+
+class OptunaSettings(StrictModel):
+    sampler: Literal["tpe", "random"] = "tpe"
+    seed: int = 0
+    n_startup_trials: int = Field(10, ge=0)  # TPE: random trials before the model kicks in
+    multivariate: bool = True
+    group: bool = True  # TPE's grouped decomposition; right for conditional spaces
+    constant_liar: bool = True  # keeps concurrent trials from all proposing the same point
+
+
+class SchedulerSettings(StrictModel):
+    type: Literal["asha", "none"] = "asha"
+    grace_period: int = Field(1, ge=1)  # epochs before a trial can be stopped
+    reduction_factor: float = Field(2.0, gt=1.0)
+    max_t: Optional[int] = Field(None, ge=1)  # epochs; default: the task's epochs
+
+
+class Objective(StrictModel):
+    metric: Optional[str] = None  # default: the task's first metric
+    mode: Literal["max", "min"] = "max"
+
+
+class Trials(StrictModel):
+    num_samples: int = Field(8, ge=1)  # trials (per grid point when `grid` parameters exist)
+    max_concurrent: Optional[int] = Field(None, ge=1)  # default: what the resources allow
+    time_limit_s: Optional[float] = Field(None, gt=0)  # per-trial wall clock, then the trial is stopped
+
+
+class Resources(StrictModel):
+    num_workers: int = Field(1, ge=1)  # DDP workers per trial
+    use_gpu: bool = False
+    cpus_per_worker: float = Field(1.0, ge=0)
+    gpus_per_worker: Optional[float] = Field(None, ge=0)  # default: 1 when use_gpu
+    driver_slots: Optional[int] = Field(None, ge=1)  # local `sweep_driver` resource; default: max concurrency
+
+    @property
+    def gpus(self) -> float:
+        if not self.use_gpu:
+            return 0.0
+        return 1.0 if self.gpus_per_worker is None else self.gpus_per_worker
+
+    @model_validator(mode="after")
+    def _gpu(self):
+        if not self.use_gpu and self.gpus_per_worker:
+            raise ValueError("Either set use_gpu: true or leave gpus_per_worker unset")
+        return self
+
+
+class StorageSettings(StrictModel):
+    path: str = "~/raysweep_results"  # local folder or URI (s3://, gs://)
+    keep_checkpoints: int = Field(2, ge=1)
+    cache_dir: Optional[str] = None  # embedded data + embeddings; default ~/.cache/raysweep
+
+
+class FailureSettings(StrictModel):
+    worker_restarts: int = Field(2, ge=0)  # Ray Train: worker group restarts from the last checkpoint
+    trial_retries: int = Field(1, ge=0)  # Ray Tune: relaunch of a trial whose driver died
+
+
+class RaySettings(StrictModel):
+    address: Optional[str] = None  # None: start a local instance; "auto" or "ray://host:10001": join a cluster
+    dashboard_host: str = "127.0.0.1"
+    dashboard_port: int = 8265
+    report_interval_s: float = Field(0.2, gt=0)  # Train → Tune poll interval (Ray's default 2 s is slow locally)
+
+
+SECTIONS = ("task", "name", "description", "config", "search", "optuna", "scheduler", "objective", "trials",
+            "resources", "storage", "failure", "ray")
+
+
+class SpaceFile(StrictModel):
+    task: str
+    name: Optional[str] = None
+    description: str = ""
+    config: dict[str, Any] = {}
+    search: dict[str, Distribution] = {}
+    optuna: OptunaSettings = OptunaSettings()
+    scheduler: SchedulerSettings = SchedulerSettings()
+    objective: Objective = Objective()
+    trials: Trials = Trials()
+    resources: Resources = Resources()
+    storage: StorageSettings = StorageSettings()
+    failure: FailureSettings = FailureSettings()
+    ray: RaySettings = RaySettings()

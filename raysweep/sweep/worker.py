@@ -1,0 +1,208 @@
+"""The Ray Train worker loop: one DDP worker of one trial, driving any `Task`.
+
+Ray-specific lines are few and marked `# ray:`; the rest is the plain PyTorch loop of `raysweep.tasks.base`.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import random
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch.utils.data import DataLoader, DistributedSampler
+
+from raysweep.tasks.registry import get_task
+
+log = logging.getLogger(__name__)
+STATE_FILE = "state.pt"
+FAILURE_KEY = "trial_failure"  # reported instead of metrics when training cannot go on
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def rng_state() -> dict[str, Any]:
+    """RNG states as tensors and lists only, so the checkpoint loads with `weights_only=True`."""
+    np_state = np.random.get_state()
+    return {
+        "torch": torch.get_rng_state(),
+        "numpy": {"keys": torch.from_numpy(np_state[1].astype(np.int64)), "pos": int(np_state[2]),
+                  "has_gauss": int(np_state[3]), "gauss": float(np_state[4])},
+        "python": [list(random.getstate()[1]), random.getstate()[0], random.getstate()[2]],
+    }
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    n = state["numpy"]
+    np.random.set_state(("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"]))
+    internal, version, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+
+
+def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    return model.module if hasattr(model, "module") else model
+
+
+def _all_reduce(values: list[float], device: torch.device, op=None) -> list[float]:
+    if not (dist.is_available() and dist.is_initialized()):
+        return values
+    t = torch.tensor(values, dtype=torch.float64, device=device)
+    dist.all_reduce(t, op=op or dist.ReduceOp.SUM)
+    return t.tolist()
+
+
+def _gather_outputs(local: dict[int, Any]) -> dict[int, Any] | None:
+    """All eval outputs on rank 0 (None elsewhere); DistributedSampler's padding duplicates collapse by index."""
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return local
+    gathered: list[Any] | None = [None] * dist.get_world_size() if dist.get_rank() == 0 else None
+    dist.gather_object(local, gathered, dst=0)
+    if gathered is None:
+        return None
+    merged: dict[int, Any] = {}
+    for part in gathered:
+        merged.update(part)
+    return merged
+
+
+def _broadcast(obj: Any) -> Any:
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
+    """Entry point given to `TorchTrainer`. `loop_config`: {"task", "config", "seed"}."""
+    import ray.train  # ray: the session API
+    import ray.train.torch  # ray: device + DDP helpers
+
+    ctx = ray.train.get_context()  # ray
+    rank, world = ctx.get_world_rank(), ctx.get_world_size()
+    threads = int(loop_config.get("threads_per_worker") or 0)
+    if threads > 0:
+        torch.set_num_threads(threads)
+    task_cls = get_task(loop_config["task"])
+    task = task_cls(task_cls.config_model.model_validate(loop_config["config"]))
+    seed = int(loop_config.get("seed", 0))
+    seed_everything(seed)  # same model init on every rank (DDP also broadcasts rank 0's weights)
+    device = ray.train.torch.get_device()  # ray
+    parts = task.build(device, rank, world)
+    model = ray.train.torch.prepare_model(  # ray: DDP wrap (no-op for one worker) and move to device
+        parts.model, parallel_strategy_kwargs={"find_unused_parameters": parts.find_unused_parameters})
+    train_sampler = DistributedSampler(parts.train_set, num_replicas=world, rank=rank, shuffle=True, seed=seed)
+    eval_sampler = DistributedSampler(parts.eval_set, num_replicas=world, rank=rank, shuffle=False)
+    loader_kw = dict(collate_fn=parts.collate_fn, num_workers=parts.num_loader_workers,
+                     persistent_workers=parts.num_loader_workers > 0)
+    train_loader = DataLoader(parts.train_set, batch_size=parts.batch_size, sampler=train_sampler, drop_last=False, **loader_kw)
+    eval_loader = DataLoader(parts.eval_set, batch_size=parts.eval_batch_size, sampler=eval_sampler, **loader_kw)
+
+    start_epoch, best, last_metrics = 0, None, {}
+    checkpoint = ray.train.get_checkpoint()  # ray: set when resuming (restart or --resume)
+    if checkpoint is not None:
+        with checkpoint.as_directory() as folder:
+            state = torch.load(Path(folder) / STATE_FILE, map_location=device, weights_only=True)
+        _unwrap(model).load_state_dict(state["model"])
+        parts.optimizer.load_state_dict(state["optimizer"])
+        parts.schedule.load_state_dict(state["schedule"])
+        start_epoch = int(state["epoch"]) + 1
+        last_metrics = dict(state.get("metrics", {}))
+        set_rng_state(state["rng"][min(rank, len(state["rng"]) - 1)] if isinstance(state["rng"], list) else state["rng"])
+        log.info("rank %d resumed from epoch %d", rank, start_epoch)
+    else:
+        seed_everything(seed + 1000 * rank)  # independent augmentation streams per worker
+
+    epochs = task.epochs
+    for epoch in range(start_epoch, epochs):
+        started = time.perf_counter()
+        model.train()
+        train_sampler.set_epoch(epoch)
+        task.on_epoch_start(epoch)
+        loss_sum, steps, images, extra_sums, failure = 0.0, 0, 0, {}, None
+        n_batches = len(train_loader)
+        for it, batch in enumerate(train_loader):
+            loss, logs = task.train_step(model, batch, epoch, it)
+            value = float(loss.detach())
+            bad = not math.isfinite(value)
+            if world > 1:  # every rank must stop at the same iteration, or DDP's all-reduce hangs
+                bad = _all_reduce([float(bad)], device, op=dist.ReduceOp.MAX)[0] > 0
+            if bad:
+                failure = f"loss became {value} at epoch {epoch + 1}, iteration {it + 1}"
+                break
+            parts.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if parts.grad_clip_norm:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), parts.grad_clip_norm)
+            parts.optimizer.step()
+            parts.schedule.step_iteration(epoch + (it + 1) / n_batches)
+            loss_sum += value
+            steps += 1
+            images += task.num_samples(batch)
+            for k, v in logs.items():
+                extra_sums[k] = extra_sums.get(k, 0.0) + float(v)
+        train_time = time.perf_counter() - started
+        if failure is not None:
+            # Reported, not raised: a restart from the last checkpoint would only hit the same NaN again.
+            ray.train.report({"epoch": epoch + 1, "epochs_total": task.epochs, FAILURE_KEY: failure}, checkpoint=None)  # ray
+            return
+        keys = sorted(extra_sums)
+        totals = _all_reduce([loss_sum, steps, images] + [extra_sums[k] for k in keys], device)
+        max_time = _all_reduce([train_time], device, op=dist.ReduceOp.MAX if dist.is_initialized() else None)[0]
+        metrics: dict[str, Any] = {
+            "epoch": epoch + 1,
+            "epochs_total": epochs,
+            "loss": totals[0] / max(totals[1], 1),
+            "lr": parts.optimizer.param_groups[0]["lr"],
+            "images_per_s": totals[2] / max(max_time, 1e-9),
+            "epoch_time_s": max_time,
+            **{f"train_{k}": totals[3 + i] / max(totals[1], 1) for i, k in enumerate(keys)},
+        }
+        evaluated = task.should_evaluate(epoch) or epoch == epochs - 1
+        if evaluated:
+            model.eval()
+            local: dict[int, Any] = {}
+            with torch.no_grad():
+                for batch in eval_loader:
+                    indices, outputs = task.predict(model, batch)
+                    local.update({int(i): o for i, o in zip(indices, outputs)})
+            outputs = _gather_outputs(local)
+            eval_metrics = task.evaluate(outputs) if rank == 0 else None
+            eval_metrics = _broadcast(eval_metrics)
+            last_metrics = {k: float(v) for k, v in eval_metrics.items() if isinstance(v, (int, float))}
+        metrics.update(last_metrics)  # carried forward on epochs without evaluation
+        metrics["evaluated"] = evaluated
+        parts.schedule.step_epoch(epoch, metrics.get(loop_config.get("metric", ""), None) if evaluated else None)
+        metrics["eval_time_s"] = time.perf_counter() - started - train_time
+
+        state = {"model": _unwrap(model).state_dict(), "optimizer": parts.optimizer.state_dict(),
+                 "schedule": parts.schedule.state_dict(), "epoch": epoch, "metrics": last_metrics}
+        rngs = _gather_rng(world)
+        if rank == 0:
+            with tempfile.TemporaryDirectory() as folder:
+                torch.save({**state, "rng": rngs}, Path(folder) / STATE_FILE)
+                ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(folder))  # ray
+        else:
+            ray.train.report(metrics, checkpoint=None)  # ray: every worker reports (collective)
+
+
+def _gather_rng(world: int) -> list[dict[str, Any]]:
+    """Every rank's RNG state, so a restart resumes each worker's augmentation stream."""
+    mine = rng_state()
+    if world == 1 or not dist.is_initialized():
+        return [mine]
+    states: list[Any] = [None] * world
+    dist.all_gather_object(states, mine)
+    return states

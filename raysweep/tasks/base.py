@@ -1,0 +1,139 @@
+"""The small interface through which the sweep layer knows a task.
+
+A task is a training recipe in plain PyTorch (never imports ray or optuna). The sweep layer's worker loop does:
+
+    task = get_task(name)(config)               # config: the task's pydantic model, fully resolved for this trial
+    parts = task.build(device, rank, world_size)   # model, optimiser, LR schedule, datasets
+    model = <DDP-wrap parts.model>;  loaders = <distributed loaders over parts.train_set / parts.eval_set>
+    for epoch in range(start_epoch, task.epochs):
+        task.on_epoch_start(epoch)
+        for it, batch in enumerate(train_loader):
+            loss, logs = task.train_step(model, batch, epoch, it)      # loss: scalar tensor, graph attached
+            loss.backward(); clip(parts.grad_clip_norm); parts.optimizer.step(); parts.optimizer.zero_grad()
+            parts.schedule.step_iteration(epoch + (it + 1) / len(train_loader))
+        if task.should_evaluate(epoch):
+            outputs = {idx: out for batch in eval_loader for idx, out in zip(*task.predict(model, batch))}
+            outputs = <gathered from all ranks onto rank 0>
+            metrics = task.evaluate(outputs)                            # rank 0 only; broadcast afterwards
+        parts.schedule.step_epoch(epoch, metrics.get(task.objective))
+        <report metrics + checkpoint(model, optimizer, schedule, epoch, RNG)>
+
+Everything a trial needs travels in the config: no global state, no files outside `config` paths and the cache dir.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, ClassVar, Mapping, Sequence
+
+import torch
+from pydantic import BaseModel, ConfigDict
+from torch import nn
+from torch.utils.data import Dataset
+
+
+class StrictModel(BaseModel):
+    """Base for every config section: unknown keys are errors, values are validated on assignment."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, protected_namespaces=())
+
+
+class LRSchedule:
+    """Learning-rate schedule with the two hooks the loop calls; wraps any torch scheduler.
+
+    `step_iteration(epoch_float)` runs after every optimiser step with the fractional epoch reached;
+    `step_epoch(epoch, metric)` runs after every epoch (metric: the objective if evaluated this epoch, else None).
+    Subclasses override one or both. State goes into checkpoints via state_dict / load_state_dict.
+    """
+
+    def __init__(self, scheduler: Any | None = None):
+        self.scheduler = scheduler
+
+    def step_iteration(self, epoch_float: float) -> None:  # noqa: D401 - hook
+        pass
+
+    def step_epoch(self, epoch: int, metric: float | None) -> None:
+        pass
+
+    def state_dict(self) -> dict:
+        return self.scheduler.state_dict() if self.scheduler is not None else {}
+
+    def load_state_dict(self, state: dict) -> None:
+        if self.scheduler is not None and state:
+            self.scheduler.load_state_dict(state)
+
+
+@dataclass
+class TrainingParts:
+    """What `Task.build` hands the loop. The loop owns DDP wrapping, samplers, checkpoints and reporting."""
+
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    schedule: LRSchedule
+    train_set: Dataset
+    eval_set: Dataset
+    batch_size: int  # per worker
+    eval_batch_size: int
+    collate_fn: Callable | None = None
+    grad_clip_norm: float | None = None
+    find_unused_parameters: bool = False  # DDP flag (HQM's alternating branches leave parameters unused)
+    num_loader_workers: int = 0
+
+
+class Task(ABC):
+    """A sweepable training recipe. One instance per trial (per worker process), built from its config."""
+
+    name: ClassVar[str]
+    config_model: ClassVar[type[StrictModel]]
+    # Metric names `evaluate` returns (fractions in [0, 1]); the first is the default objective.
+    metric_names: ClassVar[tuple[str, ...]]
+    # Config keys that identify a row of the paper's table (dotted paths), for `raysweep report`.
+    table_keys: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, config: StrictModel):
+        self.config = config
+
+    # ---- once per sweep, in the driver process, before any trial starts -------------------------------------
+    @classmethod
+    def prepare(cls, config: StrictModel, cache_dir: Path) -> dict[str, Any]:
+        """Materialise what every trial shares (embedded synthetic data, caches); idempotent.
+
+        Returns dotted-path config updates to apply to every trial (e.g. {"data.root": "/abs/path"}).
+        """
+        return {}
+
+    # ---- per trial / worker ------------------------------------------------------------------------------
+    @property
+    @abstractmethod
+    def epochs(self) -> int:
+        """Number of training epochs this trial runs (the scheduler's max time)."""
+
+    def should_evaluate(self, epoch: int) -> bool:
+        """Evaluate after `epoch` (0-based)? Default: every epoch."""
+        return True
+
+    @abstractmethod
+    def build(self, device: torch.device, rank: int = 0, world_size: int = 1) -> TrainingParts:
+        """Create model (on `device`), optimiser, schedule and datasets. Seeding is done by the caller."""
+
+    def on_epoch_start(self, epoch: int) -> None:
+        """Hook for per-epoch state (e.g. HQM's branch alternation restarts every epoch)."""
+
+    @abstractmethod
+    def train_step(self, model: nn.Module, batch: Any, epoch: int, iteration: int) -> tuple[torch.Tensor, Mapping[str, float]]:
+        """Forward one batch; return (scalar loss with graph, extra floats to log). Moves the batch to the device."""
+
+    @abstractmethod
+    def predict(self, model: nn.Module, batch: Any) -> tuple[Sequence[int], Sequence[Any]]:
+        """Eval forward (no grad): (dataset indices, picklable per-sample outputs, e.g. numpy rows)."""
+
+    @abstractmethod
+    def evaluate(self, outputs: Mapping[int, Any]) -> dict[str, float]:
+        """Metrics from every eval sample's output, keyed by dataset index (all indices present)."""
+
+    def num_samples(self, batch: Any) -> int:
+        """Images in a batch, for throughput; default: length of the first element."""
+        first = batch[0] if isinstance(batch, (list, tuple)) else batch
+        return len(first)

@@ -1,0 +1,122 @@
+"""DEFR's config: every field is a dotted key a search space can fix or sweep (e.g. `classifier.init`).
+
+Defaults are the embedded default (synthetic HICO, tiny random ViT, offline MiniLM text encoder, CPU);
+`search_spaces/defr_paper.yaml` sets the paper's values.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, Optional
+
+from pydantic import Field, model_validator
+
+from raysweep.tasks.base import StrictModel
+
+
+class SynthHicoConfig(StrictModel):
+    """Size of the embedded synthetic HICO (used when `data.root` is null)."""
+
+    num_train: int = Field(800, ge=10)
+    num_test: int = Field(300, ge=10)
+    image_size: int = Field(64, ge=32, le=1024)
+    seed: int = 0
+
+
+class DataConfig(StrictModel):
+    root: Optional[str] = None  # folder with anno.pkl + images/; null = embedded synthetic HICO in the cache
+    synth: SynthHicoConfig = SynthHicoConfig()
+    image_size: int = Field(64, ge=16, le=2048)  # square input (paper: 672)
+    min_samples: int = Field(1, ge=1)  # rare-class rebalancing (paper: 40; 1 = off)
+    validation: bool = False  # train on 90% of train, evaluate on the held-out 10% instead of test
+    val_fraction: float = Field(0.1, gt=0.0, lt=1.0)
+    augment: bool = True
+    aug_bright: float = Field(0.4, ge=0.0)
+    aug_contra: float = Field(0.4, ge=0.0)
+    aug_crop_scale: tuple[float, float] = (0.7, 1.0)
+    aug_crop_ratio: tuple[float, float] = (0.7, 1.3)
+    normalisation: Literal["auto", "clip", "half", "imagenet"] = "auto"  # auto: chosen by backbone family
+    vocabulary: Optional[str] = None  # JSON/TSV giving (verb, object) per class, overriding anno.pkl's hoi_list
+    few_shot_lists: Optional[str] = None  # JSON {"few@1": [...], ...}; default: derived from training labels
+    max_bad_images: float = Field(0.01, ge=0.0, le=1.0)  # fraction of unreadable images tolerated (skipped)
+    loader_workers: int = Field(0, ge=0)
+
+
+class ModelConfig(StrictModel):
+    # Backbone: "vit_tiny" / "vit_small" (random, embedded default), a timm name ("vit_base_patch32_224",
+    # "vit_base_patch32_224.augreg_in21k"), a paper alias ("ImageNet1k-ViT-B", "ImageNet21k-ViT-B",
+    # "CLIP-ViT-B"), or an open_clip image tower "open_clip:ViT-B-32" / "open_clip:RN50".
+    backbone: str = "vit_tiny"
+    patch_size: int = Field(8, ge=1)  # for paper aliases / random ViTs (paper: 32; 16 for p16)
+    # "random" (no pretrained weights), "hub" (timm/open_clip default tag), a hub tag (e.g. "openai"), or a local
+    # checkpoint path. Asking for weights never silently falls back to random.
+    weights: str = "random"
+    width: int = Field(384, ge=8)  # random ViTs only: embedding width (384 = MiniLM's, so language init fits)
+    depth: int = Field(2, ge=1)
+    heads: int = Field(6, ge=1)
+    drop_path: float = Field(0.0, ge=0.0, lt=1.0)
+
+
+class ClassifierConfig(StrictModel):
+    head: Literal["cosine", "linear", "mixing"] = "cosine"  # mixing = DEFR's i-* (fixed C, trainable M = I)
+    init: Literal["rand", "language"] = "language"
+    shuffle: bool = False  # ablation: language rows assigned to the wrong classes (a seeded permutation)
+    # Text encoder for language init: "minilm" (offline, 384-d), "bert" (bert-base-uncased [CLS]),
+    # "simcse", "clip" (open_clip ViT-B-32 text tower + projection), "open_clip:<arch>", "st:<sentence-transformers
+    # name or path>", "hf:<transformers name or path>".
+    text_encoder: str = "minilm"
+    text_encoder_weights: Optional[str] = None  # local path or hub tag for the text encoder (None = its default)
+    project: Literal["auto", "clip_proj", "linear", "none"] = "auto"  # text width != image width
+    log_scale: float = 4.61  # s = exp(log_scale); 0 means an un-normalised linear probe (paper's *-linear)
+    log_scale_trainable: bool = False
+    log_scale_max: float = 4.61
+
+
+class PromptConfig(StrictModel):
+    # A template over {verb}/{verb_ing}/{object}, a named one ("default", "gerund", "photo", "ensemble"),
+    # or "file:<path>" with one sentence per class (JSON list, class order of the dataset).
+    template: str = "default"
+    no_interaction: str = "a person and a {object}"  # wording for the per-object 'no interaction' class
+
+
+class LossConfig(StrictModel):
+    name: Literal["lse_sign", "bce", "wbce", "focal"] = "lse_sign"
+    focal_alpha: float = Field(0.25, ge=0.0, le=1.0)
+    focal_gamma: float = Field(2.0, ge=0.0)
+
+
+class OptimConfig(StrictModel):
+    lr: float = Field(1e-3, gt=0.0)
+    backbone_lr_mult: float = Field(1.0, ge=0.0)
+    weight_decay: float = Field(0.0, ge=0.0)
+    no_decay_norm_bias: bool = True  # exclude norms/biases/pos-embeddings from weight decay
+    schedule: Literal["cosine_restarts", "cosine_warmup", "cosine", "multistep", "plateau", "constant"] = "cosine_warmup"
+    t0: int = Field(5, ge=1)  # cosine_restarts period in epochs (paper: 5)
+    warmup_epochs: float = Field(0.5, ge=0.0)
+    milestones: tuple[int, ...] = (10, 20, 30)
+    gamma: float = Field(0.1, gt=0.0)
+    grad_clip_norm: Optional[float] = None
+
+
+class TrainConfig(StrictModel):
+    epochs: int = Field(4, ge=1)
+    batch_size: int = Field(32, ge=1)  # per worker (paper: 16 per GPU)
+    eval_batch_size: int = Field(128, ge=1)
+    eval_every: int = Field(1, ge=1)  # evaluate every k epochs and after the last (paper: 5)
+    seed: int = 0
+    amp: Literal["off", "bf16"] = "off"  # bf16 autocast, GPU only
+
+
+class DefrConfig(StrictModel):
+    data: DataConfig = DataConfig()
+    model: ModelConfig = ModelConfig()
+    classifier: ClassifierConfig = ClassifierConfig()
+    prompts: PromptConfig = PromptConfig()
+    loss: LossConfig = LossConfig()
+    optim: OptimConfig = OptimConfig()
+    train: TrainConfig = TrainConfig()
+
+    @model_validator(mode="after")
+    def _check(self) -> "DefrConfig":
+        if self.classifier.head == "mixing" and self.classifier.init != "language":
+            raise ValueError("classifier.head 'mixing' needs classifier.init 'language' (it mixes fixed text rows)")
+        return self
