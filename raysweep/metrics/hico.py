@@ -15,7 +15,6 @@ fraction of a second on one core (see benchmarks/bench_hico_eval.py).
 from __future__ import annotations
 
 import json
-import logging
 import math
 from pathlib import Path
 from typing import Literal, Mapping, NamedTuple, Sequence
@@ -23,8 +22,6 @@ from typing import Literal, Mapping, NamedTuple, Sequence
 import numpy as np
 
 from raysweep.errors import DataError, did_you_mean
-
-log = logging.getLogger(__name__)
 
 Interpolation = Literal["11point", "all_point"]
 INTERPOLATIONS: tuple[str, ...] = ("11point", "all_point")
@@ -37,8 +34,6 @@ POSITIVE, AMBIGUOUS, NEGATIVE, UNKNOWN = 1, 0, -1, -2
 
 # DEFR's rank-1 guard against 0/0 when the top-ranked entry is ignored: float64 machine epsilon.
 _FIRST_FP_EPS = float(np.finfo(np.float64).eps)
-# DEFR's recall denominator guard for classes without positives (their AP is 0 either way).
-_NUM_GT_EPS = 1e-8
 
 
 def _torch_linspace_float64(start: float, end: float, steps: int) -> np.ndarray:
@@ -77,9 +72,12 @@ def hico_labels(labels: np.ndarray) -> HicoLabelMasks:
         unknown = np.isnan(labels)
         if unknown.any():
             labels = np.where(unknown, UNKNOWN, labels)
-    elif labels.dtype.kind not in "iub":
+    elif labels.dtype.kind not in "iu":
         raise ValueError(f"HICO labels must be numeric, got dtype {labels.dtype}")
-    bad = ~np.isin(labels, (POSITIVE, AMBIGUOUS, NEGATIVE, UNKNOWN))
+    if labels.dtype.kind == "f":
+        bad = (labels != np.round(labels)) | (labels < UNKNOWN) | (labels > POSITIVE)
+    else:
+        bad = (labels < UNKNOWN) | (labels > POSITIVE)
     if bad.any():
         values = np.unique(labels[bad])[:5].tolist()
         raise ValueError(f"HICO labels must be in {{1, 0, -1, -2}} (or NaN for -2); found {values}")
@@ -120,7 +118,8 @@ def average_precision(
             f"{scores.shape}, {positives.shape}, {ignore.shape}"
         )
     order = _descending_order(scores)
-    return _ap_from_order(order, np.ascontiguousarray(positives.T), np.ascontiguousarray(ignore.T), interpolation)
+    pos_ranked = _ranked(positives, order)
+    return _ap_from_ranked(pos_ranked, _ranked(ignore, order), positives.sum(axis=0), interpolation)
 
 
 def _descending_order(scores: np.ndarray) -> np.ndarray:
@@ -140,20 +139,22 @@ def _descending_order(scores: np.ndarray) -> np.ndarray:
     return order
 
 
-def _ap_from_order(order: np.ndarray, positives: np.ndarray, ignore: np.ndarray, interpolation: str) -> np.ndarray:
-    """AP [C] from a ranking [C, N] and class-major masks [C, N].
+def _ranked(mask: np.ndarray, order: np.ndarray) -> np.ndarray:
+    """mask [N, C] reordered along a ranking [C, N]: out[c, k] = mask[order[c, k], c]."""
+    return np.take_along_axis(np.ascontiguousarray(mask.T), order, axis=1)
+
+
+def _ap_from_ranked(
+    pos_ranked: np.ndarray, ign_ranked: np.ndarray, num_gt: np.ndarray, interpolation: str
+) -> np.ndarray:
+    """AP [C] from ranked class-major masks [C, N] (positives, ignored) and positives per class [C].
 
     Precision peaks only where a true positive arrives, and recall only changes there, so both interpolations
     need precision and recall at the (sparse) recalled positives alone: the j-th recalled positive of a class at
     rank r has TP = j and FP = r - (j - 1) - (ignored entries ranked before it), plus eps when rank 1 is ignored.
     """
-    num_classes, n = order.shape
+    num_classes, n = pos_ranked.shape
     ap = np.zeros(num_classes, dtype=np.float64)
-    if n == 0:
-        return ap
-    num_gt = positives.sum(axis=1)
-    pos_ranked = np.take_along_axis(positives, order, axis=1)
-    ign_ranked = np.take_along_axis(ignore, order, axis=1)
     cls, rank = np.nonzero(pos_ranked & ~ign_ranked)  # sorted by (class, rank)
     if cls.size == 0:
         return ap
@@ -207,15 +208,19 @@ def _segment_suffix_max(values: np.ndarray, segment: np.ndarray) -> np.ndarray:
 def few_shot_classes(train_labels: np.ndarray, k: int) -> np.ndarray:
     """Class indices with between 1 and k positive (label == 1) training images, ascending.
 
-    The rule is "<= k" (DEFR's abstract calls the Few@1 classes one-shot). Classes without any positive training
-    image are excluded: they cannot be learnt from the data, and in HICO every class has at least one. Count on
-    the unbalanced training set (before min_samples duplication). DEFR's own lists are hard-coded
-    (spec §D.3); pass them through `load_few_shot_lists` for comparability with the paper.
+    train_labels [N_train, C] in {1, 0, -1, -2}. The rule is "<= k" (DEFR's abstract calls the Few@1 classes
+    one-shot). Classes without any positive training image are excluded: nothing about them can be learnt from
+    the training set, so they would measure zero-shot rather than few-shot transfer. Count on the unbalanced
+    training set (before min_samples duplication). DEFR's own lists are hard-coded and their rule is unknown
+    (spec §D.3); read them with `load_few_shot_lists` for comparability with the paper.
     """
+    return _few_shot_from_counts(hico_labels(train_labels).positives.sum(axis=0), k)
+
+
+def _few_shot_from_counts(positives_per_class: np.ndarray, k: int) -> np.ndarray:
     if k < 1:
         raise ValueError(f"k must be >= 1, got {k}")
-    pos = hico_labels(train_labels).positives.sum(axis=0)
-    return np.flatnonzero((pos >= 1) & (pos <= k))
+    return np.flatnonzero((positives_per_class >= 1) & (positives_per_class <= k))
 
 
 def _mean_over(ap: np.ndarray, classes: Sequence[int]) -> float:
@@ -240,19 +245,18 @@ def evaluate_hico(
     """
     test_scores = np.asarray(test_scores)
     masks = hico_labels(test_labels)
-    if test_scores.shape != masks.positives.shape:
+    if test_scores.ndim != 2 or test_scores.shape != masks.positives.shape:
         raise ValueError(f"test_scores {test_scores.shape} and test_labels {masks.positives.shape} differ in shape")
     num_classes = test_scores.shape[1]
 
     if interpolation not in INTERPOLATIONS:
         raise ValueError(f"interpolation must be one of {INTERPOLATIONS}, got {interpolation!r}")
-    # One ranking serves both settings; masks are class-major like the ranking.
+    # One ranking (and one ranked positives mask) serves both settings.
     order = _descending_order(test_scores)
-    positives = np.ascontiguousarray(masks.positives.T)
-    ignore_default = np.ascontiguousarray(~masks.certain.T)
-    ignore_known = np.ascontiguousarray(~(masks.known_obj & masks.certain).T)
-    ap_default = _ap_from_order(order, positives, ignore_default, interpolation)
-    ap_known = _ap_from_order(order, positives, ignore_known, interpolation)
+    pos_ranked = _ranked(masks.positives, order)
+    num_gt = masks.positives.sum(axis=0)
+    ap_default = _ap_from_ranked(pos_ranked, _ranked(~masks.certain, order), num_gt, interpolation)
+    ap_known = _ap_from_ranked(pos_ranked, _ranked(~(masks.known_obj & masks.certain), order), num_gt, interpolation)
 
     if few_shot_lists is not None:
         lists = {key: list(few_shot_lists.get(key, [])) for key in FEW_SHOT_KEYS}
@@ -264,7 +268,8 @@ def evaluate_hico(
         train_labels = np.asarray(train_labels)
         if train_labels.ndim != 2 or train_labels.shape[1] != num_classes:
             raise ValueError(f"train_labels must be [N_train, {num_classes}], got {train_labels.shape}")
-        lists = {f"few@{k}": few_shot_classes(train_labels, k).tolist() for k in FEW_SHOT_KS}
+        train_pos = hico_labels(train_labels).positives.sum(axis=0)
+        lists = {f"few@{k}": _few_shot_from_counts(train_pos, k).tolist() for k in FEW_SHOT_KS}
     else:
         lists = {key: [] for key in FEW_SHOT_KEYS}
 

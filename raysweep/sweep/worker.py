@@ -19,6 +19,7 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader, DistributedSampler
 
+from raysweep.spec.load import set_path
 from raysweep.tasks.registry import get_task
 
 log = logging.getLogger(__name__)
@@ -96,7 +97,14 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     if threads > 0:
         torch.set_num_threads(threads)
     task_cls = get_task(loop_config["task"])
-    task = task_cls(task_cls.config_model.model_validate(loop_config["config"]))
+    config = task_cls.config_model.model_validate(loop_config["config"])
+    updates = task_cls.prepare(config, Path(loop_config["cache_dir"]))  # a cache hit after the sweep's own call
+    if updates:
+        tree = config.model_dump(mode="json")
+        for key, value in updates.items():
+            set_path(tree, key, value)
+        config = task_cls.config_model.model_validate(tree)
+    task = task_cls(config, cache_dir=Path(loop_config["cache_dir"]))
     seed = int(loop_config.get("seed", 0))
     seed_everything(seed)  # same model init on every rank (DDP also broadcasts rank 0's weights)
     device = ray.train.torch.get_device()  # ray

@@ -91,9 +91,20 @@ class Task(ABC):
     metric_names: ClassVar[tuple[str, ...]]
     # Config keys that identify a row of the paper's table (dotted paths), for `raysweep report`.
     table_keys: ClassVar[tuple[str, ...]] = ()
+    # Searched keys that change what `prepare` materialises (e.g. the text encoder): the sweep calls `prepare`
+    # once per combination of their values, so trials share the result instead of each computing it.
+    prepare_keys: ClassVar[tuple[str, ...]] = ()
+    # The paper's table: display name → reported metric, in column order (values are fractions; shown as %).
+    table_columns: ClassVar[dict[str, str]] = {}
 
-    def __init__(self, config: StrictModel):
+    def __init__(self, config: StrictModel, cache_dir: Path | None = None):
         self.config = config
+        self.cache_dir = cache_dir  # where `prepare` put shared artefacts (None: task must not need them)
+
+    @classmethod
+    def row_labels(cls, config: Mapping[str, Any]) -> dict[str, str]:
+        """The row-label cells of the paper's table for one trial, from its flat config (dotted keys)."""
+        return {key: str(config.get(key)) for key in cls.table_keys}
 
     # ---- once per sweep, in the driver process, before any trial starts -------------------------------------
     @classmethod

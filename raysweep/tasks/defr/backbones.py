@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 
 RANDOM_VITS = ("vit_tiny", "vit_small")
 OPEN_CLIP_PREFIX = "open_clip:"
+_JIT_EXTRA_KEYS = ("input_resolution", "context_length", "vocab_size", "attn_mask")  # not parameters of CLIP
 CHECKPOINT_SUFFIXES = (".pt", ".pth", ".bin", ".safetensors", ".ckpt")
 
 BACKBONE_FORMS = (
@@ -221,12 +222,14 @@ class _ClipViTImageTower(nn.Module):
         return self.visual(images)
 
 
-def load_open_clip(arch: str, weights: Optional[str], what: str):
+def load_open_clip(arch: str, weights: str, what: str, openai_family: bool = False):
     """A full open_clip CLIP model (image + text towers) on CPU, fp32, in eval mode.
 
-    `weights`: None or "random" (random init), "hub" (the "openai" tag), a tag, or a local checkpoint path (an
+    `weights`: "random" (random init), "hub" (the "openai" tag), a tag, or a local checkpoint path (an
     open_clip / OpenAI state dict, or an OpenAI TorchScript file). `what` names the config key in error messages.
-    OpenAI weights use QuickGELU (as the original CLIP and DEFR do).
+    OpenAI's CLIP uses QuickGELU: it is switched on for tags that need it, for TorchScript files, and, for random init
+    and plain state dicts, when `openai_family` (the paper's CLIP-* aliases); otherwise the arch's config decides
+    (`open_clip:ViT-B-32-quickgelu` forces it).
     """
     import open_clip
 
@@ -234,10 +237,16 @@ def load_open_clip(arch: str, weights: Optional[str], what: str):
         raise ConfigError(
             f"{what}: {arch!r} is not an open_clip architecture{did_you_mean(arch, open_clip.list_models())}; "
             f"see open_clip.list_models()")
-    kind = _weights_kind(weights or "random")
+    kind = _weights_kind(weights)
     tag = {"hub": "openai", "tag": weights}.get(kind)
-    quick_gelu = arch.startswith(("ViT-B-", "ViT-L-14", "RN50", "RN101")) and kind != "tag" or (
-        tag is not None and bool((open_clip.get_pretrained_cfg(arch, tag) or {}).get("quick_gelu")))
+    if tag is not None and tag not in open_clip.list_pretrained_tags_by_model(arch):
+        tags = open_clip.list_pretrained_tags_by_model(arch)
+        raise ConfigError(f"{what}: weights {weights!r} is not a pretrained tag of open_clip {arch!r}"
+                          f"{did_you_mean(tag, tags)}; allowed: {tags or 'none'}, 'random', or a local checkpoint path")
+    if tag is not None:
+        quick_gelu = bool((open_clip.get_pretrained_cfg(arch, tag) or {}).get("quick_gelu"))
+    else:
+        quick_gelu = openai_family
     try:
         if kind == "random":
             model = open_clip.create_model(arch, pretrained=None, force_quick_gelu=quick_gelu)
@@ -245,8 +254,11 @@ def load_open_clip(arch: str, weights: Optional[str], what: str):
             if not os.path.isfile(weights):
                 raise ConfigError(f"{what}: weights {weights!r} for {arch!r}: no such checkpoint file; "
                                   f"give an existing local checkpoint path, or one of {WEIGHTS_FORMS}")
-            if _is_torchscript_archive(weights):
-                model = open_clip.load_openai_model(weights, precision="fp32", device="cpu")
+            if _is_torchscript_archive(weights):  # OpenAI's original JIT files (DEFR's `clip/ViT-B-32.pt`)
+                model = open_clip.create_model(arch, pretrained=None, force_quick_gelu=True)
+                state = torch.jit.load(weights, map_location="cpu").state_dict()
+                state = {k: v.float() for k, v in state.items() if k not in _JIT_EXTRA_KEYS}
+                model.load_state_dict(state, strict=True)
             else:
                 model = open_clip.create_model(arch, pretrained=weights, force_quick_gelu=quick_gelu)
         else:
@@ -271,7 +283,8 @@ def _build_open_clip(cfg: ModelConfig, arch: str, image_size: int) -> Backbone:
     if cfg.drop_path > 0:
         raise ConfigError(f"model.drop_path {cfg.drop_path} is not supported for CLIP backbone {cfg.backbone!r}; "
                           f"set model.drop_path to 0 or use a timm backbone")
-    visual = load_open_clip(arch, cfg.weights, f"model.backbone {cfg.backbone!r}").visual
+    openai_family = not cfg.backbone.startswith(OPEN_CLIP_PREFIX)
+    visual = load_open_clip(arch, cfg.weights, f"model.backbone {cfg.backbone!r}", openai_family).visual
     visual.train()
     if isinstance(visual, VisionTransformer):
         if visual.attn_pool is not None or visual.pool_type != "tok":

@@ -1,0 +1,18 @@
+"""`raysweep collect`: experiment → parquet (idempotent; works while the sweep runs and after a crash)."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+from raysweep.results.collect import collect_experiment
+from raysweep.sweep import storage
+from raysweep.sweep.runner import RESULTS_FILE
+
+
+def run(experiment: str, output: Optional[str]) -> None:
+    experiment = storage.normalise(experiment)
+    target = output or storage.join(experiment, RESULTS_FILE)
+    frame = collect_experiment(experiment, target)
+    counts = frame["status"].value_counts().to_dict() if len(frame) else {}
+    summary = ", ".join(f"{n} {s.lower()}" for s, n in sorted(counts.items())) or "no trials yet"
+    print(f"{target}: {len(frame)} trials ({summary})")

@@ -1,0 +1,22 @@
+"""`raysweep validate`: load and check a space file; print the resolved space and fixed config. No Ray."""
+
+from __future__ import annotations
+
+import yaml
+
+from raysweep.spec.load import flatten, load_sweep
+
+
+def run(space: str, overrides: list[str]) -> None:
+    sweep = load_sweep(space, overrides)
+    searched = set(sweep.params)
+    fixed = {k: v for k, v in flatten(sweep.base_config).items() if k not in searched}
+    grid = sweep.grid_points()
+    print(f"# {sweep.path}: task {sweep.spec.task!r}, experiment {sweep.name!r} — OK")
+    print(f"# objective: {sweep.mode} {sweep.metric}; {sweep.num_trials} trials"
+          + (f" ({len(grid)} grid points × {sweep.spec.trials.num_samples})" if grid else "")
+          + f"; scheduler {sweep.spec.scheduler.type} (max {sweep.max_epochs} epochs)")
+    print(yaml.safe_dump({"search": sweep.resolved_space()}, sort_keys=False).rstrip())
+    print(yaml.safe_dump({"fixed": fixed}, sort_keys=False).rstrip())
+    settings = sweep.spec.model_dump(include={"optuna", "scheduler", "trials", "resources", "storage", "failure", "ray"})
+    print(yaml.safe_dump(settings, sort_keys=False).rstrip())

@@ -1,0 +1,216 @@
+"""Offline HICO evaluation of a saved score matrix against DEFR's `anno.pkl` (the core of `raysweep eval hico`).
+
+Inputs:
+- `anno.pkl`: DEFR's pickled dict with `files_test` [N_test], `anno_test` [C, N_test] and `anno_train`
+  [C, N_train] (class-major, labels in {1, 0, -1, -2}; NaN is read as -2). `hoi_list` is never read: real files
+  carry it in different forms. `anno_train` is needed only when no Few@k lists file is given.
+- scores: `.npy` (or `.npz` holding one array) of shape [N_test, C]; row i scores the image `files_test[i]`.
+- optionally a Few@k lists JSON (see `raysweep.metrics.hico.load_few_shot_lists`), e.g. DEFR's hard-coded lists.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import pickle
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from raysweep.errors import DataError
+from raysweep.metrics.hico import (
+    FEW_SHOT_KEYS,
+    INTERPOLATIONS,
+    Interpolation,
+    evaluate_hico,
+    hico_labels,
+    load_few_shot_lists,
+)
+
+SCORE_SUFFIXES: tuple[str, ...] = (".npy", ".npz")
+
+
+@dataclass
+class HicoAnnotations:
+    """Label matrices of anno.pkl, transposed to image-major [N, C]."""
+
+    files_test: np.ndarray  # [N_test]
+    test_labels: np.ndarray  # [N_test, C]
+    train_labels: np.ndarray | None  # [N_train, C]; None when not loaded
+
+
+def _unpickle(path: Path) -> object:
+    with path.open("rb") as fh:
+        try:
+            return pickle.load(fh)
+        except UnicodeDecodeError:  # a Python 2 pickle of numpy arrays
+            fh.seek(0)
+            return pickle.load(fh, encoding="latin1")
+
+
+def load_hico_anno(path: str | Path, need_train: bool = True) -> HicoAnnotations:
+    """Read and check DEFR's `anno.pkl`.
+
+    Unpickling runs code named inside the file: anno.pkl is the dataset's own format, so it is accepted, but only
+    open files from a source you trust. Raises DataError (naming the file and key) for a missing or unreadable
+    file, a missing key, a label matrix that is not 2-D, label values outside {1, 0, -1, -2, NaN}, or a
+    `files_test` whose length differs from the number of test images.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: annotation file not found")
+    try:
+        anno = _unpickle(path)
+    except Exception as exc:  # unpickling can fail in many ways (truncation, unknown classes, ...)
+        raise DataError(f"{path}: cannot unpickle ({type(exc).__name__}: {exc})") from None
+    if not isinstance(anno, dict):
+        raise DataError(
+            f"{path}: expected a pickled dict with files_test/anno_test/anno_train, got {type(anno).__name__}"
+        )
+    required = ("files_test", "anno_test") + (("anno_train",) if need_train else ())
+    missing = [key for key in required if key not in anno]
+    if missing:
+        raise DataError(f"{path}: missing key(s) {', '.join(missing)}; found {', '.join(map(str, anno)) or 'none'}")
+
+    test = _label_matrix(path, "anno_test", anno["anno_test"])
+    train = _label_matrix(path, "anno_train", anno["anno_train"]) if "anno_train" in anno else None
+    if train is not None and train.shape[1] != test.shape[1]:
+        raise DataError(
+            f"{path}: anno_train has {train.shape[1]} classes but anno_test has {test.shape[1]} "
+            "(both must be [C, N], class-major)"
+        )
+    files_test = np.asarray(anno["files_test"]).reshape(-1)
+    if len(files_test) != test.shape[0]:
+        raise DataError(
+            f"{path}: files_test has {len(files_test)} entries but anno_test has {test.shape[0]} test images "
+            "(anno_test must be [C, N_test], class-major)"
+        )
+    return HicoAnnotations(files_test=files_test, test_labels=test, train_labels=train if need_train else None)
+
+
+def _label_matrix(path: Path, key: str, value: object) -> np.ndarray:
+    """anno[key] [C, N] checked and transposed to [N, C]."""
+    try:
+        labels = np.asarray(value)
+    except Exception as exc:
+        raise DataError(f"{path}: {key} is not an array ({exc})") from None
+    if labels.ndim != 2 or labels.dtype.kind not in "iuf":
+        raise DataError(
+            f"{path}: {key} must be a 2-D numeric [C, N] label matrix, "
+            f"got shape {labels.shape} and dtype {labels.dtype}"
+        )
+    try:
+        hico_labels(labels)
+    except ValueError as exc:
+        raise DataError(f"{path}: {key}: {exc}") from None
+    return labels.T
+
+
+def load_scores(path: str | Path) -> np.ndarray:
+    """Read a score matrix from `.npy` or a single-array `.npz` (no pickled objects); DataError when unreadable."""
+    path = Path(path)
+    if path.suffix not in SCORE_SUFFIXES:
+        raise DataError(f"{path}: scores must be a {' or '.join(SCORE_SUFFIXES)} file, got suffix {path.suffix!r}")
+    if not path.is_file():
+        raise DataError(f"{path}: scores file not found")
+    try:
+        loaded = np.load(path, allow_pickle=False)
+        if isinstance(loaded, np.lib.npyio.NpzFile):
+            with loaded:
+                names = list(loaded.files)
+                if len(names) != 1:
+                    raise DataError(f"{path}: an .npz scores file must hold exactly one array, found {names}")
+                loaded = loaded[names[0]]
+    except DataError:
+        raise
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        raise DataError(f"{path}: cannot read scores ({type(exc).__name__}: {exc})") from None
+    if loaded.dtype.kind not in "iuf":
+        raise DataError(f"{path}: scores must be numeric, got dtype {loaded.dtype}")
+    return loaded
+
+
+def _check_scores(path: Path, scores: np.ndarray, num_images: int, num_classes: int) -> None:
+    expected = (num_images, num_classes)
+    if scores.shape != expected:
+        hint = ""
+        if scores.shape == expected[::-1]:
+            hint = " (it looks transposed; rows must be test images in files_test order)"
+        raise DataError(f"{path}: scores have shape {scores.shape}, expected [N_test, C] = {expected}{hint}")
+    bad = ~np.isfinite(scores)
+    if bad.any():
+        row, col = (int(i) for i in np.argwhere(bad)[0])
+        raise DataError(
+            f"{path}: scores contain {int(bad.sum())} NaN/inf value(s), first at image {row}, class {col} "
+            f"({scores[row, col]})"
+        )
+
+
+def evaluate_files(
+    anno_path: str | Path,
+    scores_path: str | Path,
+    few_shot_lists_path: str | Path | None = None,
+    as_json: bool = False,
+    interpolation: Interpolation = "11point",
+) -> str:
+    """Evaluate saved scores against anno.pkl; return the text to print (a table, or one JSON object).
+
+    Few@k lists come from `few_shot_lists_path` when given (e.g. DEFR's hard-coded lists), else from anno_train
+    (classes with 1..k positive training images). The JSON object has keys full, few@1, few@5, few@10,
+    known_object, per_class_ap (Default setting) as fractions, and few_shot_sizes; NaN is written as null.
+    Unpickling anno.pkl runs code named in the file (see `load_hico_anno`). Raises DataError on bad inputs.
+    """
+    if interpolation not in INTERPOLATIONS:
+        raise DataError(f"interpolation must be one of {', '.join(INTERPOLATIONS)}, got {interpolation!r}")
+    anno_path, scores_path = Path(anno_path), Path(scores_path)
+    few_lists = load_few_shot_lists(few_shot_lists_path) if few_shot_lists_path is not None else None
+    anno = load_hico_anno(anno_path, need_train=few_lists is None)
+    num_images, num_classes = anno.test_labels.shape
+    scores = load_scores(scores_path)
+    _check_scores(scores_path, scores, num_images, num_classes)
+    if few_lists is not None:
+        for key, classes in few_lists.items():
+            outside = [i for i in classes if i >= num_classes]
+            if outside:
+                raise DataError(
+                    f"{few_shot_lists_path}: {key} has class indices outside [0, {num_classes}): {outside[:5]}"
+                )
+
+    result = evaluate_hico(scores, anno.test_labels, anno.train_labels, few_lists, interpolation)
+    if as_json:
+        return json.dumps(_json_safe(result))
+    if few_lists is not None:
+        source = str(few_shot_lists_path)
+    else:
+        source = "anno_train (classes with 1..k positive training images)"
+    return format_table(result, num_images, num_classes, interpolation, source)
+
+
+def _json_safe(value: object) -> object:
+    """NaN -> None so the output is strict JSON."""
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+def format_table(result: dict, num_images: int, num_classes: int, interpolation: str, few_source: str) -> str:
+    """The human-readable summary of `evaluate_hico`'s result, in %."""
+    rows = [("Full", result["full"], num_classes)]
+    rows += [(key.replace("few", "Few"), result[key], result["few_shot_sizes"][key]) for key in FEW_SHOT_KEYS]
+    rows.append(("Known-Object", result["known_object"], num_classes))
+    lines = [
+        f"HICO mAP ({interpolation.replace('point', '-point').replace('_', '')} AP, DEFR protocol): "
+        f"{num_images} test images, {num_classes} classes",
+        f"{'setting':<14}{'mAP %':>8}{'classes':>9}",
+    ]
+    for name, value, count in rows:
+        shown = "n/a" if math.isnan(value) else f"{100.0 * value:.2f}"
+        lines.append(f"{name:<14}{shown:>8}{count:>9}")
+    lines.append(f"Class lists for Few@k: {few_source}")
+    return "\n".join(lines)

@@ -1,0 +1,91 @@
+"""The Tune trainable: one driver per trial that builds and fits a Ray Train `TorchTrainer` (Train V2 pattern).
+
+The driver holds a `sweep_driver` custom-resource slot and no CPU; its Train run is named after the trial id under
+`<experiment>/_train/`, so a relaunched driver (trial retry, `--resume`) finds the run's last checkpoint.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import asdict, dataclass
+from typing import Any, Callable
+
+from raysweep.errors import TrialFailure
+
+DRIVER_RESOURCE = "sweep_driver"
+TRAIN_SUBDIR = "_train"
+
+
+@dataclass(frozen=True)
+class TrialPlan:
+    """Everything a driver needs, fixed for the whole sweep (picklable, no Ray objects)."""
+
+    task: str
+    base_config: dict[str, Any]
+    experiment_dir: str  # <storage>/<name>
+    cache_dir: str  # embedded data and embeddings (Task.prepare)
+    metric: str
+    num_workers: int
+    use_gpu: bool
+    cpus_per_worker: float
+    gpus_per_worker: float
+    worker_restarts: int
+    keep_checkpoints: int
+    controller_failure_limit: int = 3  # worker-group start failures before the trial errors (Ray: forever)
+
+
+def trial_config(base: dict[str, Any], sampled: dict[str, Any]) -> dict[str, Any]:
+    """Base config with the sampled dotted keys set (plain dicts; the worker validates with the task's schema)."""
+    from raysweep.spec.load import set_path
+
+    tree = copy.deepcopy(base)
+    for key, value in sampled.items():
+        set_path(tree, key, value)
+    return tree
+
+
+def make_trainable(plan: TrialPlan) -> Callable[[dict[str, Any]], None]:
+    plan_dict = asdict(plan)
+
+    def raysweep_trial(config: dict[str, Any]) -> None:  # the name is part of the experiment: keep it stable
+        import ray.train
+        from ray import tune
+        from ray.train.torch import TorchTrainer
+        from ray.tune.integration.ray_train import TuneReportCallback
+
+        from raysweep.sweep.storage import join
+        from raysweep.sweep.worker import FAILURE_KEY, train_loop_per_worker
+
+        p = TrialPlan(**plan_dict)
+        trial_id = tune.get_context().get_trial_id()
+        task_config = trial_config(p.base_config, config)
+        resources = {"CPU": p.cpus_per_worker}
+        if p.use_gpu:
+            resources["GPU"] = p.gpus_per_worker
+        trainer = TorchTrainer(
+            train_loop_per_worker,
+            train_loop_config={
+                "task": p.task,
+                "config": task_config,
+                "seed": int(task_config.get("train", {}).get("seed", 0)),
+                "metric": p.metric,
+                "cache_dir": p.cache_dir,
+                "threads_per_worker": max(1, int(p.cpus_per_worker)),
+            },
+            scaling_config=ray.train.ScalingConfig(
+                num_workers=p.num_workers, use_gpu=p.use_gpu, resources_per_worker=resources),
+            run_config=ray.train.RunConfig(
+                name=trial_id,
+                storage_path=join(p.experiment_dir, TRAIN_SUBDIR),
+                callbacks=[TuneReportCallback()],
+                failure_config=ray.train.FailureConfig(
+                    max_failures=p.worker_restarts, controller_failure_limit=p.controller_failure_limit),
+                checkpoint_config=ray.train.CheckpointConfig(num_to_keep=p.keep_checkpoints),
+            ),
+        )
+        result = trainer.fit()
+        failure = (result.metrics or {}).get(FAILURE_KEY)
+        if failure:
+            raise TrialFailure(failure)
+
+    return raysweep_trial

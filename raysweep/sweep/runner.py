@@ -1,0 +1,252 @@
+"""`raysweep tune`: start or join Ray, run (or resume) the Optuna + ASHA sweep, then write the parquet.
+
+Experiment layout: `<storage>/<name>/` holds Tune's own files, `raysweep_space.yaml` (the space file as given),
+`raysweep_meta.json` (overrides, versions, commit), `_train/<trial id>/` (each trial's Train run and checkpoints)
+and `results.parquet`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+from raysweep.errors import UserError
+from raysweep.spec.load import Sweep, load_sweep
+from raysweep.sweep import storage
+from raysweep.sweep.driver import DRIVER_RESOURCE, TrialPlan, make_trainable
+
+log = logging.getLogger(__name__)
+SPACE_COPY = "raysweep_space.yaml"
+META_FILE = "raysweep_meta.json"
+RESULTS_FILE = "results.parquet"
+DEFAULT_CACHE = "~/.cache/raysweep"
+ENV_VARS = {
+    "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": None,  # filled from the space file (Train → Tune poll interval)
+    "TOKENIZERS_PARALLELISM": "false",
+    "OMP_NUM_THREADS": None,  # one thread per worker CPU, set below
+}
+
+
+@dataclass
+class SweepOutcome:
+    experiment_dir: str
+    parquet: str
+    num_trials: int
+    wall_time_s: float
+
+
+def cache_dir(sweep: Sweep) -> Path:
+    return Path(os.path.expanduser(sweep.spec.storage.cache_dir or DEFAULT_CACHE))
+
+
+def prepare_task(sweep: Sweep) -> None:
+    """Run the task's once-per-sweep preparation (embedded data, caches) here, before any trial starts.
+
+    Workers run it again (a cache hit) and apply its config updates themselves, so trial configs keep the user's
+    values (e.g. `data.root: null` for the embedded data) and nodes without this machine's cache still work.
+    """
+    config = sweep.task_cls.config_model.model_validate(sweep.base_config)
+    sweep.task_cls.prepare(config, cache_dir(sweep))
+
+
+def _versions() -> dict[str, str]:
+    import optuna
+    import ray
+    import torch
+
+    import raysweep
+
+    return {"raysweep": raysweep.__version__, "torch": torch.__version__, "ray": ray.__version__,
+            "optuna": optuna.__version__, "git_commit": git_commit() or "", "python": sys.version.split()[0]}
+
+
+def git_commit() -> Optional[str]:
+    import subprocess
+
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).resolve().parent, capture_output=True,
+                             text=True, timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
+def _concurrency(sweep: Sweep, cluster: dict[str, float], local: bool) -> int:
+    res = sweep.spec.resources
+    cpu_need = res.num_workers * res.cpus_per_worker
+    gpu_need = res.num_workers * res.gpus
+    caps = []
+    if cpu_need > 0:
+        caps.append(math.floor(cluster.get("CPU", 0) / cpu_need))
+    if gpu_need > 0:
+        caps.append(math.floor(cluster.get("GPU", 0) / gpu_need))
+    cap = min(caps) if caps else sweep.num_trials
+    if cap < 1:
+        have = f"{cluster.get('CPU', 0):g} CPUs and {cluster.get('GPU', 0):g} GPUs"
+        need = (f"{cpu_need:g} CPUs and {gpu_need:g} GPUs (resources.num_workers={res.num_workers} × "
+                f"cpus_per_worker={res.cpus_per_worker:g}, gpus per worker={res.gpus:g})")
+        if local:
+            raise UserError(f"resources: a trial needs {need} but this Ray instance has {have}; lower "
+                            f"resources.num_workers / cpus_per_worker, set resources.use_gpu=false, or join a cluster "
+                            f"with --address")
+        log.warning("the cluster has %s now, a trial needs %s: trials queue until the autoscaler adds nodes", have, need)
+        cap = sweep.spec.trials.max_concurrent or 1
+    wanted = sweep.spec.trials.max_concurrent or cap
+    return max(1, min(wanted, cap if local else wanted, sweep.num_trials))
+
+
+def init_ray(sweep: Sweep, address: Optional[str], slots: int) -> None:
+    """Local instance (dashboard on 127.0.0.1) or join `address`; prints the dashboard URL."""
+    import ray
+
+    settings = sweep.spec.ray
+    env = {"RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": str(settings.report_interval_s), "TOKENIZERS_PARALLELISM": "false"}
+    runtime_env = {"env_vars": env}
+    os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")  # eval-less epochs carry no objective
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # the classic trial table: status, epoch, loss, objective
+    address = address or settings.address
+    try:
+        if address:
+            context = ray.init(address=address, runtime_env=runtime_env, logging_level=logging.WARNING,
+                               log_to_driver=False)
+        else:
+            context = ray.init(address="local", num_cpus=os.cpu_count(), resources={DRIVER_RESOURCE: slots},
+                               include_dashboard=True, dashboard_host=settings.dashboard_host,
+                               dashboard_port=settings.dashboard_port, runtime_env=runtime_env,
+                               logging_level=logging.WARNING, log_to_driver=False)
+    except Exception as exc:  # noqa: BLE001 - ray raises many types; the user needs one line
+        text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if address and any(word in text.lower() for word in ("token", "auth", "401", "unauthenticated")):
+            raise UserError(f"--address {address}: the cluster uses token authentication; set RAY_AUTH_MODE=token "
+                            f"and copy the cluster's token to ~/.ray/auth_token ({text})") from None
+        where = f"--address {address}" if address else "local Ray instance"
+        raise UserError(f"{where}: cannot start or connect ({text})") from None
+    url = getattr(context, "dashboard_url", None)
+    if url:
+        print(f"Ray dashboard: http://{url}", flush=True)
+    if address and DRIVER_RESOURCE not in ray.cluster_resources():
+        ray.shutdown()
+        raise UserError(f"--address {address}: the cluster has no {DRIVER_RESOURCE!r} resource for trial drivers; "
+                        f"give the head node `resources: {{{DRIVER_RESOURCE}: 8}}` (see cluster.yaml)")
+
+
+def run_sweep(sweep: Sweep, name: Optional[str] = None, storage_path: Optional[str] = None, resume: bool = False,
+              address: Optional[str] = None) -> SweepOutcome:
+    import ray
+    from ray import tune
+
+    started = time.time()
+    root = storage.normalise(storage_path or sweep.spec.storage.path)
+    name = name or sweep.name
+    experiment_dir = storage.join(root, name)
+    meta_path = storage.join(experiment_dir, META_FILE)
+    storage.check_writable(root)
+    existing = storage.exists(meta_path)
+    if existing and not resume:
+        raise UserError(f"experiment {name!r} already exists at {experiment_dir}; continue it with --resume or "
+                        f"choose another --name")
+    if resume and not existing:
+        raise UserError(f"--resume: no raysweep experiment at {experiment_dir} (no {META_FILE}); start it without "
+                        f"--resume")
+    if resume:
+        sweep = _saved_sweep(experiment_dir, sweep)
+    prepare_task(sweep)
+    if not existing:
+        storage.write_text_atomic(storage.join(experiment_dir, SPACE_COPY), sweep.path.read_text())
+        storage.write_text_atomic(meta_path, json.dumps({
+            "name": name, "task": sweep.spec.task, "space_file": str(sweep.path), "overrides": sweep.overrides,
+            "metric": sweep.metric, "mode": sweep.mode, "num_trials": sweep.num_trials, "created": time.time(),
+            "versions": _versions()}, indent=2))
+
+    res = sweep.spec.resources
+    local = not (address or sweep.spec.ray.address)
+    cpus = float(os.cpu_count() or 1)
+    if local:
+        import torch
+
+        gpus = float(torch.cuda.device_count())
+        _concurrency(sweep, {"CPU": cpus, "GPU": gpus}, local=True)  # fail before Ray starts
+    slots = sweep.spec.resources.driver_slots or max(1, sweep.num_trials)
+    init_ray(sweep, address, slots)
+    try:
+        concurrency = _concurrency(sweep, ray.cluster_resources(), local=local)
+        plan = TrialPlan(task=sweep.spec.task, base_config=sweep.base_config, experiment_dir=experiment_dir,
+                         cache_dir=str(cache_dir(sweep)),
+                         metric=sweep.metric, num_workers=res.num_workers, use_gpu=res.use_gpu,
+                         cpus_per_worker=res.cpus_per_worker, gpus_per_worker=res.gpus,
+                         worker_restarts=sweep.spec.failure.worker_restarts,
+                         keep_checkpoints=sweep.spec.storage.keep_checkpoints)
+        trainable = tune.with_resources(make_trainable(plan), {"CPU": 0, DRIVER_RESOURCE: 1})
+        print(f"Experiment {name!r}: {sweep.num_trials} trials, up to {concurrency} at a time, "
+              f"{res.num_workers} worker(s) each; storage {experiment_dir}", flush=True)
+        if resume:
+            tuner = tune.Tuner.restore(experiment_dir, trainable=trainable, resume_unfinished=True,
+                                       resume_errored=True)
+        else:
+            tuner = tune.Tuner(trainable, tune_config=_tune_config(sweep, concurrency),
+                               run_config=_run_config(sweep, root, name))
+        tuner.fit()
+    finally:
+        ray.shutdown()
+    from raysweep.results.collect import collect_experiment
+
+    parquet = storage.join(experiment_dir, RESULTS_FILE)
+    collect_experiment(experiment_dir, parquet)
+    return SweepOutcome(experiment_dir=experiment_dir, parquet=parquet, num_trials=sweep.num_trials,
+                        wall_time_s=time.time() - started)
+
+
+def _saved_sweep(experiment_dir: str, given: Sweep) -> Sweep:
+    """On --resume the experiment's own copy of the space file and overrides win (the trials were drawn from it)."""
+    import tempfile
+
+    meta = json.loads(storage.read_text(storage.join(experiment_dir, META_FILE)))
+    text = storage.read_text(storage.join(experiment_dir, SPACE_COPY))
+    if text != given.path.read_text() or list(meta.get("overrides", [])) != given.overrides:
+        log.warning("--resume uses the experiment's saved space file and overrides, not the ones given now")
+    folder = Path(tempfile.mkdtemp(prefix="raysweep-resume-"))
+    copy = folder / Path(meta.get("space_file", "space.yaml")).name
+    copy.write_text(text)
+    sweep = load_sweep(copy, meta.get("overrides", []))
+    sweep.path = given.path if text == given.path.read_text() else copy
+    return sweep
+
+
+def _tune_config(sweep: Sweep, concurrency: int):
+    from ray import tune
+    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+
+    from raysweep.sweep.optuna_space import define_by_run, grid_points_to_evaluate, make_sampler
+    from raysweep.sweep.searcher import EpochAwareOptunaSearch
+
+    searcher = EpochAwareOptunaSearch(space=define_by_run(sweep), metric=sweep.metric, mode=sweep.mode,
+                                      points_to_evaluate=grid_points_to_evaluate(sweep) or None,
+                                      sampler=make_sampler(sweep))
+    sched = sweep.spec.scheduler
+    if sched.type == "asha":
+        scheduler = ASHAScheduler(time_attr="epoch", max_t=sweep.max_epochs, grace_period=sched.grace_period,
+                                  reduction_factor=sched.reduction_factor, metric=sweep.metric, mode=sweep.mode)
+    else:
+        scheduler = FIFOScheduler()
+    return tune.TuneConfig(search_alg=searcher, scheduler=scheduler, num_samples=sweep.num_trials,
+                           max_concurrent_trials=concurrency)
+
+
+def _run_config(sweep: Sweep, root: str, name: str):
+    from ray import tune
+
+    metric_columns = {"epoch": "epoch", "loss": "loss", sweep.metric: sweep.metric}
+    for extra in sweep.task_cls.metric_names[1:3]:
+        metric_columns[extra] = extra
+    reporter = tune.CLIReporter(metric_columns=metric_columns, parameter_columns=list(sweep.params),
+                                max_report_frequency=15, sort_by_metric=False)
+    stop = {"time_total_s": sweep.spec.trials.time_limit_s} if sweep.spec.trials.time_limit_s else None
+    return tune.RunConfig(name=name, storage_path=root, stop=stop, progress_reporter=reporter, verbose=1,
+                          failure_config=tune.FailureConfig(max_failures=sweep.spec.failure.trial_retries))

@@ -1,0 +1,86 @@
+"""Experiment storage on a local folder or a URI (s3://, gs://), through pyarrow filesystems."""
+
+from __future__ import annotations
+
+import os
+import posixpath
+import tempfile
+import uuid
+from pathlib import Path
+
+import pyarrow.fs as pafs
+
+from raysweep.errors import UserError
+
+
+def is_uri(path: str) -> bool:
+    return "://" in path
+
+
+def normalise(path: str) -> str:
+    """Absolute local path (with ~ expanded) or the URI unchanged."""
+    return path.rstrip("/") if is_uri(path) else str(Path(os.path.expanduser(path)).resolve())
+
+
+def join(base: str, *parts: str) -> str:
+    return posixpath.join(base, *parts) if is_uri(base) else str(Path(base, *parts))
+
+
+def filesystem(path: str) -> tuple[pafs.FileSystem, str]:
+    if not is_uri(path):
+        return pafs.LocalFileSystem(), path
+    try:
+        return pafs.FileSystem.from_uri(path)
+    except Exception as exc:  # noqa: BLE001 - any pyarrow error becomes one line
+        raise UserError(f"storage {path!r}: cannot open ({str(exc).splitlines()[0]})") from None
+
+
+def exists(path: str) -> bool:
+    fs, inner = filesystem(path)
+    return fs.get_file_info(inner).type != pafs.FileType.NotFound
+
+
+def read_text(path: str) -> str:
+    fs, inner = filesystem(path)
+    with fs.open_input_stream(inner) as stream:
+        return stream.read().decode()
+
+
+def write_bytes_atomic(path: str, data: bytes) -> None:
+    """Local: temp file in the same folder, then rename. Object stores: one PUT, which is atomic already."""
+    if is_uri(path):
+        fs, inner = filesystem(path)
+        fs.create_dir(posixpath.dirname(inner), recursive=True)
+        with fs.open_output_stream(inner) as stream:
+            stream.write(data)
+        return
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_text_atomic(path: str, text: str) -> None:
+    write_bytes_atomic(path, text.encode())
+
+
+def check_writable(path: str) -> None:
+    """One clear error before any trial starts if the storage cannot be written."""
+    probe = join(path, f".raysweep-write-probe-{uuid.uuid4().hex[:8]}")
+    try:
+        write_bytes_atomic(probe, b"ok")
+        fs, inner = filesystem(probe)
+        fs.delete_file(inner)
+    except UserError:
+        raise
+    except Exception as exc:  # noqa: BLE001
+        reason = getattr(exc, "strerror", None) or str(exc).splitlines()[0]
+        raise UserError(f"storage {path!r} is not writable ({reason}); choose another with --storage") from None

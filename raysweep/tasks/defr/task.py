@@ -1,0 +1,228 @@
+"""DEFR as a sweepable task: HICO multi-label recognition with a language-initialised classifier."""
+
+from __future__ import annotations
+
+import logging
+from functools import cached_property
+from pathlib import Path
+from typing import Any, ClassVar, Mapping, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from raysweep.tasks.base import Task, TrainingParts
+from raysweep.tasks.common import schedules
+from raysweep.tasks.defr.config import DefrConfig
+
+log = logging.getLogger(__name__)
+_ENCODER_NAMES = {"minilm": "MiniLM", "bert": "BERT", "simcse": "SimCSE", "clip": "CLIP"}
+_LOSS_NAMES = {"lse_sign": "LSE-Sign", "bce": "BCE", "wbce": "WBCE", "focal": "Focal"}
+
+
+class DefrTask(Task):
+    name: ClassVar[str] = "defr"
+    config_model: ClassVar[type[DefrConfig]] = DefrConfig
+    metric_names: ClassVar[tuple[str, ...]] = ("map", "map_few1", "map_few5", "map_few10", "map_ko")
+    table_keys: ClassVar[tuple[str, ...]] = ("model.backbone", "model.weights", "classifier.init",
+                                             "classifier.text_encoder", "classifier.head", "loss.name")
+    prepare_keys: ClassVar[tuple[str, ...]] = ("classifier.init", "classifier.text_encoder",
+                                               "classifier.text_encoder_weights", "prompts.template",
+                                               "prompts.no_interaction", "data.vocabulary")
+    table_columns: ClassVar[dict[str, str]] = {"Full": "map", "Few@1": "map_few1", "Few@5": "map_few5",
+                                               "Few@10": "map_few10", "Known-Object": "map_ko"}
+    config: DefrConfig
+
+    @classmethod
+    def row_labels(cls, config: Mapping[str, Any]) -> dict[str, str]:
+        """Rows as in DEFR's table: backbone init · classifier init · loss."""
+        backbone, weights = str(config.get("model.backbone")), str(config.get("model.weights"))
+        if weights == "random":
+            backbone_init = f"random ({backbone})"
+        elif "CLIP" in backbone or backbone.startswith("open_clip"):
+            backbone_init = "CLIP"
+        elif "21k" in backbone or "in21k" in weights:
+            backbone_init = "IN-21K"
+        elif "ImageNet1k" in backbone or backbone.startswith("vit_"):
+            backbone_init = "IN-1K"
+        else:
+            backbone_init = backbone
+        if config.get("classifier.init") == "language":
+            encoder = str(config.get("classifier.text_encoder"))
+            classifier_init = _ENCODER_NAMES.get(encoder, encoder)
+            if config.get("classifier.shuffle"):
+                classifier_init += " (shuffled)"
+        else:
+            classifier_init = "random"
+        head = config.get("classifier.head")
+        if head and head != "cosine":
+            classifier_init += f", {head}"
+        loss = _LOSS_NAMES.get(str(config.get("loss.name")), str(config.get("loss.name")))
+        return {"backbone init": backbone_init, "classifier init": classifier_init, "loss": loss}
+
+    # ---- shared, once per sweep ---------------------------------------------------------------------------
+    @classmethod
+    def prepare(cls, config: DefrConfig, cache_dir: Path) -> dict[str, Any]:
+        """Generate the embedded synthetic HICO when `data.root` is null; compute the language embeddings."""
+        updates: dict[str, Any] = {}
+        if config.data.root is None:
+            from raysweep.data.synth.hico import ensure_synthetic_hico
+
+            root = ensure_synthetic_hico(cache_dir, config.data.synth)
+            updates["data.root"] = str(root)
+            config = config.model_copy(update={"data": config.data.model_copy(update={"root": str(root)})})
+        task = cls(config, cache_dir)
+        task.annotations  # noqa: B018 - validates anno.pkl before any trial starts
+        if config.classifier.init == "language":
+            task.class_embeddings()  # cached on disk, so trials and workers only read it
+        return updates
+
+    # ---- per trial ----------------------------------------------------------------------------------------
+    @property
+    def epochs(self) -> int:
+        return self.config.train.epochs
+
+    def should_evaluate(self, epoch: int) -> bool:
+        return (epoch + 1) % self.config.train.eval_every == 0
+
+    @cached_property
+    def annotations(self):
+        from raysweep.tasks.defr.data import load_hico_annotations
+
+        if self.config.data.root is None:
+            raise RuntimeError("data.root is unresolved: DefrTask.prepare must run first")
+        return load_hico_annotations(Path(self.config.data.root))
+
+    def class_names(self) -> list[tuple[str, str]]:
+        from raysweep.errors import DataError
+        from raysweep.tasks.defr.data import load_vocabulary
+
+        if self.config.data.vocabulary:
+            names = load_vocabulary(self.config.data.vocabulary)
+        else:
+            names = self.annotations.class_names
+        num_classes = self.annotations.labels_train.shape[1]
+        if names is None:
+            raise DataError(f"{self.config.data.root}/anno.pkl: no usable hoi_list for prompts; give "
+                            f"data.vocabulary (a JSON list of [verb, object] per class) or prompts.template=file:<path>")
+        if len(names) != num_classes:
+            raise DataError(f"class names: {len(names)} given but the dataset has {num_classes} classes")
+        return names
+
+    def class_embeddings(self) -> np.ndarray:
+        from raysweep.tasks.defr.embeddings import text_embeddings
+        from raysweep.tasks.defr.prompts import class_prompts
+
+        template = self.config.prompts.template
+        if template.startswith("file:"):
+            names = [("", "")] * self.annotations.labels_train.shape[1]
+        else:
+            names = self.class_names()
+        prompts = class_prompts(names, self.config.prompts)
+        cache = self.cache_dir if self.cache_dir is not None else None
+        return text_embeddings(prompts, self.config.classifier.text_encoder,
+                               self.config.classifier.text_encoder_weights, cache)
+
+    def _splits(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, str]:
+        """(train files, train labels, eval files, eval labels, eval image folder)."""
+        from raysweep.tasks.defr.data import split_train_val
+
+        ann, data = self.annotations, self.config.data
+        if data.validation:
+            train_idx, val_idx = split_train_val(len(ann.files_train), data.val_fraction, self.config.train.seed)
+            return (ann.files_train[train_idx], ann.labels_train[train_idx], ann.files_train[val_idx],
+                    ann.labels_train[val_idx], "train2015")
+        return ann.files_train, ann.labels_train, ann.files_test, ann.labels_test, "test2015"
+
+    def build(self, device: torch.device, rank: int = 0, world_size: int = 1) -> TrainingParts:
+        from raysweep.tasks.defr.backbones import build_backbone, normalisation_for
+        from raysweep.tasks.defr.classifier import build_classifier
+        from raysweep.tasks.defr.data import HicoDataset, build_transforms, rebalance_indices
+        from raysweep.tasks.defr.losses import build_loss, wbce_pos_weight
+        from raysweep.tasks.defr.model import DefrNet
+
+        cfg = self.config
+        train_files, train_labels, eval_files, eval_labels, eval_folder = self._splits()
+        self._eval_labels, self._train_labels = eval_labels, train_labels
+        num_classes = train_labels.shape[1]
+
+        backbone = build_backbone(cfg.model, cfg.data.image_size)
+        embeddings = self.class_embeddings() if cfg.classifier.init == "language" else None
+        classifier = build_classifier(cfg.classifier, backbone.width, num_classes, embeddings, cfg.train.seed,
+                                      getattr(backbone, "clip_proj", None))
+        model = DefrNet(backbone, classifier).to(device)
+
+        norm = cfg.data.normalisation if cfg.data.normalisation != "auto" else normalisation_for(cfg.model)
+        root = Path(cfg.data.root)
+        targets = (train_labels == 1).astype(np.float32)
+        indices = rebalance_indices(targets, cfg.data.min_samples)
+        train_set = HicoDataset(root / "images" / "train2015", train_files, train_labels, indices,
+                                build_transforms(cfg.data.image_size, True, norm, cfg.data))
+        eval_set = HicoDataset(root / "images" / eval_folder, eval_files, eval_labels, None,
+                               build_transforms(cfg.data.image_size, False, norm, cfg.data))
+        for dataset in (train_set, eval_set):
+            if hasattr(dataset, "max_bad_fraction"):
+                dataset.max_bad_fraction = cfg.data.max_bad_images
+
+        pos_weight = wbce_pos_weight(targets[indices]).to(device) if cfg.loss.name == "wbce" else None
+        self.loss_fn = build_loss(cfg.loss.name, pos_weight=pos_weight, focal_alpha=cfg.loss.focal_alpha,
+                                  focal_gamma=cfg.loss.focal_gamma)
+        groups = model.param_groups(cfg.optim.backbone_lr_mult, cfg.optim.weight_decay,
+                                    cfg.optim.no_decay_norm_bias, cfg.optim.lr)
+        optimizer = torch.optim.AdamW(groups, lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
+        per_worker = -(-len(train_set) // world_size)
+        iters = max(1, -(-per_worker // cfg.train.batch_size))
+        self.device = device
+        return TrainingParts(
+            model=model, optimizer=optimizer, schedule=self._schedule(optimizer, iters), train_set=train_set,
+            eval_set=eval_set, batch_size=cfg.train.batch_size, eval_batch_size=cfg.train.eval_batch_size,
+            grad_clip_norm=cfg.optim.grad_clip_norm, num_loader_workers=cfg.data.loader_workers)
+
+    def _schedule(self, optimizer: torch.optim.Optimizer, iters_per_epoch: int):
+        o = self.config.optim
+        if o.schedule == "cosine_restarts":
+            return schedules.cosine_restarts(optimizer, o.t0)
+        if o.schedule == "cosine_warmup":
+            return schedules.cosine_warmup(optimizer, iters_per_epoch, self.epochs, o.warmup_epochs)
+        if o.schedule == "cosine":
+            return schedules.cosine(optimizer, iters_per_epoch, self.epochs)
+        if o.schedule == "multistep":
+            return schedules.multistep(optimizer, o.milestones, o.gamma)
+        if o.schedule == "plateau":
+            return schedules.plateau(optimizer)
+        return schedules.constant()
+
+    def _autocast(self):
+        if self.config.train.amp == "bf16" and getattr(self, "device", torch.device("cpu")).type == "cuda":
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return torch.autocast("cpu", enabled=False)
+
+    def train_step(self, model: nn.Module, batch: Any, epoch: int, iteration: int):
+        images, targets = batch[0].to(self.device, non_blocking=True), batch[1].to(self.device, non_blocking=True)
+        with self._autocast():
+            logits = model(images)
+        loss = self.loss_fn(logits.float(), targets)
+        return loss, {}
+
+    def predict(self, model: nn.Module, batch: Any) -> tuple[Sequence[int], Sequence[Any]]:
+        images, indices = batch[0].to(self.device, non_blocking=True), batch[-1]
+        with self._autocast():
+            logits = model(images)
+        rows = logits.float().cpu().numpy()
+        return [int(i) for i in indices], list(rows)
+
+    def evaluate(self, outputs: Mapping[int, Any]) -> dict[str, float]:
+        from raysweep.metrics.hico import evaluate_hico, load_few_shot_lists
+
+        n = len(self._eval_labels)
+        missing = [i for i in range(n) if i not in outputs]
+        if missing:
+            raise RuntimeError(f"evaluation is missing {len(missing)} of {n} images (first: {missing[0]})")
+        scores = np.stack([outputs[i] for i in range(n)]).astype(np.float64)
+        lists = load_few_shot_lists(self.config.data.few_shot_lists) if self.config.data.few_shot_lists else None
+        result = evaluate_hico(scores, self._eval_labels, self._train_labels, few_shot_lists=lists)
+        return {"map": result["full"], "map_few1": result["few@1"], "map_few5": result["few@5"],
+                "map_few10": result["few@10"], "map_ko": result["known_object"]}
+
+    def num_samples(self, batch: Any) -> int:
+        return int(batch[0].shape[0])
