@@ -11,7 +11,8 @@ import torch
 import torch.nn.functional as F
 
 from raysweep.errors import ConfigError
-from raysweep.tasks.defr.backbones import build_backbone, interpolate_token_grid, normalisation_for
+from raysweep.tasks.defr.backbones import (_open_clip_arch, _timm_name, build_backbone, interpolate_token_grid,
+                                           normalisation_for)
 from raysweep.tasks.defr.classifier import ClipImageProjection, build_classifier
 from raysweep.tasks.defr.config import ClassifierConfig, ModelConfig
 from raysweep.tasks.defr.model import DefrNet
@@ -160,7 +161,7 @@ def test_trainable_logit_scale_is_clamped_to_its_max():
     assert not fixed.logit_scale.requires_grad
 
 
-# ----------------------------------------------------------------------------------------------- text width != image width
+# ----------------------------------------------------------------------------------------------- text width != image
 
 def test_auto_projection_back_projects_clip_text_with_clip_proj():
     text = embeddings(4, 3)
@@ -304,9 +305,17 @@ def test_timm_vit_loaded_by_path_equals_the_saved_weights(tmp_path):
     assert torch.equal(bigger.body.pos_embed[:, :1], model.pos_embed[:, :1])
 
 
+def test_paper_aliases_resolve_to_library_names():
+    assert _timm_name("ImageNet1k-ViT-B", 32) == "vit_base_patch32_224"
+    assert _timm_name("ImageNet21k-ViT-B", 16) == "vit_base_patch16_224.augreg_in21k"
+    assert _open_clip_arch("CLIP-ViT-B", 32) == "ViT-B-32" and _open_clip_arch("CLIP-ViT-L", 32) == "ViT-L-14"
+    assert _open_clip_arch("CLIP-RN50x4", 32) == "RN50x4" and _open_clip_arch("open_clip:RN101", 32) == "RN101"
+    assert _open_clip_arch("vit_base_patch32_224", 32) is None
+
+
 def test_hub_weights_without_network_raise_config_error():
-    with pytest.raises(ConfigError, match=r"'hub' for backbone 'ImageNet1k-ViT-B'.*local path"):
-        build_backbone(ModelConfig(backbone="ImageNet1k-ViT-B", patch_size=32, weights="hub"), image_size=64)
+    with pytest.raises(ConfigError, match=r"'hub' for backbone 'test_vit'.*local path"):
+        build_backbone(ModelConfig(backbone="test_vit", weights="hub"), image_size=32)
     with pytest.raises(ConfigError, match=r"weights 'hub' for open_clip 'ViT-B-32'"):
         build_backbone(ModelConfig(backbone="CLIP-ViT-B", patch_size=32, weights="hub"), image_size=64)
 
@@ -381,3 +390,27 @@ def test_open_clip_resnet_uses_attnpool_output_and_identity_projection(tiny_open
     assert backbone.width == 32 and torch.equal(backbone.clip_proj, torch.eye(32))
     assert backbone.body.attnpool.positional_embedding.shape[0] == 1 + 4 * 4
     assert backbone(torch.randn(2, 3, 128, 128)).shape == (2, 32)
+
+
+def test_build_defr_net_back_projects_clip_text_into_a_non_clip_backbone(tiny_open_clip_archs, tmp_path):
+    """DEFR's im1k `clip` configs: CLIP text rows mapped into an ImageNet ViT's space by CLIP's visual projection."""
+    import open_clip
+
+    from raysweep.tasks.defr.config import DataConfig, DefrConfig
+    from raysweep.tasks.defr.embeddings import text_embeddings
+    from raysweep.tasks.defr.model import build_defr_net
+    from raysweep.tasks.defr.prompts import class_prompts
+
+    clip = open_clip.create_model("RaysweepTest-ViT", pretrained=None).eval()
+    path = tmp_path / "tiny_clip.pt"
+    torch.save(clip.state_dict(), path)
+    cfg = DefrConfig(data=DataConfig(image_size=32), model=ModelConfig(**{**TINY_VIT, "width": 64}),
+                     classifier=ClassifierConfig(text_encoder="open_clip:RaysweepTest-ViT",
+                                                 text_encoder_weights=str(path)))
+    classes = [("ride", "bicycle"), ("no_interaction", "bicycle"), ("eat", "apple")]
+    net = build_defr_net(cfg, classes, cache_dir=tmp_path)
+    text = text_embeddings(class_prompts(classes, cfg.prompts), cfg.classifier.text_encoder, str(path), tmp_path)
+    assert text.shape == (3, 32) and net.classifier.image_proj is None
+    expected = (clip.visual.proj.detach().numpy() @ text.T).T
+    np.testing.assert_allclose(net.classifier.weight.detach().numpy(), expected, rtol=1e-5, atol=1e-6)
+    assert net(torch.randn(2, 3, 32, 32)).shape == (2, 3)

@@ -50,6 +50,7 @@ from raysweep.data.hicodet import (
     RARE_THRESHOLD,
     HicoDetAnnotations,
     coco_id_to_index,
+    index_to_coco_id,
     known_objects,
     triplet_counts,
 )
@@ -295,8 +296,10 @@ def _flatten(preds: list[dict[str, np.ndarray]]) -> _FlatPredictions:
     box_offset = np.concatenate([[0], np.cumsum(n_boxes)])
     query_offset = np.concatenate([[0], np.cumsum(n_queries)])
     shift = np.repeat(box_offset[:-1], n_queries)
-    cat = (lambda key, dtype, shape: np.concatenate([p[key] for p in preds]).astype(dtype)
-           if preds else np.zeros(shape, dtype))
+
+    def cat(key: str, dtype, shape: tuple) -> np.ndarray:
+        return np.concatenate([p[key] for p in preds]).astype(dtype) if preds else np.zeros(shape, dtype)
+
     return _FlatPredictions(
         boxes=cat("boxes", np.float64, (0, 4)),
         labels=cat("labels", np.int64, (0,)),
@@ -543,8 +546,6 @@ def evaluate_hicodet(annotations: HicoDetAnnotations, predictions: Sequence[Mapp
     known = gt.known[image, gt.objects[cls]] if len(cls) else np.zeros(0, dtype=bool)
     aps, recalls = _class_aps(cls, tp, score, gt, protocol, keep=None)
     aps_ko, recalls_ko = _class_aps(cls, tp, score, gt, protocol, keep=known)
-    from raysweep.data.hicodet import index_to_coco_id  # local: keeps the import list above about the protocol
-
     per_class = [
         {"verb_id": int(gt.verbs[c]) + 1, "object_coco_id": index_to_coco_id(int(gt.objects[c])),
          "object_index": int(gt.objects[c]), "hoi_id": gt.hoi_ids[c], "n_test": int(gt.n_test[c]),

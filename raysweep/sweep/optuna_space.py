@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Any, Callable, Mapping
+from typing import Any, Mapping
 
 import optuna
 
@@ -31,15 +31,20 @@ def _condition_holds(when: Mapping[str, Any] | None, chosen: Mapping[str, Any], 
     return True
 
 
-def define_by_run(sweep: Sweep) -> Callable[[optuna.Trial], dict[str, Any]]:
-    """The function Optuna calls per trial; returns {dotted key: value} for the sampled (active) parameters."""
-    params = dict(sweep.params)
-    base = sweep.base_config
+class DefineByRun:
+    """The function Optuna calls per trial; returns {dotted key: value} for the sampled (active) parameters.
 
-    def space(trial: optuna.Trial) -> dict[str, Any]:
+    A class, not a closure: Tune pickles the searcher (and this with it) into its experiment snapshots.
+    """
+
+    def __init__(self, sweep: Sweep):
+        self.params = dict(sweep.params)
+        self.base = sweep.base_config
+
+    def __call__(self, trial: optuna.Trial) -> dict[str, Any]:
         chosen: dict[str, Any] = {}
-        for key, dist in params.items():
-            if not _condition_holds(dist.when, chosen, base):
+        for key, dist in self.params.items():
+            if not _condition_holds(dist.when, chosen, self.base):
                 continue
             if isinstance(dist, (Choice, Grid)):
                 options = [encode_value(dist, v) for v in dist.values]
@@ -54,8 +59,6 @@ def define_by_run(sweep: Sweep) -> Callable[[optuna.Trial], dict[str, Any]]:
             elif isinstance(dist, Uniform):
                 chosen[key] = trial.suggest_float(key, dist.low, dist.high)
         return chosen
-
-    return space
 
 
 def grid_points_to_evaluate(sweep: Sweep) -> list[dict[str, Any]]:

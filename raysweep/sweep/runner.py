@@ -223,10 +223,10 @@ def _tune_config(sweep: Sweep, concurrency: int):
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
-    from raysweep.sweep.optuna_space import define_by_run, grid_points_to_evaluate, make_sampler
+    from raysweep.sweep.optuna_space import DefineByRun, grid_points_to_evaluate, make_sampler
     from raysweep.sweep.searcher import EpochAwareOptunaSearch
 
-    searcher = EpochAwareOptunaSearch(space=define_by_run(sweep), metric=sweep.metric, mode=sweep.mode,
+    searcher = EpochAwareOptunaSearch(space=DefineByRun(sweep), metric=sweep.metric, mode=sweep.mode,
                                       points_to_evaluate=grid_points_to_evaluate(sweep) or None,
                                       sampler=make_sampler(sweep))
     sched = sweep.spec.scheduler

@@ -2,8 +2,8 @@
 
 Every variant is reached through `build_backbone(cfg, image_size)` from `ModelConfig.backbone` / `.weights`:
 
-- `vit_tiny` / `vit_small`: a randomly initialised timm `VisionTransformer` sized by `model.width/depth/heads/patch_size`
-  (the two names are the same recipe; the sizes come from the config);
+- `vit_tiny` / `vit_small`: a randomly initialised timm `VisionTransformer` sized by
+  `model.width/depth/heads/patch_size` (the two names are the same recipe; the sizes come from the config);
 - a timm model name (`vit_base_patch32_224`, `vit_base_patch16_224.augreg_in21k`, ...) or a paper alias
   (`ImageNet1k-ViT-B` -> `vit_base_patch{P}_224`, `ImageNet21k-ViT-B` -> `vit_base_patch{P}_224.augreg_in21k`);
 - an open_clip image tower `open_clip:<arch>` or a paper alias (`CLIP-ViT-B` -> `ViT-B-{P}`, `CLIP-ViT-L` -> `ViT-L-14`,
@@ -272,7 +272,8 @@ def load_open_clip(arch: str, weights: str, what: str, openai_family: bool = Fal
         raise ConfigError(
             f"{what}: weights {weights!r} for open_clip {arch!r} could not be loaded ({type(exc).__name__}: "
             f"{reason}); without network access, download the checkpoint elsewhere and give its local path") from exc
-    log.info("open_clip %s: %s", arch, "random init" if kind == "random" else f"loaded weights {weights} ({tag or 'file'})")
+    source = "random init" if kind == "random" else f"loaded weights {weights} ({tag or 'local file'})"
+    log.info("open_clip %s: %s", arch, source)
     return model.float().eval()
 
 

@@ -11,7 +11,7 @@ from torch import nn
 
 from raysweep.tasks.defr.backbones import Backbone, build_backbone
 from raysweep.tasks.defr.classifier import HoiClassifier, build_classifier
-from raysweep.tasks.defr.config import DefrConfig
+from raysweep.tasks.defr.config import ClassifierConfig, DefrConfig
 from raysweep.tasks.defr.embeddings import clip_visual_projection, is_clip_encoder, text_embeddings
 from raysweep.tasks.defr.prompts import class_prompts
 
@@ -50,24 +50,33 @@ class DefrNet(nn.Module):
         return [g for g in groups if g["params"]]
 
 
-def build_defr_net(cfg: DefrConfig, class_names: list[tuple[str, str]], cache_dir: Optional[Path]) -> DefrNet:
-    """Backbone + classifier for `class_names` ((verb, object) per class); text embeddings cached under cache_dir.
+def back_projection_matrix(backbone: Backbone, classifier_cfg: ClassifierConfig, text_width: int,
+                           cache_dir: Optional[Path]) -> Optional[torch.Tensor]:
+    """The CLIP projection [backbone.width, text_width] to hand `build_classifier`, or None.
 
-    For a CLIP text encoder, the back-projection matrix is the backbone's own `clip_proj` when it has one, else the
-    visual projection of the text encoder's CLIP checkpoint (DEFR's im1k/im21k `clip` configs do this).
+    The backbone's own `clip_proj` when it has one; otherwise, for a CLIP text encoder whose width differs from the
+    image features, the visual projection of the text encoder's CLIP checkpoint, as DEFR's im1k/im21k `clip`
+    configs back-project CLIP text into a 768-d ImageNet ViT's feature space (spec B.2).
     """
+    if backbone.clip_proj is not None:
+        return backbone.clip_proj
+    wanted = (text_width != backbone.width and classifier_cfg.project in ("auto", "clip_proj")
+              and is_clip_encoder(classifier_cfg.text_encoder))
+    if not wanted:
+        return None
+    proj = clip_visual_projection(classifier_cfg.text_encoder, classifier_cfg.text_encoder_weights, cache_dir)
+    return torch.from_numpy(proj) if proj.shape == (backbone.width, text_width) else None
+
+
+def build_defr_net(cfg: DefrConfig, class_names: list[tuple[str, str]], cache_dir: Optional[Path]) -> DefrNet:
+    """Backbone + classifier for `class_names` ((verb, object) per class); text embeddings cached under cache_dir."""
     backbone = build_backbone(cfg.model, cfg.data.image_size)
-    embeddings = None
-    clip_proj = backbone.clip_proj
+    embeddings, clip_proj = None, backbone.clip_proj
     if cfg.classifier.init == "language":
         prompts = class_prompts(class_names, cfg.prompts)
         embeddings = text_embeddings(prompts, cfg.classifier.text_encoder, cfg.classifier.text_encoder_weights,
                                      cache_dir)
-        needs_proj = embeddings.shape[1] != backbone.width and cfg.classifier.project in ("auto", "clip_proj")
-        if clip_proj is None and needs_proj and is_clip_encoder(cfg.classifier.text_encoder):
-            proj = clip_visual_projection(cfg.classifier.text_encoder, cfg.classifier.text_encoder_weights, cache_dir)
-            if proj.shape == (backbone.width, embeddings.shape[1]):
-                clip_proj = torch.from_numpy(proj)
+        clip_proj = back_projection_matrix(backbone, cfg.classifier, embeddings.shape[1], cache_dir)
     classifier = build_classifier(cfg.classifier, backbone.width, len(class_names), embeddings, cfg.train.seed,
                                   clip_proj)
     log.info("DEFR net: backbone %s (%d-d), classifier %s/%s over %d classes", cfg.model.backbone, backbone.width,

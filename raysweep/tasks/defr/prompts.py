@@ -26,7 +26,8 @@ FILE_PREFIX = "file:"
 
 # Gerunds that the spelling rules below get wrong (stress-final two-syllable verbs double their consonant).
 _IRREGULAR_GERUNDS = {"be": "being", "control": "controlling", "patrol": "patrolling", "refer": "referring",
-                      "admit": "admitting", "quit": "quitting", "picnic": "picnicking", "ski": "skiing", "dye": "dyeing"}
+                      "admit": "admitting", "quit": "quitting", "picnic": "picnicking", "ski": "skiing",
+                      "dye": "dyeing"}
 _VOWELS = set("aeiou")
 
 

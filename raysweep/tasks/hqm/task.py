@@ -1,0 +1,155 @@
+"""QPIC + HQM as a sweepable task: HOI detection on HICO-DET (spec §E-§H)."""
+
+from __future__ import annotations
+
+import logging
+import math
+from functools import cached_property
+from pathlib import Path
+from typing import Any, ClassVar, Mapping, Sequence
+
+import torch
+from torch import nn
+
+from raysweep.tasks.base import Task, TrainingParts
+from raysweep.tasks.common import schedules
+from raysweep.tasks.hqm.config import HqmConfig
+
+log = logging.getLogger(__name__)
+
+# Fixed keys logged by every train_step (the loop all-reduces them, so every rank must send the same set).
+LOG_KEYS = ("loss_obj_ce", "loss_verb_ce", "loss_sub_bbox", "loss_obj_bbox", "loss_sub_giou", "loss_obj_giou",
+            "obj_cardinality_error")
+
+
+def param_groups(model: nn.Module, lr_backbone: float) -> list[dict]:
+    """DETR's two AdamW groups: everything trainable outside the backbone at the base lr, the backbone at its own."""
+    main = [p for n, p in model.named_parameters() if "backbone" not in n and p.requires_grad]
+    backbone = [p for n, p in model.named_parameters() if "backbone" in n and p.requires_grad]
+    groups = [{"params": main}]
+    if backbone:
+        groups.append({"params": backbone, "lr": lr_backbone})
+    return groups
+
+
+class HqmTask(Task):
+    name: ClassVar[str] = "hqm"
+    config_model: ClassVar[type[HqmConfig]] = HqmConfig
+    metric_names: ClassVar[tuple[str, ...]] = ("map", "map_rare", "map_non_rare", "ko_map", "ko_map_rare",
+                                               "ko_map_non_rare")
+    table_keys: ClassVar[tuple[str, ...]] = ("model.backbone", "hqm.gbs", "hqm.amm", "hqm.alternation",
+                                             "eval.protocol")
+    prepare_keys: ClassVar[tuple[str, ...]] = ("data.root", "data.synth.num_train", "data.synth.num_test",
+                                               "data.synth.image_size", "data.synth.seed")
+    config: HqmConfig
+
+    # ---- shared, once per sweep ---------------------------------------------------------------------------
+    @classmethod
+    def prepare(cls, config: HqmConfig, cache_dir: Path) -> dict[str, Any]:
+        """Generate the embedded synthetic HICO-DET when `data.root` is null; validate the annotations."""
+        updates: dict[str, Any] = {}
+        if config.data.root is None:
+            from raysweep.data.synth.hicodet import ensure_synthetic_hicodet
+
+            root = ensure_synthetic_hicodet(cache_dir, config.data.synth)
+            updates["data.root"] = str(root)
+            config = config.model_copy(update={"data": config.data.model_copy(update={"root": str(root)})})
+        cls(config, cache_dir).annotations  # noqa: B018 - fails early on malformed annotations
+        return updates
+
+    # ---- per trial ----------------------------------------------------------------------------------------
+    @property
+    def epochs(self) -> int:
+        return self.config.train.epochs
+
+    def should_evaluate(self, epoch: int) -> bool:
+        return (epoch + 1) % self.config.train.eval_every == 0
+
+    @cached_property
+    def annotations(self):
+        from raysweep.data.hicodet import load_hicodet
+
+        if self.config.data.root is None:
+            raise RuntimeError("data.root is unresolved: HqmTask.prepare must run first")
+        return load_hicodet(Path(self.config.data.root))
+
+    def build(self, device: torch.device, rank: int = 0, world_size: int = 1) -> TrainingParts:
+        from raysweep.data.hicodet import IMAGE_DIRS
+        from raysweep.tasks.hqm.checkpoint import load_pretrained
+        from raysweep.tasks.hqm.criterion import build_criterion
+        from raysweep.tasks.hqm.data import HicoDetTestSet, HicoDetTrainSet, collate
+        from raysweep.tasks.hqm.model import build_model
+        from raysweep.tasks.hqm.transforms import test_transforms, train_transforms
+
+        cfg, ann = self.config, self.annotations
+        num_verbs, num_objects = ann.correct_mat.shape
+        model = build_model(cfg, num_objects, num_verbs)
+        if cfg.model.pretrained:
+            self.load_report = load_pretrained(model, cfg.model.pretrained)
+        model.to(device)
+        self.criterion = build_criterion(cfg, num_objects).to(device)
+
+        d, root = cfg.data, Path(cfg.data.root)
+        train_set = HicoDetTrainSet(
+            ann.train, root / IMAGE_DIRS["train"],
+            train_transforms(d.train_scales, d.max_size, d.crop_resize_scales, d.crop_min, d.crop_max,
+                             d.color_jitter, d.augment),
+            max_boxes=cfg.model.num_queries, num_verbs=num_verbs)
+        eval_set = HicoDetTestSet(ann.test, root / IMAGE_DIRS["test"], test_transforms(d.test_size, d.test_max_size))
+
+        o = cfg.optim
+        optimizer = torch.optim.AdamW(param_groups(model, o.lr_backbone), lr=o.lr, weight_decay=o.weight_decay)
+        self.device = device
+        return TrainingParts(
+            model=model, optimizer=optimizer, schedule=schedules.step_drop(optimizer, o.lr_drop, 0.1),
+            train_set=train_set, eval_set=eval_set, batch_size=cfg.train.batch_size,
+            eval_batch_size=cfg.train.eval_batch_size, collate_fn=collate,
+            grad_clip_norm=o.clip_max_norm or None,
+            # alternating branches (and GBS on a batch without pairs) leave some parameters without gradient
+            find_unused_parameters=cfg.hqm.gbs or cfg.hqm.amm,
+            num_loader_workers=d.loader_workers)
+
+    def train_step(self, model: nn.Module, batch: Any, epoch: int, iteration: int):
+        from raysweep.tasks.hqm.alternation import hard_branch
+        from raysweep.tasks.hqm.data import targets_to
+
+        samples, targets = batch[0].to(self.device, non_blocking=True), targets_to(batch[1], self.device)
+        h = self.config.hqm
+        branch = hard_branch(h.gbs, h.amm, h.alternation, iteration)
+        outputs = model(samples, targets, branch)
+        losses = self.criterion(outputs, targets)
+        total = self.criterion.weighted_total(losses)
+        hard = [self.criterion.weight_of(k) * v for k, v in losses.items() if k.startswith(("loss_gt_", "loss_occ_"))]
+        values = torch.stack([losses[k].detach() for k in LOG_KEYS]
+                             + [sum(hard).detach() if hard else total.new_zeros(())]).tolist()
+        logs = dict(zip(LOG_KEYS + ("loss_hard",), values))
+        return total, logs
+
+    @torch.no_grad()
+    def predict(self, model: nn.Module, batch: Any) -> tuple[Sequence[int], Sequence[Any]]:
+        from raysweep.tasks.hqm.postprocess import postprocess_hoi
+
+        samples, metas = batch[0].to(self.device, non_blocking=True), batch[1]
+        outputs = model(samples)
+        orig_sizes = torch.stack([m["orig_size"] for m in metas]).to(self.device)
+        return [int(m["index"]) for m in metas], postprocess_hoi(outputs, orig_sizes)
+
+    def evaluate(self, outputs: Mapping[int, Any]) -> dict[str, float]:
+        from raysweep.metrics.hicodet import evaluate_hicodet
+
+        n = len(self.annotations.test)
+        missing = [i for i in range(n) if i not in outputs]
+        if missing:
+            raise RuntimeError(f"evaluation is missing {len(missing)} of {n} images (first: {missing[0]})")
+        result = evaluate_hicodet(self.annotations, [outputs[i] for i in range(n)], self.config.eval.protocol)
+
+        def value(v: float | None) -> float:  # a group without classes (e.g. no rare class) has no mean
+            return math.nan if v is None else float(v)
+
+        default, ko = result["default"], result["known_object"]
+        return {"map": value(default["full"]), "map_rare": value(default["rare"]),
+                "map_non_rare": value(default["non_rare"]), "ko_map": value(ko["full"]),
+                "ko_map_rare": value(ko["rare"]), "ko_map_non_rare": value(ko["non_rare"])}
+
+    def num_samples(self, batch: Any) -> int:
+        return len(batch[0])
