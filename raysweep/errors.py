@@ -27,5 +27,6 @@ class TrialFailure(RuntimeError):
 
 def did_you_mean(value: str, allowed: Iterable[str]) -> str:
     """' (did you mean 'x'?)' for a near miss among `allowed`, else ''."""
-    match = difflib.get_close_matches(str(value), [str(a) for a in allowed], n=1, cutoff=0.6)
-    return f" (did you mean {match[0]!r}?)" if match else ""
+    options = {str(a).lower(): str(a) for a in allowed}
+    match = difflib.get_close_matches(str(value).lower(), list(options), n=1, cutoff=0.6)
+    return f" (did you mean {options[match[0]]!r}?)" if match and options[match[0]] != str(value) else ""

@@ -34,12 +34,9 @@ protocol "official" (HO-RCNN `eval_one.m` + `VOCevaldet_bboxpair.m`):
 
 from __future__ import annotations
 
-import json
 import logging
-import pickle
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -51,10 +48,18 @@ from raysweep.data.hicodet import (
     HicoDetAnnotations,
     coco_id_to_index,
     index_to_coco_id,
-    known_objects,
     triplet_counts,
 )
-from raysweep.errors import ConfigError, DataError, did_you_mean
+from raysweep.errors import ConfigError, did_you_mean
+from raysweep.metrics.hicodet_predictions import (
+    PREDICTION_KEYS,
+    FlatPredictions,
+    flatten_predictions,
+    load_predictions,
+    validate_predictions,
+)
+
+__all__ = ["PROTOCOLS", "PREDICTION_KEYS", "evaluate_hicodet", "load_predictions", "validate_predictions"]
 
 logger = logging.getLogger(__name__)
 
@@ -63,115 +68,12 @@ QPIC_MAX_DETECTIONS = 100
 IOU_THRESHOLD = 0.5
 # QPIC: np.arange accumulates rounding, giving 0.30000000000000004, 0.6000000000000001 and 0.7000000000000001.
 QPIC_RECALL_THRESHOLDS = np.arange(0.0, 1.1, 0.1)
-# Matlab's colon builds 0:0.1:1 from both ends (a + k*d for the first half, b - k*d for the second, (a+b)/2 in the
-# middle), giving 0.30000000000000004 but exact 0.6 and 0.7.
-OFFICIAL_RECALL_THRESHOLDS = np.array([0.0 + k * 0.1 for k in range(5)] + [0.5] + [1.0 - k * 0.1 for k in range(4, -1, -1)])
-PREDICTION_KEYS = ("boxes", "labels", "verb_scores", "sub_ids", "obj_ids")
-_CHUNK_IMAGES = 256  # images per vectorised block: bounds memory at ~12 MB of scores per block
-_CHUNK_PAIRS = 1 << 21  # detections per matching block
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# Predictions: loading and validation
-
-
-def load_predictions(path: Path | str, allow_pickle: bool = False) -> Any:
-    """Read a prediction list from `.json`, or from `.pkl`/`.pickle` only when `allow_pickle` (unpickling runs code)."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"prediction file {str(path)!r} does not exist")
-    suffix = path.suffix.lower()
-    if suffix == ".json":
-        try:
-            with open(path, encoding="utf-8") as f:
-                return json.load(f)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise DataError(f"{str(path)!r} is not valid JSON: {exc}") from None
-    if suffix in (".pkl", ".pickle"):
-        if not allow_pickle:
-            raise DataError(f"{str(path)!r} is a pickle, and loading a pickle can execute arbitrary code: pass "
-                            f"--allow-pickle for a file you trust, or save the predictions as .json")
-        try:
-            with open(path, "rb") as f:
-                return pickle.load(f)
-        except Exception as exc:  # noqa: BLE001 - any unpickling failure is a bad file
-            raise DataError(f"cannot unpickle {str(path)!r}: {type(exc).__name__}: {exc}") from None
-    raise DataError(f"{str(path)!r}: unsupported prediction file type {suffix!r} (use .json, or .pkl with "
-                    f"--allow-pickle)")
-
-
-def _to_numpy(value: Any) -> np.ndarray:
-    if hasattr(value, "detach"):  # a torch tensor, without importing torch
-        value = value.detach().cpu().numpy()
-    return np.asarray(value)
-
-
-def validate_predictions(preds: Any, n_images: int, source: str = "predictions") -> list[dict[str, np.ndarray]]:
-    """Check QPIC post-processor outputs aligned with test_hico.json; return them as numpy arrays.
-
-    Per image: boxes [2k, 4] xyxy pixels (any number of boxes works), labels [2k] object indices 0..79 (QPIC
-    order), verb_scores [k, 117], sub_ids [k] and obj_ids [k] indexing boxes. Floating arrays keep their dtype.
-    Raises `DataError` naming the image index and key for wrong shapes, non-finite values or bad indices.
-    """
-    if not isinstance(preds, (list, tuple)):
-        raise DataError(f"{source}: expected a list of per-image prediction dicts, got {type(preds).__name__}")
-    if len(preds) != n_images:
-        raise DataError(f"{source}: {len(preds)} predictions for {n_images} test images; the list must align with "
-                        f"test_hico.json (one dict per record, same order)")
-    out = []
-    for i, pred in enumerate(preds):
-        where = f"{source}: image {i}"
-        if not isinstance(pred, Mapping):
-            raise DataError(f"{where}: expected a dict with keys {list(PREDICTION_KEYS)}, got {type(pred).__name__}")
-        missing = [k for k in PREDICTION_KEYS if k not in pred]
-        if missing:
-            raise DataError(f"{where}: missing key(s) {missing} (need {list(PREDICTION_KEYS)})")
-        arrays = {}
-        for key in PREDICTION_KEYS:
-            try:
-                arrays[key] = _to_numpy(pred[key])
-            except (ValueError, TypeError) as exc:
-                raise DataError(f"{where}: {key!r} is not a rectangular numeric array ({exc})") from None
-        boxes = _float_array(arrays["boxes"], (None, 4), f"{where}: 'boxes'", "[n_boxes, 4] xyxy")
-        scores = _float_array(arrays["verb_scores"], (None, NUM_VERBS), f"{where}: 'verb_scores'", "[k, 117]")
-        n_boxes, k = len(boxes), len(scores)
-        labels = _index_array(arrays["labels"], n_boxes, NUM_OBJECTS, f"{where}: 'labels'", "object indices 0..79")
-        sub_ids = _index_array(arrays["sub_ids"], k, n_boxes, f"{where}: 'sub_ids'", "indices into boxes")
-        obj_ids = _index_array(arrays["obj_ids"], k, n_boxes, f"{where}: 'obj_ids'", "indices into boxes")
-        out.append({"boxes": boxes, "labels": labels, "verb_scores": scores, "sub_ids": sub_ids, "obj_ids": obj_ids})
-    return out
-
-
-def _float_array(arr: np.ndarray, shape: tuple, where: str, expected: str) -> np.ndarray:
-    if arr.size == 0 and arr.ndim <= 2:
-        arr = arr.reshape(0, shape[1])
-    if arr.ndim != 2 or arr.shape[1] != shape[1]:
-        raise DataError(f"{where} has shape {tuple(arr.shape)}; expected {expected}")
-    if arr.dtype.kind not in "fiu":
-        raise DataError(f"{where} has dtype {arr.dtype}; expected numbers")
-    if arr.dtype.kind != "f":
-        arr = arr.astype(np.float64)
-    if not np.isfinite(arr).all():
-        bad = np.argwhere(~np.isfinite(arr))[0]
-        raise DataError(f"{where} holds a non-finite value ({arr[tuple(bad)]} at {tuple(int(b) for b in bad)})")
-    return arr
-
-
-def _index_array(arr: np.ndarray, length: int, upper: int, where: str, expected: str) -> np.ndarray:
-    if arr.size == 0:
-        arr = arr.reshape(0)
-    if arr.ndim != 1 or len(arr) != length:
-        raise DataError(f"{where} has shape {tuple(arr.shape)}; expected ({length},) ({expected})")
-    if arr.dtype.kind == "f":
-        if not np.isfinite(arr).all() or (arr != np.round(arr)).any():
-            raise DataError(f"{where} holds non-integer values; expected {expected}")
-    elif arr.dtype.kind not in "iu":
-        raise DataError(f"{where} has dtype {arr.dtype}; expected integers ({expected})")
-    arr = arr.astype(np.int64)
-    if len(arr) and (arr.min() < 0 or arr.max() >= upper):
-        bad = int(arr[(arr < 0) | (arr >= upper)][0])
-        raise DataError(f"{where} holds {bad}, outside 0..{upper - 1} ({expected})")
-    return arr
+# Matlab's colon builds 0:0.1:1 from both ends (a + k*d for the first half, b - k*d for the second half, (a+b)/2
+# in the middle): 0.30000000000000004 as in numpy, but 0.6 and 0.7 exact.
+OFFICIAL_RECALL_THRESHOLDS = np.array([k * 0.1 for k in range(5)] + [0.5] + [1.0 - k * 0.1 for k in range(4, -1, -1)])
+_CHUNK_IMAGES = 256  # images per vectorised block (about 12 MB of float32 scores at 100 queries)
+_MAX_PAIR_TABLE = 1 << 26  # (image, class) presence table entries before falling back to binary search
+_LOW32 = np.uint64(0xFFFFFFFF)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -192,7 +94,8 @@ class _GroundTruth:
     sub_boxes: np.ndarray  # [G, 4] 0-based xyxy, float64
     obj_boxes: np.ndarray  # [G, 4]
     has_boxes: np.ndarray  # [n_images] the record has at least one box
-    known: np.ndarray  # [n_images, 80] Known-Object image filter
+    known: np.ndarray  # [n_images, 80] object o takes part in an annotated HOI of image i (Known-Object filter)
+    pair_table: np.ndarray | None  # [n_images * C] bool: some GT pair has this key (None when too large)
 
     @property
     def num_classes(self) -> int:
@@ -200,16 +103,19 @@ class _GroundTruth:
 
 
 def _ground_truth(annotations: HicoDetAnnotations) -> _GroundTruth:
+    test = annotations.test
     class_index: dict[tuple[int, int], int] = {}
     hoi_ids: list = []
     images, classes, sub_boxes, obj_boxes = [], [], [], []
-    for i, rec in enumerate(annotations.test):
+    known = np.zeros((len(test), NUM_OBJECTS), dtype=bool)
+    for i, rec in enumerate(test):
         boxes = rec["annotations"]
         for hoi in rec["hoi_annotation"]:
-            cls = (int(hoi["category_id"]) - 1, coco_id_to_index(boxes[hoi["object_id"]]["category_id"]))
-            c = class_index.setdefault(cls, len(class_index))
+            obj = coco_id_to_index(boxes[hoi["object_id"]]["category_id"])
+            c = class_index.setdefault((int(hoi["category_id"]) - 1, obj), len(class_index))
             if c == len(hoi_ids):
                 hoi_ids.append(hoi.get("hoi_category_id"))
+            known[i, obj] = True
             images.append(i)
             classes.append(c)
             sub_boxes.append(boxes[hoi["subject_id"]]["bbox"])
@@ -222,20 +128,24 @@ def _ground_truth(annotations: HicoDetAnnotations) -> _GroundTruth:
     classes_arr = np.asarray(classes, dtype=np.int64)
     key = np.asarray(images, dtype=np.int64) * max(n_classes, 1) + classes_arr
     order = np.argsort(key, kind="stable")
+    pair_table = None
+    if len(test) * max(n_classes, 1) <= _MAX_PAIR_TABLE:
+        pair_table = np.zeros(len(test) * max(n_classes, 1), dtype=bool)
+        pair_table[key] = True
     counts = triplet_counts(annotations.train)
-    n_train = np.array([counts.get((PERSON_INDEX, o, v), 0) for v, o in class_index], dtype=np.int64)
     return _GroundTruth(
         verbs=verbs,
         objects=objects,
         hoi_ids=hoi_ids,
         lut=lut,
         n_test=np.bincount(classes_arr, minlength=n_classes),
-        n_train=n_train,
+        n_train=np.array([counts.get((PERSON_INDEX, o, v), 0) for v, o in class_index], dtype=np.int64),
         key=key[order],
         sub_boxes=np.asarray(sub_boxes, dtype=np.float64).reshape(-1, 4)[order],
         obj_boxes=np.asarray(obj_boxes, dtype=np.float64).reshape(-1, 4)[order],
-        has_boxes=np.array([len(rec["annotations"]) > 0 for rec in annotations.test], dtype=bool),
-        known=known_objects(annotations.test),
+        has_boxes=np.array([len(rec["annotations"]) > 0 for rec in test], dtype=bool),
+        known=known,
+        pair_table=pair_table,
     )
 
 
@@ -246,18 +156,16 @@ def _ground_truth(annotations: HicoDetAnnotations) -> _GroundTruth:
 def _iou_qpic(gt: np.ndarray, pred: np.ndarray) -> np.ndarray:
     """QPIC's IoU in float32, same operation order: +1 areas, strict overlap test, else 0. [P, 4] x [P, 4] -> [P]."""
     one = np.float32(1)
-    area_gt = (gt[:, 2] - gt[:, 0] + one) * (gt[:, 3] - gt[:, 1] + one)
-    area_pred = (pred[:, 2] - pred[:, 0] + one) * (pred[:, 3] - pred[:, 1] + one)
-    sum_area = area_gt + area_pred
+    sum_area = (gt[:, 2] - gt[:, 0] + one) * (gt[:, 3] - gt[:, 1] + one) \
+        + (pred[:, 2] - pred[:, 0] + one) * (pred[:, 3] - pred[:, 1] + one)
     y_lo = np.maximum(gt[:, 1], pred[:, 1])
     y_hi = np.minimum(gt[:, 3], pred[:, 3])
     x_lo = np.maximum(gt[:, 0], pred[:, 0])
     x_hi = np.minimum(gt[:, 2], pred[:, 2])
-    overlap = (y_lo < y_hi) & (x_lo < x_hi)
     inter = (y_hi - y_lo + one) * (x_hi - x_lo + one)
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         iou = inter / (sum_area - inter)
-    return np.where(overlap, iou, np.float32(0)).astype(np.float64)
+    return np.where((y_lo < y_hi) & (x_lo < x_hi), iou, np.float32(0)).astype(np.float64)
 
 
 def _iou_official(gt: np.ndarray, det: np.ndarray) -> np.ndarray:
@@ -266,65 +174,61 @@ def _iou_official(gt: np.ndarray, det: np.ndarray) -> np.ndarray:
     det = det + 1.0
     iw = np.minimum(det[:, 2], gt[:, 2]) - np.maximum(det[:, 0], gt[:, 0]) + 1.0
     ih = np.minimum(det[:, 3], gt[:, 3]) - np.maximum(det[:, 1], gt[:, 1]) + 1.0
-    positive = (iw > 0) & (ih > 0)
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         ua = ((det[:, 2] - det[:, 0] + 1.0) * (det[:, 3] - det[:, 1] + 1.0)
               + (gt[:, 2] - gt[:, 0] + 1.0) * (gt[:, 3] - gt[:, 1] + 1.0) - iw * ih)
         ov = iw * ih / ua
-    return np.where(positive, ov, 0.0)
+    return np.where((iw > 0) & (ih > 0), ov, 0.0)
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# Predictions -> detections
+# Blocks of images and the per-object verb lists
 
 
 @dataclass
-class _FlatPredictions:
-    """All images' boxes and queries concatenated; scores stay per image (stacked block-wise later)."""
+class _VerbTable:
+    """Per object, the verbs forming a class with it, padded: verbs [80, w] ascending, present [80, w]."""
 
-    boxes: np.ndarray  # [B, 4] float64
-    labels: np.ndarray  # [B]
-    sub_box: np.ndarray  # [Q] global box index of each query's subject
-    obj_box: np.ndarray  # [Q]
-    query_offset: np.ndarray  # [n_images + 1]
-    scores: list  # n_images x [k_i, 117]
+    verbs: np.ndarray
+    present: np.ndarray
 
 
-def _flatten(preds: list[dict[str, np.ndarray]]) -> _FlatPredictions:
-    n_boxes = np.array([len(p["boxes"]) for p in preds], dtype=np.int64)
-    n_queries = np.array([len(p["verb_scores"]) for p in preds], dtype=np.int64)
-    box_offset = np.concatenate([[0], np.cumsum(n_boxes)])
-    query_offset = np.concatenate([[0], np.cumsum(n_queries)])
-    shift = np.repeat(box_offset[:-1], n_queries)
-
-    def cat(key: str, dtype, shape: tuple) -> np.ndarray:
-        return np.concatenate([p[key] for p in preds]).astype(dtype) if preds else np.zeros(shape, dtype)
-
-    return _FlatPredictions(
-        boxes=cat("boxes", np.float64, (0, 4)),
-        labels=cat("labels", np.int64, (0,)),
-        sub_box=cat("sub_ids", np.int64, (0,)) + shift,
-        obj_box=cat("obj_ids", np.int64, (0,)) + shift,
-        query_offset=query_offset,
-        scores=[p["verb_scores"] for p in preds],
-    )
+def _verb_table(valid: np.ndarray) -> _VerbTable:
+    per_object = [np.flatnonzero(valid[:, o]) for o in range(NUM_OBJECTS)]
+    width = max(1, max(len(v) for v in per_object))
+    verbs = np.zeros((NUM_OBJECTS, width), dtype=np.int64)
+    present = np.zeros((NUM_OBJECTS, width), dtype=bool)
+    for o, v in enumerate(per_object):
+        verbs[o, :len(v)] = v
+        present[o, :len(v)] = True
+    return _VerbTable(verbs, present)
 
 
-def _image_blocks(flat: _FlatPredictions):
-    """Yield (image indices, k) blocks of images with the same number of queries, in image order per k."""
+def _image_blocks(flat: FlatPredictions) -> Iterator[tuple[np.ndarray, int]]:
+    """(image indices, k): consecutive images with the same number of queries, in image order."""
     n_queries = np.diff(flat.query_offset)
-    for k in np.unique(n_queries):
-        images = np.flatnonzero(n_queries == k)
-        for start in range(0, len(images), _CHUNK_IMAGES):
-            yield images[start:start + _CHUNK_IMAGES], int(k)
+    starts = np.concatenate([[0], np.flatnonzero(np.diff(n_queries)) + 1, [len(n_queries)]])
+    for a, b in zip(starts[:-1], starts[1:]):
+        for s in range(a, b, _CHUNK_IMAGES):
+            yield np.arange(s, min(s + _CHUNK_IMAGES, b)), int(n_queries[a])
+
+
+def _block_labels(flat: FlatPredictions, images: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Global query index [n, k], and the object and subject labels of each query [n, k]."""
+    qidx = flat.query_offset[images][:, None] + np.arange(k)
+    return qidx, flat.labels[flat.obj_box[qidx]], flat.labels[flat.sub_box[qidx]]
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# QPIC's top-100 per image
 
 
 def _top_k_stable(scores: np.ndarray, k: int) -> np.ndarray:
-    """Column indices of each row's k largest values, ordered as a stable descending sort would. [n, m] -> [n, k]."""
+    """Columns of each row's k largest values, in the order of a stable descending sort. [n, m] -> [n, min(k, m)]."""
     n, m = scores.shape
     if m <= k:
         return np.argsort(-scores, axis=1, kind="stable")
-    kth = np.partition(scores, m - k, axis=1)[:, m - k][:, None]  # the k-th largest value of each row
+    kth = np.partition(scores, m - k, axis=1)[:, m - k][:, None]  # each row's k-th largest value
     above = scores > kth
     tie = scores == kth
     n_above = above.sum(axis=1)
@@ -338,115 +242,91 @@ def _top_k_stable(scores: np.ndarray, k: int) -> np.ndarray:
     return np.take_along_axis(cols, np.argsort(-values, axis=1, kind="stable"), axis=1)
 
 
-@dataclass
-class _Detections:
-    """One row per detection, in the order the protocol processes them (see the builders)."""
+def _top_candidates_qpic(scores: np.ndarray, obj_label: np.ndarray, table: _VerbTable,
+                         correct_t: np.ndarray) -> np.ndarray:
+    """QPIC's kept candidates per image as columns q * 117 + v, best first. scores [n, k, 117] float32 -> [n, K].
 
-    image: np.ndarray  # [D]
-    query: np.ndarray  # [D] global query index
-    cls: np.ndarray  # [D] evaluated class index
-    score: np.ndarray  # [D] float32 (qpic) or float64 (official)
-
-
-def _detections_qpic(flat: _FlatPredictions, gt: _GroundTruth, correct_mat: np.ndarray) -> _Detections:
-    """Top-100 masked (query, verb) candidates per image, in image order then score order (QPIC's append order)."""
-    parts = []
-    valid_t = correct_mat.T  # [80, 117]
-    for images, k in _image_blocks(flat):
-        if k == 0:
-            continue
-        qidx = flat.query_offset[images][:, None] + np.arange(k)  # [n, k] global query index
-        obj_label = flat.labels[flat.obj_box[qidx]]
-        sub_label = flat.labels[flat.sub_box[qidx]]
-        scores = np.stack([flat.scores[i] for i in images]).astype(np.float32, copy=False)
-        scores = np.where(valid_t[obj_label], scores, np.float32(0)).reshape(len(images), k * NUM_VERBS)
-        cols = _top_k_stable(scores, QPIC_MAX_DETECTIONS)  # [n, <=100]
-        q, verb = np.divmod(cols, NUM_VERBS)
-        rows = np.arange(len(images))[:, None]
-        cls = gt.lut[verb, obj_label[rows, q]]
-        cls[sub_label[rows, q] != PERSON_INDEX] = -1  # the triplet's subject label must be person to be a GT class
-        parts.append((np.broadcast_to(images[:, None], cols.shape).ravel(), qidx[rows, q].ravel(), cls.ravel(),
-                      np.take_along_axis(scores, cols, axis=1).ravel()))
-    det = _concat_detections(parts, np.float32)
-    if len(det.image) and (np.diff(det.image) < 0).any():  # several query counts: restore image order
-        order = np.argsort(det.image, kind="stable")
-        det = _Detections(det.image[order], det.query[order], det.cls[order], det.score[order])
-    # Discarded by QPIC: triplets outside the test GT, and (list-vs-tuple slip) everything in images without GT boxes.
-    keep = (det.cls >= 0) & gt.has_boxes[det.image]
-    return _Detections(det.image[keep], det.query[keep], det.cls[keep], det.score[keep])
-
-
-def _detections_official(flat: _FlatPredictions, gt: _GroundTruth) -> _Detections:
-    """Every (query, verb) that forms an evaluated class, in submission order (image, query, verb)."""
-    parts = []
-    submittable_t = (gt.lut >= 0).T  # [80, 117]
-    for images, k in _image_blocks(flat):
-        if k == 0:
-            continue
-        qidx = flat.query_offset[images][:, None] + np.arange(k)
-        obj_label = flat.labels[flat.obj_box[qidx]]
-        sub_label = flat.labels[flat.sub_box[qidx]]
-        mask = submittable_t[obj_label] & (sub_label == PERSON_INDEX)[:, :, None]  # [n, k, 117]
-        row, q, verb = np.nonzero(mask)
-        scores = np.stack([flat.scores[i] for i in images])
-        parts.append((images[row], qidx[row, q], gt.lut[verb, obj_label[row, q]],
-                      scores[row, q, verb].astype(np.float64)))
-    det = _concat_detections(parts, np.float64)
-    if len(det.image) and (np.diff(det.image) < 0).any():
-        order = np.argsort(det.image, kind="stable")
-        det = _Detections(det.image[order], det.query[order], det.cls[order], det.score[order])
-    return det
-
-
-def _concat_detections(parts: list, score_dtype) -> _Detections:
-    if not parts:
-        empty = np.zeros(0, dtype=np.int64)
-        return _Detections(empty, empty, empty, np.zeros(0, dtype=score_dtype))
-    return _Detections(*(np.concatenate([p[j] for p in parts]) for j in range(3)),
-                       np.concatenate([p[3] for p in parts]).astype(score_dtype, copy=False))
+    Masked candidates score 0. When a row has at least K valid candidates with a positive score, the top K are
+    among them: those are packed into sortable 64-bit keys (row, descending score bits, column) and sorted once.
+    Other rows take the general path over all k * 117 masked scores.
+    """
+    n, k, _ = scores.shape
+    m = k * NUM_VERBS
+    top = min(QPIC_MAX_DETECTIONS, m)
+    verbs = table.verbs[obj_label]  # [n, k, w]
+    gathered = np.take_along_axis(scores, verbs, axis=2)
+    positive = table.present[obj_label] & (gathered > 0)
+    col_bits = max(1, (m - 1).bit_length())
+    row_bits = max(1, (n - 1).bit_length())
+    fast = positive.reshape(n, -1).sum(axis=1) >= top
+    if row_bits + 32 + col_bits > 64:
+        fast[:] = False
+    cols = np.empty((n, top), dtype=np.int64)
+    if fast.any():
+        rows_f = np.flatnonzero(fast)
+        r, j = np.nonzero(positive[rows_f].reshape(len(rows_f), -1))
+        width = verbs.shape[2]
+        col = (j // width) * NUM_VERBS + verbs[rows_f].reshape(len(rows_f), -1)[r, j]
+        bits = gathered[rows_f].reshape(len(rows_f), -1)[r, j].view(np.uint32)  # positive floats sort as uints
+        key = ((r.astype(np.uint64) << np.uint64(32 + col_bits))
+               | ((~bits).astype(np.uint64) << np.uint64(col_bits)) | col.astype(np.uint64))
+        key.sort()
+        starts = np.searchsorted(key >> np.uint64(32 + col_bits), np.arange(len(rows_f), dtype=np.uint64))
+        chosen = key[(starts[:, None] + np.arange(top)).ravel()]
+        cols[rows_f] = (chosen & np.uint64((1 << col_bits) - 1)).astype(np.int64).reshape(-1, top)
+    if not fast.all():
+        slow = np.flatnonzero(~fast)
+        masked = np.where(correct_t[obj_label[slow]], scores[slow], np.float32(0)).reshape(len(slow), m)
+        cols[slow] = _top_k_stable(masked, top)
+    return cols
 
 
 # ----------------------------------------------------------------------------------------------------------------
 # Matching
 
 
-def _best_gt(det: _Detections, flat: _FlatPredictions, gt: _GroundTruth, protocol: str) -> np.ndarray:
-    """[D] index (into gt's sorted arrays) of the GT pair each detection would claim, -1 if none reaches 0.5.
+def _claims(image: np.ndarray, query: np.ndarray, cls: np.ndarray, flat: FlatPredictions, gt: _GroundTruth,
+            protocol: str) -> np.ndarray:
+    """[D] index (into gt's sorted arrays) of the GT pair each detection claims, -1 if none reaches 0.5.
 
     Candidates are the GT pairs of the same image and class with min(IoU_sub, IoU_obj) >= 0.5; the first one (in
-    annotation order) with the largest min-IoU wins. Whether it is already taken is decided afterwards.
+    annotation order) with the largest min-IoU is claimed. Whether it was already taken is decided by the caller
+    (`_first_claims`): without fallback, the claim does not depend on earlier matches.
     """
-    best = np.full(len(det.image), -1, dtype=np.int64)
+    best = np.full(len(image), -1, dtype=np.int64)
     n_classes = max(gt.num_classes, 1)
-    iou = _iou_qpic if protocol == "qpic" else _iou_official
-    box_dtype = np.float32 if protocol == "qpic" else np.float64
-    gt_sub = gt.sub_boxes.astype(box_dtype)
-    gt_obj = gt.obj_boxes.astype(box_dtype)
-    for start in range(0, len(det.image), _CHUNK_PAIRS):
-        stop = min(start + _CHUNK_PAIRS, len(det.image))
-        key = det.image[start:stop] * n_classes + det.cls[start:stop]
+    key = image * n_classes + cls
+    if gt.pair_table is not None:
+        with_gt = np.flatnonzero(gt.pair_table[key])
+        key = key[with_gt]
         lo = np.searchsorted(gt.key, key, side="left")
         count = np.searchsorted(gt.key, key, side="right") - lo
-        has = np.flatnonzero(count)
-        if not has.size:
-            continue
-        count = count[has]
-        pair_det = np.repeat(has, count)
-        pair_gt = np.repeat(lo[has] - (np.cumsum(count) - count), count) + np.arange(count.sum())
-        query = det.query[start:stop][pair_det]
-        sub = flat.boxes[flat.sub_box[query]].astype(box_dtype)
-        obj = flat.boxes[flat.obj_box[query]].astype(box_dtype)
-        overlap = np.minimum(iou(gt_sub[pair_gt], sub), iou(gt_obj[pair_gt], obj))
-        ok = overlap >= IOU_THRESHOLD
-        pair_det, pair_gt, overlap = pair_det[ok], pair_gt[ok], overlap[ok]
-        order = np.lexsort((-overlap, pair_det))  # stable: equal overlaps keep annotation order
-        dets, first = np.unique(pair_det[order], return_index=True)
-        best[start + dets] = pair_gt[order][first]
+    else:
+        lo = np.searchsorted(gt.key, key, side="left")
+        count = np.searchsorted(gt.key, key, side="right") - lo
+        with_gt = np.flatnonzero(count)
+        lo, count = lo[with_gt], count[with_gt]
+    if not with_gt.size:
+        return best
+    pair_det = np.repeat(with_gt, count)
+    pair_gt = np.repeat(lo - (np.cumsum(count) - count), count) + np.arange(count.sum())
+    iou = _iou_qpic if protocol == "qpic" else _iou_official
+    dtype = np.float32 if protocol == "qpic" else np.float64
+    q = query[pair_det]
+    overlap = np.minimum(
+        iou(gt.sub_boxes[pair_gt].astype(dtype), flat.boxes[flat.sub_box[q]].astype(dtype)),
+        iou(gt.obj_boxes[pair_gt].astype(dtype), flat.boxes[flat.obj_box[q]].astype(dtype)),
+    )
+    ok = overlap >= IOU_THRESHOLD
+    pair_det, pair_gt, overlap = pair_det[ok], pair_gt[ok], overlap[ok]
+    order = np.lexsort((-overlap, pair_det))  # stable: equal overlaps keep annotation order
+    dets, first = np.unique(pair_det[order], return_index=True)
+    best[dets] = pair_gt[order][first]
     return best
 
 
 def _first_claims(best: np.ndarray) -> np.ndarray:
-    """[D] bool: the detection is the first (in array order) to claim its GT pair -> true positive."""
+    """[D] bool: the detection is the first (in array order) to claim its GT pair, i.e. a true positive."""
     tp = np.zeros(len(best), dtype=bool)
     claimed = np.flatnonzero(best >= 0)
     _, first = np.unique(best[claimed], return_index=True)
@@ -458,42 +338,179 @@ def _first_claims(best: np.ndarray) -> np.ndarray:
 # Average precision
 
 
-def _voc_ap(tp_ranked: np.ndarray, n_gt: int, thresholds: np.ndarray) -> tuple[float, float]:
-    """11-point AP and final recall of one class, given its detections' TP flags in rank order.
+def _eleven_point(tp: np.ndarray, rank: np.ndarray, n_gt: int, thresholds: np.ndarray) -> float:
+    """11-point AP from cumulative TP counts at ranks (0-based): rec = tp / n_gt, prec = tp / (rank + 1).
 
-    p(t) = max precision over ranks with recall >= t (0 if none); AP = sum_t p(t) / 11, added in threshold order.
+    p(t) = max precision over ranks with recall >= t (0 if none); AP = sum over t of p(t) / 11, in threshold order.
     """
-    if len(tp_ranked) == 0:
-        return 0.0, 0.0
-    tp = np.cumsum(tp_ranked, dtype=np.int64)
-    fp = np.cumsum(~tp_ranked, dtype=np.int64)
     rec = tp / n_gt
-    prec = tp / (fp + tp)
-    best_after = np.maximum.accumulate(prec[::-1])[::-1]  # max precision from each rank on (recall is monotone)
-    first = np.searchsorted(rec, thresholds, side="left")  # first rank with rec >= t
+    prec = tp / (rank + 1)
+    best_after = np.maximum.accumulate(prec[::-1])[::-1]  # recall never decreases, so rec >= t is a suffix
     ap = 0.0
-    for idx in first:
+    for idx in np.searchsorted(rec, thresholds, side="left"):
         ap = ap + (best_after[idx] if idx < len(rec) else 0) / 11.0
-    return float(ap), float(rec[-1])
+    return float(ap)
 
 
-def _class_aps(cls: np.ndarray, tp: np.ndarray, score: np.ndarray, gt: _GroundTruth, protocol: str,
-               keep: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-    """Per-class AP and max recall. qpic: arrays in QPIC's append order; official: already in ranked order."""
-    if keep is not None:
-        cls, tp, score = cls[keep], tp[keep], score[keep]
-    thresholds = QPIC_RECALL_THRESHOLDS if protocol == "qpic" else OFFICIAL_RECALL_THRESHOLDS
+def _qpic_class_aps(cls: np.ndarray, tp: np.ndarray, score: np.ndarray, gt: _GroundTruth
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """Per-class AP and max recall, ranking each class's detections (in QPIC's append order) as QPIC does."""
     by_class = np.argsort(cls, kind="stable")
     bounds = np.searchsorted(cls[by_class], np.arange(gt.num_classes + 1))
-    aps = np.zeros(gt.num_classes)
-    recalls = np.zeros(gt.num_classes)
+    aps, recalls = np.zeros(gt.num_classes), np.zeros(gt.num_classes)
     for c in range(gt.num_classes):
         rows = by_class[bounds[c]:bounds[c + 1]]
-        flags = tp[rows]
-        if protocol == "qpic":
-            flags = flags[np.argsort(-score[rows])]  # numpy's default (unstable) sort, as QPIC ranks
-        aps[c], recalls[c] = _voc_ap(flags, int(gt.n_test[c]), thresholds)
+        if not len(rows):
+            continue
+        flags = tp[rows][np.argsort(-score[rows])]  # numpy's default (unstable) sort, as QPIC ranks
+        tps = np.cumsum(flags, dtype=np.int64)
+        aps[c] = _eleven_point(tps, np.arange(len(flags)), int(gt.n_test[c]), QPIC_RECALL_THRESHOLDS)
+        recalls[c] = tps[-1] / int(gt.n_test[c])
     return aps, recalls
+
+
+def _aps_from_tp_ranks(tp_cls: np.ndarray, tp_rank: np.ndarray, gt: _GroundTruth
+                       ) -> tuple[np.ndarray, np.ndarray]:
+    """Per-class 11-point AP (official thresholds) from the ranks of the true positives alone.
+
+    A false positive has the recall of the last true positive above it and a lower precision, so the maximum
+    precision at any recall level is reached at a true positive: the ranks of the TPs determine the AP exactly.
+    """
+    order = np.lexsort((tp_rank, tp_cls))
+    tp_cls, tp_rank = tp_cls[order], tp_rank[order]
+    bounds = np.searchsorted(tp_cls, np.arange(gt.num_classes + 1))
+    aps, recalls = np.zeros(gt.num_classes), np.zeros(gt.num_classes)
+    for c in range(gt.num_classes):
+        ranks = tp_rank[bounds[c]:bounds[c + 1]]
+        if not len(ranks):
+            continue
+        tps = np.arange(1, len(ranks) + 1, dtype=np.int64)
+        aps[c] = _eleven_point(tps, ranks, int(gt.n_test[c]), OFFICIAL_RECALL_THRESHOLDS)
+        recalls[c] = tps[-1] / int(gt.n_test[c])
+    return aps, recalls
+
+
+def _descending_score_keys(score: np.ndarray) -> np.ndarray:
+    """uint64 < 2**32 per score, ascending as the score descends; equal scores (0.0 and -0.0 too) get equal keys."""
+    as32 = score.astype(np.float32)
+    if (as32.astype(np.float64) == score).all():
+        bits = (as32 + np.float32(0)).view(np.uint32)  # + 0 turns -0.0 into 0.0
+        ascending = np.where(bits >> np.uint32(31), ~bits, bits | np.uint32(0x80000000))
+        return (~ascending).astype(np.uint64)
+    unique, inverse = np.unique(score, return_inverse=True)  # scores finer than float32: dense ranks
+    return (len(unique) - 1 - inverse.ravel()).astype(np.uint64)
+
+
+def _ranks_in_class(key: np.ndarray, tp_pos: np.ndarray) -> np.ndarray:
+    """0-based rank of each TP within its class under a stable descending sort by score.
+
+    key: [D] (class << 32) | descending score key, in submission order; tp_pos: positions of the TPs in `key`.
+    Rank = detections of the class with a higher score, plus those with an equal score submitted earlier.
+    """
+    ordered = np.sort(key)
+    tk = key[tp_pos]
+    left = np.searchsorted(ordered, tk, side="left")
+    rank = left - np.searchsorted(ordered, tk & ~_LOW32, side="left")
+    tied = np.flatnonzero(np.searchsorted(ordered, tk, side="right") - left > 1)
+    if tied.size:
+        tie_keys = np.unique(tk[tied])
+        slot = np.minimum(np.searchsorted(tie_keys, key), len(tie_keys) - 1)
+        members = np.flatnonzero(tie_keys[slot] == key)  # ascending = submission order
+        by_key = np.argsort(key[members], kind="stable")
+        sorted_keys = key[members][by_key]
+        place = np.empty(len(members), dtype=np.int64)
+        place[by_key] = np.arange(len(members))
+        own = place[np.searchsorted(members, tp_pos[tied])]
+        rank[tied] += own - np.searchsorted(sorted_keys, tk[tied], side="left")
+    return rank
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The two protocols
+
+
+@dataclass
+class _ProtocolResult:
+    aps: np.ndarray
+    recalls: np.ndarray
+    aps_ko: np.ndarray
+    recalls_ko: np.ndarray
+    n_detections: int
+    n_detections_ko: int
+
+
+def _evaluate_qpic(flat: FlatPredictions, gt: _GroundTruth, correct_mat: np.ndarray) -> _ProtocolResult:
+    table = _verb_table(correct_mat)
+    correct_t = correct_mat.T
+    parts = []
+    for images, k in _image_blocks(flat):
+        if k == 0:
+            continue
+        qidx, obj_label, sub_label = _block_labels(flat, images, k)
+        scores = np.stack([flat.scores[i] for i in images]).astype(np.float32, copy=False)
+        cols = _top_candidates_qpic(scores, obj_label, table, correct_t)
+        q, verb = np.divmod(cols, NUM_VERBS)
+        rows = np.arange(len(images))[:, None]
+        cls = gt.lut[verb, obj_label[rows, q]]
+        cls[sub_label[rows, q] != PERSON_INDEX] = -1  # not a GT triplet: the subject label must be person
+        parts.append((np.broadcast_to(images[:, None], cols.shape).ravel(), qidx[rows, q].ravel(), cls.ravel(),
+                      scores[rows, q, verb].ravel()))
+    image, query, cls, score = (np.concatenate([p[j] for p in parts]) if parts else np.zeros(0, dtype=np.int64)
+                                for j in range(4))
+    # Discarded by QPIC: triplets outside the test GT, and (list-vs-tuple slip) everything in images without GT boxes.
+    keep = (cls >= 0) & gt.has_boxes[image]
+    image, query, cls, score = image[keep], query[keep], cls[keep], score[keep].astype(np.float32)
+    tp = _first_claims(_claims(image, query, cls, flat, gt, "qpic"))  # array order is QPIC's per-image order
+    known = gt.known[image, gt.objects[cls]]
+    aps, recalls = _qpic_class_aps(cls, tp, score, gt)
+    aps_ko, recalls_ko = _qpic_class_aps(cls[known], tp[known], score[known], gt)
+    return _ProtocolResult(aps, recalls, aps_ko, recalls_ko, len(cls), int(known.sum()))
+
+
+def _evaluate_official(flat: FlatPredictions, gt: _GroundTruth) -> _ProtocolResult:
+    table = _verb_table(gt.lut >= 0)
+    cls_parts, score_parts, known_parts, claim_pos, claim_gt = [], [], [], [], []
+    offset = 0
+    for images, k in _image_blocks(flat):
+        if k == 0:
+            continue
+        qidx, obj_label, sub_label = _block_labels(flat, images, k)
+        verbs = table.verbs[obj_label]
+        submitted = table.present[obj_label] & (sub_label == PERSON_INDEX)[:, :, None]
+        r, j = np.nonzero(submitted.reshape(len(images), -1))  # row-major: (image, query, verb) submission order
+        q = j // verbs.shape[2]
+        verb = verbs.reshape(len(images), -1)[r, j]
+        cls = gt.lut[verb, obj_label[r, q]]
+        scores = np.stack([flat.scores[i] for i in images])
+        image = images[r]
+        best = _claims(image, qidx[r, q], cls, flat, gt, "official")
+        claimed = np.flatnonzero(best >= 0)
+        cls_parts.append(cls.astype(np.int64))
+        score_parts.append(scores[r, q, verb].astype(np.float64))
+        known_parts.append(gt.known[image, gt.objects[cls]])
+        claim_pos.append(claimed + offset)
+        claim_gt.append(best[claimed])
+        offset += len(cls)
+    empty_i, empty_f = np.zeros(0, dtype=np.int64), np.zeros(0)
+    cls = np.concatenate(cls_parts) if cls_parts else empty_i
+    score = np.concatenate(score_parts) if score_parts else empty_f
+    known = np.concatenate(known_parts) if known_parts else np.zeros(0, dtype=bool)
+    claim_pos = np.concatenate(claim_pos) if claim_pos else empty_i
+    claim_gt = np.concatenate(claim_gt) if claim_gt else empty_i
+    # True positives: the first claim of each GT pair in the class's ranking (stable by score, submission order).
+    order = np.lexsort((claim_pos, -score[claim_pos], cls[claim_pos]))
+    tp_pos = np.sort(claim_pos[order][_first_claims(claim_gt[order])])
+    key = (cls.astype(np.uint64) << np.uint64(32)) | _descending_score_keys(score)
+    aps, recalls = _aps_from_tp_ranks(cls[tp_pos], _ranks_in_class(key, tp_pos), gt)
+    tp_known = tp_pos[known[tp_pos]]
+    position_in_known = np.cumsum(known) - 1
+    aps_ko, recalls_ko = _aps_from_tp_ranks(cls[tp_known], _ranks_in_class(key[known], position_in_known[tp_known]),
+                                            gt)
+    return _ProtocolResult(aps, recalls, aps_ko, recalls_ko, len(cls), int(known.sum()))
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Entry point
 
 
 def _summary(aps: np.ndarray, recalls: np.ndarray, rare: np.ndarray, non_rare: np.ndarray) -> dict:
@@ -504,63 +521,47 @@ def _summary(aps: np.ndarray, recalls: np.ndarray, rare: np.ndarray, non_rare: n
             "mean_max_recall": mean(recalls)}
 
 
-# ----------------------------------------------------------------------------------------------------------------
-# Entry point
-
-
-def evaluate_hicodet(annotations: HicoDetAnnotations, predictions: Sequence[Mapping], protocol: str = "qpic",
+def evaluate_hicodet(annotations: HicoDetAnnotations, predictions: Any, protocol: str = "qpic",
                      source: str = "predictions") -> dict:
     """mAP (fractions in [0, 1]) for Default and Known-Object under `protocol` ("qpic" or "official").
 
-    predictions: aligned with annotations.test, one QPIC post-processor dict per image (see validate_predictions).
-    Returns {"protocol", "default": {full, rare, non_rare, mean_max_recall}, "known_object": {...},
-    "known_object_is_extension", "class_counts": {full, rare, non_rare, neither}, "num_detections",
-    "per_class": [{verb_id, object_coco_id, object_index, hoi_id, n_test, n_train, rare, ap_default,
-    ap_known_object}]}. Groups with no class give None. See the module docstring for the two protocols.
+    predictions: aligned with annotations.test, one QPIC post-processor dict per image (see validate_predictions);
+    source names them in error messages. Returns {"protocol", "default": {full, rare, non_rare, mean_max_recall},
+    "known_object": {...}, "known_object_is_extension", "class_counts": {full, rare, non_rare, neither},
+    "num_detections": {default, known_object}, "num_images", "per_class": [{verb_id, object_coco_id,
+    object_index, hoi_id, n_test, n_train, rare, ap_default, ap_known_object}]}; a mean over no class is None.
     """
     if protocol not in PROTOCOLS:
         raise ConfigError(f"protocol {protocol!r} is unknown; choose one of {list(PROTOCOLS)}"
                           f"{did_you_mean(protocol, PROTOCOLS)}")
-    preds = validate_predictions(predictions, len(annotations.test), source)
+    flat = flatten_predictions(predictions, len(annotations.test), source)
     gt = _ground_truth(annotations)
-    flat = _flatten(preds)
     if protocol == "qpic":
-        det = _detections_qpic(flat, gt, annotations.correct_mat)
-        tp = _first_claims(_best_gt(det, flat, gt, protocol))  # array order = QPIC's per-image score order
-        cls, score, image = det.cls, det.score, det.image
+        result = _evaluate_qpic(flat, gt, annotations.correct_mat)
         rare = (gt.n_train > 0) & (gt.n_train < RARE_THRESHOLD)
         non_rare = gt.n_train >= RARE_THRESHOLD
-        neither = gt.n_train == 0
-        if neither.any():
-            logger.warning("%d test classes have no training instance: counted in Full only (QPIC's rule)",
-                           int(neither.sum()))
     else:
-        det = _detections_official(flat, gt)
-        ranked = np.lexsort((-det.score, det.cls))  # per class, stable by score in submission order
-        best = _best_gt(det, flat, gt, protocol)[ranked]
-        tp = _first_claims(best)
-        cls, score, image = det.cls[ranked], det.score[ranked], det.image[ranked]
+        result = _evaluate_official(flat, gt)
         rare = gt.n_train < RARE_THRESHOLD
         non_rare = ~rare
-        neither = np.zeros_like(rare)
-    known = gt.known[image, gt.objects[cls]] if len(cls) else np.zeros(0, dtype=bool)
-    aps, recalls = _class_aps(cls, tp, score, gt, protocol, keep=None)
-    aps_ko, recalls_ko = _class_aps(cls, tp, score, gt, protocol, keep=known)
+    neither = ~(rare | non_rare)
+    if neither.any():
+        logger.warning("%d test classes have no training instance: QPIC counts them in Full only", int(neither.sum()))
     per_class = [
         {"verb_id": int(gt.verbs[c]) + 1, "object_coco_id": index_to_coco_id(int(gt.objects[c])),
          "object_index": int(gt.objects[c]), "hoi_id": gt.hoi_ids[c], "n_test": int(gt.n_test[c]),
-         "n_train": int(gt.n_train[c]), "rare": bool(rare[c]) if not neither[c] else None,
-         "ap_default": float(aps[c]), "ap_known_object": float(aps_ko[c])}
+         "n_train": int(gt.n_train[c]), "rare": None if neither[c] else bool(rare[c]),
+         "ap_default": float(result.aps[c]), "ap_known_object": float(result.aps_ko[c])}
         for c in range(gt.num_classes)
     ]
     return {
         "protocol": protocol,
-        "default": _summary(aps, recalls, rare, non_rare),
-        "known_object": _summary(aps_ko, recalls_ko, rare, non_rare),
+        "default": _summary(result.aps, result.recalls, rare, non_rare),
+        "known_object": _summary(result.aps_ko, result.recalls_ko, rare, non_rare),
         "known_object_is_extension": protocol == "qpic",
         "class_counts": {"full": gt.num_classes, "rare": int(rare.sum()), "non_rare": int(non_rare.sum()),
                          "neither": int(neither.sum())},
-        "num_detections": {"default": int(len(cls)), "known_object": int(known.sum())},
+        "num_detections": {"default": result.n_detections, "known_object": result.n_detections_ko},
         "num_images": len(annotations.test),
         "per_class": per_class,
     }

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import itertools
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence, Union, get_args, get_origin
@@ -100,7 +101,8 @@ def describe_validation_error(err: ValidationError, prefix: str, model: type[Bas
         allowed = list(parent.model_fields) if parent is not None else []
         return f"{full}: unknown key{did_you_mean(loc[-1], allowed)}; allowed: {', '.join(allowed)}"
     if kind == "union_tag_invalid":
-        return f"{full}: distribution {first['input']!r}{did_you_mean(str(first['input']), DISTRIBUTIONS)} is not one of {', '.join(DISTRIBUTIONS)}"
+        tag = str(first.get("ctx", {}).get("tag", first["input"]))
+        return f"{full}: distribution {tag!r}{did_you_mean(tag, DISTRIBUTIONS)} is not one of {', '.join(DISTRIBUTIONS)}"
     if kind == "union_tag_not_found":
         return f"{full}: missing 'distribution:' (one of {', '.join(DISTRIBUTIONS)})"
     msg = first["msg"]
@@ -120,6 +122,8 @@ def _literal_options(error: Mapping[str, Any]) -> list[str]:
 
 # ---------------------------------------------------------------------------------------------------------------
 # overrides: Hydra-style key=value
+_FLOAT = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+$")
+
 def parse_override(text: str) -> tuple[str, Any]:
     if "=" not in text:
         raise ConfigError(f"override {text!r}: expected key=value (e.g. trials.num_samples=4)")
@@ -131,6 +135,8 @@ def parse_override(text: str) -> tuple[str, Any]:
         value = yaml.safe_load(raw) if raw.strip() else None
     except yaml.YAMLError as exc:
         raise ConfigError(f"override {text!r}: cannot parse the value {raw!r} ({str(exc).splitlines()[0]})") from None
+    if isinstance(value, str) and _FLOAT.match(value):  # YAML 1.1 reads 1e-4 (no dot) as a string
+        value = float(value)
     return key, value
 
 

@@ -139,7 +139,7 @@ class DefrTask(Task):
         from raysweep.tasks.defr.classifier import build_classifier
         from raysweep.tasks.defr.data import HicoDataset, build_transforms, rebalance_indices
         from raysweep.tasks.defr.losses import build_loss, wbce_pos_weight
-        from raysweep.tasks.defr.model import DefrNet
+        from raysweep.tasks.defr.model import DefrNet, back_projection_matrix
 
         cfg = self.config
         train_files, train_labels, eval_files, eval_labels, eval_folder = self._splits()
@@ -148,8 +148,10 @@ class DefrTask(Task):
 
         backbone = build_backbone(cfg.model, cfg.data.image_size)
         embeddings = self.class_embeddings() if cfg.classifier.init == "language" else None
+        projection = (back_projection_matrix(backbone, cfg.classifier, embeddings.shape[1], self.cache_dir)
+                      if embeddings is not None else backbone.clip_proj)
         classifier = build_classifier(cfg.classifier, backbone.width, num_classes, embeddings, cfg.train.seed,
-                                      getattr(backbone, "clip_proj", None))
+                                      projection)
         model = DefrNet(backbone, classifier).to(device)
 
         norm = cfg.data.normalisation if cfg.data.normalisation != "auto" else normalisation_for(cfg.model)

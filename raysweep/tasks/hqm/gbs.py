@@ -38,6 +38,17 @@ def paired_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return torch.where(union > 0, inter / union.clamp(min=1e-12), torch.zeros_like(union))
 
 
+def draw_grid_steps(n: int, params: ShiftParams, generator: Optional[torch.Generator],
+                    device: torch.device) -> torch.Tensor:
+    """[n, 3] integer steps (k_ratio, k_x, k_y), each uniform in k_min..k_max."""
+    return torch.randint(params.k_min, params.k_max + 1, (n, 3), generator=generator, device=device)
+
+
+def batch_accepts(num_in_band: int, num_boxes: int, accept_ratio: float) -> bool:
+    """An attempt is kept when the in-band fraction reaches the ratio (7 of 10 passes 0.7)."""
+    return num_in_band / num_boxes >= accept_ratio
+
+
 def shift_boxes(boxes: torch.Tensor, image_wh: torch.Tensor, params: ShiftParams = ShiftParams(),
                 generator: Optional[torch.Generator] = None) -> tuple[torch.Tensor, int]:
     """Shift one set of boxes (one batch's subjects, or its objects) into the IoU band.
@@ -52,8 +63,7 @@ def shift_boxes(boxes: torch.Tensor, image_wh: torch.Tensor, params: ShiftParams
     centre = (boxes[:, :2] + boxes[:, 2:]) / 2
     upper = (image_wh - 1).to(boxes.dtype)
     for attempt in range(1, params.attempts + 1):
-        k = torch.randint(params.k_min, params.k_max + 1, (n, 3), generator=generator,
-                          device=boxes.device).to(boxes.dtype)
+        k = draw_grid_steps(n, params, generator, boxes.device).to(boxes.dtype)
         ratio = 1 + params.step * k[:, :1]
         new_centre = centre + params.step * k[:, 1:] * wh
         half = ratio * wh / 2
@@ -61,7 +71,7 @@ def shift_boxes(boxes: torch.Tensor, image_wh: torch.Tensor, params: ShiftParams
         cand = torch.minimum(cand.clamp(min=0), upper.repeat(1, 2))
         iou = paired_iou(boxes, cand)
         in_band = (iou > params.band_low) & (iou < params.band_high)
-        if int(in_band.sum()) / n >= params.accept_ratio:
+        if batch_accepts(int(in_band.sum()), n, params.accept_ratio):
             return torch.where(in_band[:, None], cand, boxes), attempt
     return boxes.clone(), 0
 
