@@ -390,15 +390,22 @@ def _aps_from_tp_ranks(tp_cls: np.ndarray, tp_rank: np.ndarray, gt: _GroundTruth
     return aps, recalls
 
 
-def _descending_score_keys(score: np.ndarray) -> np.ndarray:
-    """uint64 < 2**32 per score, ascending as the score descends; equal scores (0.0 and -0.0 too) get equal keys."""
-    as32 = score.astype(np.float32)
-    if (as32.astype(np.float64) == score).all():
-        bits = (as32 + np.float32(0)).view(np.uint32)  # + 0 turns -0.0 into 0.0
+def _class_score_keys(cls: np.ndarray, score: np.ndarray, dense: bool = False) -> np.ndarray | None:
+    """uint64 keys (class << 32) | s, with s ascending as the score descends and equal for equal scores.
+
+    s is the float32 bit pattern made sortable when every score is exactly a float32 (QPIC's outputs are), which
+    is comparable across calls; otherwise None, unless `dense`, which ranks the given scores among themselves.
+    """
+    cls = cls.astype(np.uint64) << np.uint64(32)
+    if not dense:
+        as32 = score.astype(np.float32)
+        if not (as32 == score).all():
+            return None
+        bits = (as32 + np.float32(0)).view(np.uint32)  # + 0 turns -0.0 into 0.0: they compare equal
         ascending = np.where(bits >> np.uint32(31), ~bits, bits | np.uint32(0x80000000))
-        return (~ascending).astype(np.uint64)
-    unique, inverse = np.unique(score, return_inverse=True)  # scores finer than float32: dense ranks
-    return (len(unique) - 1 - inverse.ravel()).astype(np.uint64)
+        return cls | (~ascending).astype(np.uint64)
+    unique, inverse = np.unique(score, return_inverse=True)
+    return cls | (len(unique) - 1 - inverse.ravel()).astype(np.uint64)
 
 
 def _ranks_in_class(key: np.ndarray, tp_pos: np.ndarray) -> np.ndarray:
@@ -469,44 +476,49 @@ def _evaluate_qpic(flat: FlatPredictions, gt: _GroundTruth, correct_mat: np.ndar
 
 def _evaluate_official(flat: FlatPredictions, gt: _GroundTruth) -> _ProtocolResult:
     table = _verb_table(gt.lut >= 0)
-    cls_parts, score_parts, known_parts, claim_pos, claim_gt = [], [], [], [], []
+    class_table = np.where(table.present, gt.lut[table.verbs, np.arange(NUM_OBJECTS)[:, None]], -1)  # [80, w]
+    cls_parts, score_parts, key_parts, known_parts, claim_pos, claim_gt = [], [], [], [], [], []
     offset = 0
     for images, k in _image_blocks(flat):
         if k == 0:
             continue
         qidx, obj_label, sub_label = _block_labels(flat, images, k)
-        verbs = table.verbs[obj_label]
+        verbs = table.verbs[obj_label]  # [n, k, w]
         submitted = table.present[obj_label] & (sub_label == PERSON_INDEX)[:, :, None]
-        r, j = np.nonzero(submitted.reshape(len(images), -1))  # row-major: (image, query, verb) submission order
-        q = j // verbs.shape[2]
-        verb = verbs.reshape(len(images), -1)[r, j]
-        cls = gt.lut[verb, obj_label[r, q]]
-        scores = np.stack([flat.scores[i] for i in images])
-        image = images[r]
-        best = _claims(image, qidx[r, q], cls, flat, gt, "official")
+        # Boolean selection is row-major: detections come out in (image, query, verb) submission order.
+        score = np.take_along_axis(np.stack([flat.scores[i] for i in images]), verbs, axis=2)[submitted]
+        score = score.astype(np.float64)
+        cls = class_table[obj_label][submitted]
+        image = np.repeat(images, submitted.reshape(len(images), -1).sum(axis=1))
+        query = np.broadcast_to(qidx[:, :, None], submitted.shape)[submitted]
+        best = _claims(image, query, cls, flat, gt, "official")
         claimed = np.flatnonzero(best >= 0)
-        cls_parts.append(cls.astype(np.int64))
-        score_parts.append(scores[r, q, verb].astype(np.float64))
+        cls_parts.append(cls)
+        score_parts.append(score)
+        key_parts.append(_class_score_keys(cls, score))
         known_parts.append(gt.known[image, gt.objects[cls]])
         claim_pos.append(claimed + offset)
         claim_gt.append(best[claimed])
         offset += len(cls)
-    empty_i, empty_f = np.zeros(0, dtype=np.int64), np.zeros(0)
-    cls = np.concatenate(cls_parts) if cls_parts else empty_i
-    score = np.concatenate(score_parts) if score_parts else empty_f
+    score = np.concatenate(score_parts) if score_parts else np.zeros(0)
+    key = np.concatenate(key_parts) if key_parts and all(p is not None for p in key_parts) else None
     known = np.concatenate(known_parts) if known_parts else np.zeros(0, dtype=bool)
-    claim_pos = np.concatenate(claim_pos) if claim_pos else empty_i
-    claim_gt = np.concatenate(claim_gt) if claim_gt else empty_i
-    # True positives: the first claim of each GT pair in the class's ranking (stable by score, submission order).
-    order = np.lexsort((claim_pos, -score[claim_pos], cls[claim_pos]))
+    claim_pos = np.concatenate(claim_pos) if claim_pos else np.zeros(0, dtype=np.int64)
+    claim_gt = np.concatenate(claim_gt) if claim_gt else np.zeros(0, dtype=np.int64)
+    if key is None:  # scores finer than float32 (or no detections): rank them all together
+        key = _class_score_keys(np.concatenate(cls_parts) if cls_parts else np.zeros(0, dtype=np.int64), score,
+                                dense=True)
+    claim_cls = (key[claim_pos] >> np.uint64(32)).astype(np.int64)
+    # True positives: the first claim of each GT pair in its class's ranking (stable by score, submission order).
+    order = np.lexsort((claim_pos, -score[claim_pos], claim_cls))
     tp_pos = np.sort(claim_pos[order][_first_claims(claim_gt[order])])
-    key = (cls.astype(np.uint64) << np.uint64(32)) | _descending_score_keys(score)
-    aps, recalls = _aps_from_tp_ranks(cls[tp_pos], _ranks_in_class(key, tp_pos), gt)
-    tp_known = tp_pos[known[tp_pos]]
+    tp_cls = (key[tp_pos] >> np.uint64(32)).astype(np.int64)
+    aps, recalls = _aps_from_tp_ranks(tp_cls, _ranks_in_class(key, tp_pos), gt)
+    tp_known = known[tp_pos]
     position_in_known = np.cumsum(known) - 1
-    aps_ko, recalls_ko = _aps_from_tp_ranks(cls[tp_known], _ranks_in_class(key[known], position_in_known[tp_known]),
-                                            gt)
-    return _ProtocolResult(aps, recalls, aps_ko, recalls_ko, len(cls), int(known.sum()))
+    aps_ko, recalls_ko = _aps_from_tp_ranks(tp_cls[tp_known],
+                                            _ranks_in_class(key[known], position_in_known[tp_pos[tp_known]]), gt)
+    return _ProtocolResult(aps, recalls, aps_ko, recalls_ko, len(key), int(known.sum()))
 
 
 # ----------------------------------------------------------------------------------------------------------------

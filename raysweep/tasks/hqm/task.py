@@ -79,7 +79,7 @@ class HqmTask(Task):
         from raysweep.tasks.hqm.criterion import build_criterion
         from raysweep.tasks.hqm.data import HicoDetTestSet, HicoDetTrainSet, collate
         from raysweep.tasks.hqm.model import build_model
-        from raysweep.tasks.hqm.transforms import test_transforms, train_transforms
+        from raysweep.tasks.hqm.transforms import eval_transforms, train_transforms
 
         cfg, ann = self.config, self.annotations
         num_verbs, num_objects = ann.correct_mat.shape
@@ -95,7 +95,7 @@ class HqmTask(Task):
             train_transforms(d.train_scales, d.max_size, d.crop_resize_scales, d.crop_min, d.crop_max,
                              d.color_jitter, d.augment),
             max_boxes=cfg.model.num_queries, num_verbs=num_verbs)
-        eval_set = HicoDetTestSet(ann.test, root / IMAGE_DIRS["test"], test_transforms(d.test_size, d.test_max_size))
+        eval_set = HicoDetTestSet(ann.test, root / IMAGE_DIRS["test"], eval_transforms(d.test_size, d.test_max_size))
 
         o = cfg.optim
         optimizer = torch.optim.AdamW(param_groups(model, o.lr_backbone), lr=o.lr, weight_decay=o.weight_decay)

@@ -149,5 +149,5 @@ def train_transforms(scales: Sequence[int], max_size: int, crop_resize_scales: S
     return Compose(steps)
 
 
-def test_transforms(size: int, max_size: int) -> Compose:
+def eval_transforms(size: int, max_size: int) -> Compose:
     return Compose([RandomResize([size], max_size), Normalize()])
