@@ -5,8 +5,9 @@
 
 A step is forward (main branch + the iteration's hard branch), the criterion with Hungarian matching on every
 decoder layer, backward, gradient clipping and an AdamW step. The batch is fixed (random images, 1-3 GT pairs per
-image), and every variant starts from the same initial weights. Reports the median and interquartile range over
-`--steps` timed steps after `--warmup` untimed ones; HQM alternates GBS/AMM, so its median mixes both.
+image), and every variant starts from the same initial weights. Variants are stepped round-robin (one step each in
+turn) so that drifting machine load affects all alike. Reports the median and interquartile range over `--steps`
+timed steps after `--warmup` untimed ones; HQM alternates GBS/AMM, so its median mixes both.
 """
 
 from __future__ import annotations
@@ -52,29 +53,37 @@ def make_batch(batch_size: int, short: int, long: int, device: torch.device, see
     return PaddedBatch.from_images(images).to(device), targets
 
 
-def time_variant(cfg: HqmConfig, batch, device: torch.device, warmup: int, steps: int) -> list[float]:
-    torch.manual_seed(0)
-    model = build_model(cfg, 80, 117).to(device).train()
-    criterion = build_criterion(cfg, 80).to(device)
-    opt = torch.optim.AdamW(param_groups(model, cfg.optim.lr_backbone), lr=cfg.optim.lr, weight_decay=1e-4)
-    images, targets = batch
-    times = []
-    for it in range(warmup + steps):
-        if device.type == "cuda":
-            torch.cuda.synchronize()
+class Variant:
+    """One model + criterion + optimiser, stepped on the shared batch."""
+
+    def __init__(self, cfg: HqmConfig, device: torch.device):
+        torch.manual_seed(0)
+        self.cfg = cfg
+        self.model = build_model(cfg, 80, 117).to(device).train()
+        self.criterion = build_criterion(cfg, 80).to(device)
+        self.opt = torch.optim.AdamW(param_groups(self.model, cfg.optim.lr_backbone), lr=cfg.optim.lr,
+                                     weight_decay=1e-4)
+        self.device = device
+        self.it = 0
+        self.times: list[float] = []
+
+    def step(self, batch, record: bool) -> None:
+        images, targets = batch
+        sync = torch.cuda.synchronize if self.device.type == "cuda" else (lambda: None)
+        sync()
         start = time.perf_counter()
-        branch = hard_branch(cfg.hqm.gbs, cfg.hqm.amm, cfg.hqm.alternation, it)
-        loss = criterion.weighted_total(criterion(model(images, targets, branch), targets))
-        opt.zero_grad(set_to_none=True)
+        h = self.cfg.hqm
+        branch = hard_branch(h.gbs, h.amm, h.alternation, self.it)
+        loss = self.criterion.weighted_total(self.criterion(self.model(images, targets, branch), targets))
+        self.opt.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 0.1)
-        opt.step()
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), 0.1)
+        self.opt.step()
         loss.item()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        if it >= warmup:
-            times.append(time.perf_counter() - start)
-    return times
+        sync()
+        self.it += 1
+        if record:
+            self.times.append(time.perf_counter() - start)
 
 
 def main() -> None:
@@ -95,11 +104,15 @@ def main() -> None:
     print(f"torch {torch.__version__}, {platform.processor() or platform.machine()}, device {device}, "
           f"threads {args.threads}, batch {args.batch_size} x {args.short}x{args.long}, "
           f"model {'paper (R50)' if args.paper else 'embedded default (tiny)'}")
+    variants = {name: Variant(HqmConfig.model_validate({"model": model_cfg, "hqm": {"gbs": gbs, "amm": amm}}), device)
+                for name, (gbs, amm) in VARIANTS.items()}
+    # round-robin, so drifting machine load hits every variant alike
+    for it in range(args.warmup + args.steps):
+        for v in variants.values():
+            v.step(batch, record=it >= args.warmup)
     base = None
-    for name, (gbs, amm) in VARIANTS.items():
-        cfg = HqmConfig.model_validate({"model": model_cfg, "hqm": {"gbs": gbs, "amm": amm}})
-        times = time_variant(cfg, batch, device, args.warmup, args.steps)
-        q1, med, q3 = statistics.quantiles(times, n=4)
+    for name, v in variants.items():
+        q1, med, q3 = statistics.quantiles(v.times, n=4)
         base = base or med
         print(f"{name:12s} median {med * 1e3:8.1f} ms  IQR [{q1 * 1e3:.1f}, {q3 * 1e3:.1f}]  x{med / base:.2f}")
 

@@ -74,7 +74,8 @@ def test_transpose_and_nan(tmp_path):
         ([{"vname": "ride", "nname": "bicycle"}, {"vname": np.array(["hold"]), "nname": np.array(["cup"])}],
          [("ride", "bicycle"), ("hold", "cup")]),
         ([("ride", "bicycle"), ["hold", "cup"]], [("ride", "bicycle"), ("hold", "cup")]),
-        ([{"verb": "ride", "obj": "bicycle", "sym": 0}, {"verb": "hold", "obj": "cup"}], [("ride", "bicycle"), ("hold", "cup")]),
+        ([{"verb": "ride", "obj": "bicycle", "sym": 0}, {"verb": "hold", "obj": "cup"}],
+         [("ride", "bicycle"), ("hold", "cup")]),
         (np.array([("ride", "bicycle"), ("hold", "cup")], dtype=[("vname", "U8"), ("nname", "U8")]),
          [("ride", "bicycle"), ("hold", "cup")]),
         ([("ride", "bicycle")], None),  # wrong length

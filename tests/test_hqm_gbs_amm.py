@@ -95,8 +95,10 @@ def test_spatial_vector_hand_computed():
 
 def test_shifted_queries_padding_and_images_without_pairs():
     never = ShiftParams(band_low=0.99, band_high=0.999, accept_ratio=1.0, attempts=2)
-    subs = [torch.tensor([[0.5, 0.5, 0.2, 0.4], [0.4, 0.4, 0.2, 0.2]]), torch.zeros(0, 4), torch.tensor([[0.5, 0.5, 0.5, 0.5]])]
-    objs = [torch.tensor([[0.3, 0.6, 0.1, 0.2], [0.6, 0.6, 0.2, 0.2]]), torch.zeros(0, 4), torch.tensor([[0.2, 0.2, 0.2, 0.2]])]
+    subs = [torch.tensor([[0.5, 0.5, 0.2, 0.4], [0.4, 0.4, 0.2, 0.2]]), torch.zeros(0, 4),
+            torch.tensor([[0.5, 0.5, 0.5, 0.5]])]
+    objs = [torch.tensor([[0.3, 0.6, 0.1, 0.2], [0.6, 0.6, 0.2, 0.2]]), torch.zeros(0, 4),
+            torch.tensor([[0.2, 0.2, 0.2, 0.2]])]
     q = shifted_queries(subs, objs, torch.tensor([[100, 200], [50, 50], [80, 60]]), never)
     assert q.counts == [2, 0, 1] and q.spatial.shape == (3, 2, 12)
     assert q.key_padding_mask.tolist() == [[False, False], [False, False], [False, True]]  # empty image: unmasked

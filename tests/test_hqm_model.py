@@ -101,7 +101,8 @@ def test_postprocess_layout_and_values():
            "pred_sub_boxes": torch.tensor([[[0.5, 0.5, 0.5, 0.5], [0.25, 0.25, 0.5, 0.5]]]),
            "pred_obj_boxes": torch.tensor([[[0.5, 0.5, 1.0, 1.0], [0.75, 0.75, 0.5, 0.5]]])}
     (res,) = postprocess_hoi(out, torch.tensor([[100, 200]]))  # h = 100, w = 200
-    np.testing.assert_allclose(res["boxes"], [[50, 25, 150, 75], [0, 0, 100, 50], [0, 0, 200, 100], [100, 50, 200, 100]])
+    np.testing.assert_allclose(res["boxes"], [[50, 25, 150, 75], [0, 0, 100, 50],  # subjects
+                                              [0, 0, 200, 100], [100, 50, 200, 100]])  # objects
     assert res["labels"].tolist() == [0, 0, 0, 1]  # subjects 0; q1's argmax skips the no-object column
     # q0: object score 3/5, q1: 2/8 (no-object stays in the softmax)
     np.testing.assert_allclose(res["verb_scores"], [[0.3, 0.45, 0.6 / (1 + math.exp(50))], [0.125, 0.125, 0.125]],
@@ -144,7 +145,8 @@ def test_detr_checkpoint_conversion_and_report(tmp_path, layout):
     for head in ("sub_bbox_embed", "obj_bbox_embed"):
         for i in range(3):
             assert torch.equal(sd[f"{pre}{head}.layers.{i}.weight"], detr[f"bbox_embed.layers.{i}.weight"])
-    assert torch.equal(sd["transformer.encoder.layers.0.linear1.weight"], detr["transformer.encoder.layers.0.linear1.weight"])
+    key = "transformer.encoder.layers.0.linear1.weight"
+    assert torch.equal(sd[key], detr[key])
     assert torch.equal(sd["backbone.0.body.layer1.0.bn1.running_var"], detr["backbone.0.body.layer1.0.bn1.running_var"])
 
     assert report.source_layout == "detr"

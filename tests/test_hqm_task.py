@@ -137,7 +137,8 @@ def test_predict_and_evaluate(mini_hicodet):
     first = outputs[0]
     assert first["boxes"].shape == (12, 4) and first["verb_scores"].shape == (6, 117)
     record = task.annotations.test[0]
-    assert first["boxes"][:, 2].max() <= Image.open(mini_hicodet / "images" / "test2015" / record["file_name"]).width + 1e-3
+    width = Image.open(mini_hicodet / "images" / "test2015" / record["file_name"]).width
+    assert first["boxes"][:, 2].max() <= width + 1e-3  # original-image pixels
     metrics = task.evaluate(outputs)
     assert set(metrics) == set(HqmTask.metric_names)
     assert all(0.0 <= v <= 1.0 for k, v in metrics.items() if not math.isnan(v))
@@ -166,3 +167,17 @@ def test_pretrained_checkpoint_is_loaded_at_build(mini_hicodet, tmp_path):
     assert task.load_report.source_layout == "qpic" and task.load_report.fresh == []
     torch.testing.assert_close(model.state_dict()["transformer.decoder.verb_class_embed.weight"],
                                source.state_dict()["verb_class_embed.weight"])
+
+
+def test_prepare_generates_the_embedded_synthetic_hicodet(tmp_path):
+    cfg = HqmConfig.model_validate({"data": {"synth": {"num_train": 10, "num_test": 10, "image_size": 64}},
+                                    "model": {"num_queries": 6, "d_model": 32, "nhead": 2, "tiny_width": 8}})
+    updates = HqmTask.prepare(cfg, tmp_path)
+    root = Path(updates["data.root"])
+    assert root.is_relative_to(tmp_path) and (root / "annotations" / "trainval_hico.json").is_file()
+    assert HqmTask.prepare(cfg, tmp_path) == updates  # idempotent: a cache hit
+    task = HqmTask(cfg.model_copy(update={"data": cfg.data.model_copy(update={"root": str(root)})}), tmp_path)
+    parts = task.build(torch.device("cpu"))
+    batch = next(iter(DataLoader(parts.train_set, batch_size=2, collate_fn=parts.collate_fn)))
+    loss, _ = task.train_step(parts.model, batch, 0, 0)
+    assert math.isfinite(loss.item())

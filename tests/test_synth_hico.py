@@ -34,7 +34,8 @@ N_TRAIN, N_TEST = 200, 80  # the smallest train split whose budget fits the Few@
 
 @pytest.fixture(scope="module")
 def synth(tmp_path_factory) -> Path:
-    return generate_hico(tmp_path_factory.mktemp("a") / "hico", seed=3, num_train=N_TRAIN, num_test=N_TEST, image_size=SIZE)
+    out = tmp_path_factory.mktemp("a") / "hico"
+    return generate_hico(out, seed=3, num_train=N_TRAIN, num_test=N_TEST, image_size=SIZE)
 
 
 @pytest.fixture(scope="module")
@@ -156,7 +157,8 @@ def test_layout(synth, anno):
     for split, n, sub in (("train", N_TRAIN, "train2015"), ("test", N_TEST, "test2015")):
         files, labels = anno[f"files_{split}"], anno[f"anno_{split}"]
         assert isinstance(files, np.ndarray) and files.shape == (n,) and files.dtype.kind == "U"
-        assert files[0] == f"HICO_{sub}_00000001.jpg" and all(re.fullmatch(rf"HICO_{sub}_\d{{8}}\.jpg", f) for f in files)
+        assert files[0] == f"HICO_{sub}_00000001.jpg"
+        assert all(re.fullmatch(rf"HICO_{sub}_\d{{8}}\.jpg", f) for f in files)
         assert labels.shape == (34, n) and labels.dtype == np.float64
         assert set(np.unique(labels)) <= {1.0, 0.0, -1.0, -2.0}
         assert sorted(p.name for p in (synth / "images" / sub).iterdir()) == sorted(files)

@@ -199,7 +199,8 @@ def _validate_box(box: Any, where: str, width: float | None, height: float | Non
     if x1 < 0 or y1 < 0 or x2 < x1 or y2 < y1:
         raise DataError(f"{where}.bbox = {list(b)!r} needs 0 <= x1 <= x2 and 0 <= y1 <= y2 (0-based xyxy pixels)")
     if (width is not None and x2 > width) or (height is not None and y2 > height):
-        raise DataError(f"{where}.bbox = {list(b)!r} lies outside the {width} x {height} image")
+        size = " x ".join(f"{key} {value}" for key, value in (("width", width), ("height", height)) if value)
+        raise DataError(f"{where}.bbox = {list(b)!r} lies outside the image ({size} in the record)")
 
 
 def _validate_hoi(hoi: Any, boxes: list, where: str, correct_mat: np.ndarray | None) -> None:

@@ -242,6 +242,17 @@ def _top_k_stable(scores: np.ndarray, k: int) -> np.ndarray:
     return np.take_along_axis(cols, np.argsort(-values, axis=1, kind="stable"), axis=1)
 
 
+def _valid_positions(obj_label: np.ndarray, table: _VerbTable) -> np.ndarray:
+    """Flat positions into a [n, k, 117] score block of each query's valid verbs. obj_label [n, k] -> [n * k, w].
+
+    Padding slots repeat a real position; mask them with table.present. int32 when it fits (faster gathers).
+    """
+    n, k = obj_label.shape
+    dtype = np.int32 if n * k * NUM_VERBS < 2**31 else np.int64
+    base = (np.arange(n * k, dtype=dtype) * NUM_VERBS)[:, None]
+    return base + table.verbs[obj_label.reshape(-1)].astype(dtype)
+
+
 def _top_candidates_qpic(scores: np.ndarray, obj_label: np.ndarray, table: _VerbTable,
                          correct_t: np.ndarray) -> np.ndarray:
     """QPIC's kept candidates per image as columns q * 117 + v, best first. scores [n, k, 117] float32 -> [n, K].
@@ -253,9 +264,9 @@ def _top_candidates_qpic(scores: np.ndarray, obj_label: np.ndarray, table: _Verb
     n, k, _ = scores.shape
     m = k * NUM_VERBS
     top = min(QPIC_MAX_DETECTIONS, m)
-    verbs = table.verbs[obj_label]  # [n, k, w]
-    gathered = np.take_along_axis(scores, verbs, axis=2)
-    positive = table.present[obj_label] & (gathered > 0)
+    position = _valid_positions(obj_label, table)  # [n * k, w]
+    values = np.take(scores.reshape(-1), position)
+    positive = table.present[obj_label.reshape(-1)] & (values > 0)
     col_bits = max(1, (m - 1).bit_length())
     row_bits = max(1, (n - 1).bit_length())
     fast = positive.reshape(n, -1).sum(axis=1) >= top
@@ -263,17 +274,19 @@ def _top_candidates_qpic(scores: np.ndarray, obj_label: np.ndarray, table: _Verb
         fast[:] = False
     cols = np.empty((n, top), dtype=np.int64)
     if fast.any():
-        rows_f = np.flatnonzero(fast)
-        r, j = np.nonzero(positive[rows_f].reshape(len(rows_f), -1))
-        width = verbs.shape[2]
-        col = (j // width) * NUM_VERBS + verbs[rows_f].reshape(len(rows_f), -1)[r, j]
-        bits = gathered[rows_f].reshape(len(rows_f), -1)[r, j].view(np.uint32)  # positive floats sort as uints
-        key = ((r.astype(np.uint64) << np.uint64(32 + col_bits))
-               | ((~bits).astype(np.uint64) << np.uint64(col_bits)) | col.astype(np.uint64))
+        if not fast.all():
+            positive &= np.repeat(fast, k)[:, None]
+        chosen = np.flatnonzero(positive)
+        where = position.reshape(-1)[chosen].astype(np.int64)
+        bits = values.reshape(-1)[chosen].view(np.uint32)  # positive floats sort like their bit patterns
+        row = where // m
+        key = ((row.astype(np.uint64) << np.uint64(32 + col_bits))
+               | ((~bits).astype(np.uint64) << np.uint64(col_bits)) | (where - row * m).astype(np.uint64))
         key.sort()
-        starts = np.searchsorted(key >> np.uint64(32 + col_bits), np.arange(len(rows_f), dtype=np.uint64))
-        chosen = key[(starts[:, None] + np.arange(top)).ravel()]
-        cols[rows_f] = (chosen & np.uint64((1 << col_bits) - 1)).astype(np.int64).reshape(-1, top)
+        rows_f = np.flatnonzero(fast)
+        starts = np.searchsorted(key >> np.uint64(32 + col_bits), rows_f.astype(np.uint64))
+        kept = key[(starts[:, None] + np.arange(top)).ravel()]
+        cols[rows_f] = (kept & np.uint64((1 << col_bits) - 1)).astype(np.int64).reshape(-1, top)
     if not fast.all():
         slow = np.flatnonzero(~fast)
         masked = np.where(correct_t[obj_label[slow]], scores[slow], np.float32(0)).reshape(len(slow), m)
@@ -476,21 +489,22 @@ def _evaluate_qpic(flat: FlatPredictions, gt: _GroundTruth, correct_mat: np.ndar
 
 def _evaluate_official(flat: FlatPredictions, gt: _GroundTruth) -> _ProtocolResult:
     table = _verb_table(gt.lut >= 0)
-    class_table = np.where(table.present, gt.lut[table.verbs, np.arange(NUM_OBJECTS)[:, None]], -1)  # [80, w]
     cls_parts, score_parts, key_parts, known_parts, claim_pos, claim_gt = [], [], [], [], [], []
     offset = 0
     for images, k in _image_blocks(flat):
         if k == 0:
             continue
         qidx, obj_label, sub_label = _block_labels(flat, images, k)
-        verbs = table.verbs[obj_label]  # [n, k, w]
-        submitted = table.present[obj_label] & (sub_label == PERSON_INDEX)[:, :, None]
-        # Boolean selection is row-major: detections come out in (image, query, verb) submission order.
-        score = np.take_along_axis(np.stack([flat.scores[i] for i in images]), verbs, axis=2)[submitted]
-        score = score.astype(np.float64)
-        cls = class_table[obj_label][submitted]
-        image = np.repeat(images, submitted.reshape(len(images), -1).sum(axis=1))
-        query = np.broadcast_to(qidx[:, :, None], submitted.shape)[submitted]
+        position = _valid_positions(obj_label, table)  # [n * k, w]
+        submitted = table.present[obj_label.reshape(-1)] & (sub_label.reshape(-1) == PERSON_INDEX)[:, None]
+        # Ascending flat positions: detections come out in (image, query, verb) submission order.
+        where = position.reshape(-1)[np.flatnonzero(submitted)].astype(np.int64)
+        scores = np.stack([flat.scores[i] for i in images])
+        score = np.take(scores.reshape(-1), where).astype(np.float64)
+        row_query, verb = np.divmod(where, NUM_VERBS)  # row_query = row * k + q
+        cls = gt.lut[verb, obj_label.reshape(-1)[row_query]]
+        image = images[row_query // k]
+        query = qidx.reshape(-1)[row_query]
         best = _claims(image, query, cls, flat, gt, "official")
         claimed = np.flatnonzero(best >= 0)
         cls_parts.append(cls)

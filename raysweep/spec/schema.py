@@ -122,6 +122,8 @@ class Resources(StrictModel):
     cpus_per_worker: float = Field(1.0, ge=0)
     gpus_per_worker: Optional[float] = Field(None, ge=0)  # default: 1 when use_gpu
     driver_slots: Optional[int] = Field(None, ge=1)  # local `sweep_driver` resource; default: max concurrency
+    # How a trial's workers spread over nodes: STRICT_PACK keeps an 8-GPU trial on one 8-GPU node.
+    placement_strategy: Literal["PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD"] = "PACK"
 
     @property
     def gpus(self) -> float:

@@ -29,6 +29,7 @@ class TrialPlan:
     use_gpu: bool
     cpus_per_worker: float
     gpus_per_worker: float
+    placement_strategy: str
     worker_restarts: int
     keep_checkpoints: int
     controller_failure_limit: int = 3  # worker-group start failures before the trial errors (Ray: forever)
@@ -73,7 +74,8 @@ def make_trainable(plan: TrialPlan) -> Callable[[dict[str, Any]], None]:
                 "threads_per_worker": max(1, int(p.cpus_per_worker)),
             },
             scaling_config=ray.train.ScalingConfig(
-                num_workers=p.num_workers, use_gpu=p.use_gpu, resources_per_worker=resources),
+                num_workers=p.num_workers, use_gpu=p.use_gpu, resources_per_worker=resources,
+                placement_strategy=p.placement_strategy),
             run_config=ray.train.RunConfig(
                 name=trial_id,
                 storage_path=join(p.experiment_dir, TRAIN_SUBDIR),

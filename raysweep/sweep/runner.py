@@ -97,9 +97,26 @@ def _concurrency(sweep: Sweep, cluster: dict[str, float], local: bool) -> int:
                             f"resources.num_workers / cpus_per_worker, set resources.use_gpu=false, or join a cluster "
                             f"with --address")
         log.warning("the cluster has %s now, a trial needs %s: trials queue until the autoscaler adds nodes", have, need)
-        cap = sweep.spec.trials.max_concurrent or 1
+        cap = sweep.spec.trials.max_concurrent or max(1, int(cluster.get(DRIVER_RESOURCE, 1)))
     wanted = sweep.spec.trials.max_concurrent or cap
     return max(1, min(wanted, cap if local else wanted, sweep.num_trials))
+
+
+def check_reachable(address: str, timeout_s: float = 5.0) -> None:
+    """Fail in seconds, not minutes, when nothing listens at a host:port address (Ray itself retries for long)."""
+    import socket
+
+    if address in ("auto", "local"):
+        return
+    target = address.split("://", 1)[-1]
+    host, _, port = target.rpartition(":")
+    if not host or not port.isdigit():
+        raise UserError(f"--address {address!r}: expected auto, host:port or ray://host:port")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s).close()
+    except OSError as exc:
+        raise UserError(f"--address {address}: nothing answers at {host}:{port} ({exc.strerror or exc}); is the "
+                        f"cluster up (`ray up cluster.yaml`) and the port forwarded?") from None
 
 
 def init_ray(sweep: Sweep, address: Optional[str], slots: int) -> None:
@@ -111,7 +128,8 @@ def init_ray(sweep: Sweep, address: Optional[str], slots: int) -> None:
     runtime_env = {"env_vars": env}
     os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")  # eval-less epochs carry no objective
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # the classic trial table: status, epoch, loss, objective
-    address = address or settings.address
+    if address:
+        check_reachable(address)
     try:
         if address:
             context = ray.init(address=address, runtime_env=runtime_env, logging_level=logging.WARNING,
@@ -139,6 +157,7 @@ def init_ray(sweep: Sweep, address: Optional[str], slots: int) -> None:
 
 def run_sweep(sweep: Sweep, name: Optional[str] = None, storage_path: Optional[str] = None, resume: bool = False,
               address: Optional[str] = None) -> SweepOutcome:
+    """Everything that can fail on bad input fails before anything is written: storage, address, resources, data."""
     import ray
     from ray import tune
 
@@ -157,30 +176,30 @@ def run_sweep(sweep: Sweep, name: Optional[str] = None, storage_path: Optional[s
                         f"--resume")
     if resume:
         sweep = _saved_sweep(experiment_dir, sweep)
-    prepare_task(sweep)
-    if not existing:
-        storage.write_text_atomic(storage.join(experiment_dir, SPACE_COPY), sweep.path.read_text())
-        storage.write_text_atomic(meta_path, json.dumps({
-            "name": name, "task": sweep.spec.task, "space_file": str(sweep.path), "overrides": sweep.overrides,
-            "metric": sweep.metric, "mode": sweep.mode, "num_trials": sweep.num_trials, "created": time.time(),
-            "versions": _versions()}, indent=2))
-
     res = sweep.spec.resources
-    local = not (address or sweep.spec.ray.address)
-    cpus = float(os.cpu_count() or 1)
+    # A Ray job's entrypoint has RAY_ADDRESS set by the job supervisor: join that cluster.
+    address = address or sweep.spec.ray.address or os.environ.get("RAY_ADDRESS") or None
+    local = not address
     if local:
         import torch
 
-        gpus = float(torch.cuda.device_count())
-        _concurrency(sweep, {"CPU": cpus, "GPU": gpus}, local=True)  # fail before Ray starts
-    slots = sweep.spec.resources.driver_slots or max(1, sweep.num_trials)
-    init_ray(sweep, address, slots)
+        _concurrency(sweep, {"CPU": float(os.cpu_count() or 1), "GPU": float(torch.cuda.device_count())}, local=True)
+    else:
+        check_reachable(address)
+    prepare_task(sweep)
+    init_ray(sweep, address, res.driver_slots or max(1, sweep.num_trials))
     try:
         concurrency = _concurrency(sweep, ray.cluster_resources(), local=local)
+        if not existing:
+            storage.write_text_atomic(storage.join(experiment_dir, SPACE_COPY), sweep.path.read_text())
+            storage.write_text_atomic(meta_path, json.dumps({
+                "name": name, "task": sweep.spec.task, "space_file": str(sweep.path), "overrides": sweep.overrides,
+                "metric": sweep.metric, "mode": sweep.mode, "num_trials": sweep.num_trials, "created": time.time(),
+                "versions": _versions()}, indent=2))
         plan = TrialPlan(task=sweep.spec.task, base_config=sweep.base_config, experiment_dir=experiment_dir,
-                         cache_dir=str(cache_dir(sweep)),
-                         metric=sweep.metric, num_workers=res.num_workers, use_gpu=res.use_gpu,
-                         cpus_per_worker=res.cpus_per_worker, gpus_per_worker=res.gpus,
+                         cache_dir=str(cache_dir(sweep)), metric=sweep.metric, num_workers=res.num_workers,
+                         use_gpu=res.use_gpu, cpus_per_worker=res.cpus_per_worker, gpus_per_worker=res.gpus,
+                         placement_strategy=res.placement_strategy,
                          worker_restarts=sweep.spec.failure.worker_restarts,
                          keep_checkpoints=sweep.spec.storage.keep_checkpoints)
         trainable = tune.with_resources(make_trainable(plan), {"CPU": 0, DRIVER_RESOURCE: 1})

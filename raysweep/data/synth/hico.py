@@ -2,7 +2,7 @@
 
 Layout (what DEFR's loader reads from a real HICO folder):
 
-    <out>/anno.pkl                                   hoi_list, files_train, files_test, anno_train [C, N_train], anno_test
+    <out>/anno.pkl                                   hoi_list, files_train/test, anno_train [C, N_train], anno_test
     <out>/images/train2015/HICO_train2015_%08d.jpg   (1-based numbers, like the release)
     <out>/images/test2015/HICO_test2015_%08d.jpg
     <out>/.complete                                  JSON of the generation parameters, written last
@@ -79,7 +79,9 @@ def image_labels(images: list[list[int]], classes: list[tuple[str, str]], rng: n
     return labels
 
 
-def _write_split(folder: Path, prefix: str, images: list[list[int]], seed: int, split_id: int, image_size: int, progress: bool) -> np.ndarray:
+def _write_split(
+    folder: Path, prefix: str, images: list[list[int]], seed: int, split_id: int, image_size: int, progress: bool
+) -> np.ndarray:
     folder.mkdir(parents=True)
     names = [f"{prefix}_{i + 1:08d}.jpg" for i in range(len(images))]
     iterator = zip(names, images)
@@ -101,7 +103,8 @@ def _generate_into(tmp: Path, seed: int, num_train: int, num_test: int, image_si
         n = num_train if split == "train" else num_test
         plan_rng = np.random.default_rng([seed, split_id, 0])
         images = plan_split(n, len(HOI_CLASSES), long_tail=(split == "train"), rng=plan_rng)
-        anno[f"files_{split}"] = _write_split(tmp / "images" / subdir, f"HICO_{subdir}", images, seed, split_id, image_size, progress)
+        folder = tmp / "images" / subdir
+        anno[f"files_{split}"] = _write_split(folder, f"HICO_{subdir}", images, seed, split_id, image_size, progress)
         anno[f"anno_{split}"] = image_labels(images, HOI_CLASSES, plan_rng)
     with open(tmp / "anno.pkl", "wb") as f:
         pickle.dump(anno, f, protocol=4)
@@ -134,14 +137,19 @@ def generate_hico(
             log.debug("synthetic HICO already at %s", out)
             return out
         if not overwrite:
-            what = "is incomplete (no .complete marker)" if found is None else f"was generated with other parameters {found}"
+            what = "is incomplete (no .complete marker)"
+            if found is not None:
+                what = f"was generated with other parameters {found}"
             raise DataError(f"{out} {what}; delete it or pass overwrite=True to regenerate with {params}")
         log.info("removing %s to regenerate it", out)
         shutil.rmtree(out)
 
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f"{out.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
-    log.info("generating synthetic HICO (%d train + %d test images, %dpx, seed %d) in %s", num_train, num_test, image_size, seed, out)
+    log.info(
+        "generating synthetic HICO (%d train + %d test images, %dpx, seed %d) in %s",
+        num_train, num_test, image_size, seed, out,
+    )  # fmt: skip
     try:
         _generate_into(tmp, seed, num_train, num_test, image_size, progress)
         (tmp / MARKER).write_text(json.dumps(params, sort_keys=True))

@@ -82,7 +82,9 @@ class _Sketch:
     def line(self, z: float, owner: str, pts: Sequence[Point], color: Color, width: float) -> None:
         self.ops.append((z, owner, "line", (tuple(pts), color, width)))
 
-    def ellipse(self, z: float, owner: str, box: Box, fill: Color | None, outline: Color | None = None, width: float = 0.0) -> None:
+    def ellipse(
+        self, z: float, owner: str, box: Box, fill: Color | None, outline: Color | None = None, width: float = 0.0
+    ) -> None:
         self.ops.append((z, owner, "ellipse", (box, fill, outline, width)))
 
     def polygon(self, z: float, owner: str, pts: Sequence[Point], fill: Color, outline: Color | None = None) -> None:
@@ -147,8 +149,10 @@ def _draw_ball(sk: _Sketch, fr: _Frame, z: float, rng: np.random.Generator) -> N
 def _draw_cup(sk: _Sketch, fr: _Frame, z: float, rng: np.random.Generator) -> None:
     edge = (60, 80, 110)
     sk.ellipse(z, "object", fr.box(0.55, 0.22, 1.0, 0.72), None, edge, fr.s(0.12))
-    sk.polygon(z, "object", [fr.p(0.0, 0.0), fr.p(0.78, 0.0), fr.p(0.66, 1.0), fr.p(0.12, 1.0)], _jitter(rng, (238, 242, 248), 8), edge)
-    sk.polygon(z, "object", [fr.p(0.04, 0.42), fr.p(0.74, 0.42), fr.p(0.72, 0.6), fr.p(0.06, 0.6)], _jitter(rng, (30, 90, 210)))
+    body = [fr.p(0.0, 0.0), fr.p(0.78, 0.0), fr.p(0.66, 1.0), fr.p(0.12, 1.0)]
+    sk.polygon(z, "object", body, _jitter(rng, (238, 242, 248), 8), edge)
+    stripe = [fr.p(0.04, 0.42), fr.p(0.74, 0.42), fr.p(0.72, 0.6), fr.p(0.06, 0.6)]
+    sk.polygon(z, "object", stripe, _jitter(rng, (30, 90, 210)))
 
 
 def _draw_kite(sk: _Sketch, fr: _Frame, z: float, rng: np.random.Generator) -> None:
@@ -242,6 +246,7 @@ _RECIPES = {
     "umbrella": _draw_umbrella,
 }
 assert set(_RECIPES) == {o for _, o in HOI_CLASSES}
+_KNOWN = frozenset(HOI_CLASSES)
 
 
 # ---- people ---------------------------------------------------------------------------------------------------------
@@ -259,8 +264,7 @@ def _stride(j: dict[str, Point]) -> dict[str, Point]:
 
 
 def _draw_person(sk: _Sketch, j: dict[str, Point], gaze: int, rng: np.random.Generator) -> None:
-    skin, shirt, limb = (_jitter(rng, c, 10) for c in (
-        _SKIN[rng.integers(len(_SKIN))], _SHIRT[rng.integers(len(_SHIRT))], _LIMB[rng.integers(len(_LIMB))]))  # fmt: skip
+    skin, shirt, limb = (_jitter(rng, palette[rng.integers(len(palette))], 10) for palette in (_SKIN, _SHIRT, _LIMB))
     sk.line(0, "person", [j["hip"], j["knee_b"], j["foot_b"]], limb, _LIMB_W)
     sk.line(0, "person", [j["neck"], j["elbow_b"], j["hand_b"]], skin, _LIMB_W)
     sk.line(1, "person", [j["neck"], j["hip"]], shirt, _TORSO_W)
@@ -304,7 +308,8 @@ def _compose(verb: str, obj: str, rng: np.random.Generator) -> _Sketch:
         x0, y0 = cx - w / 2, cy - h / 2
         hand = j["hand_f"]
         for t0, t1 in ((0.3, 0.42), (0.52, 0.64)):
-            sk.line(6, "extra", [(hand[0] + t * (cx - hand[0]), hand[1] + t * (cy - hand[1])) for t in (t0, t1)], (60, 60, 60), 0.015)
+            dash = [(hand[0] + t * (cx - hand[0]), hand[1] + t * (cy - hand[1])) for t in (t0, t1)]
+            sk.line(6, "extra", dash, (60, 60, 60), 0.015)
     elif verb == "kick":
         j.update(
             neck=(-0.02, -0.41), head=(-0.03, -0.485), knee_b=(-0.01, -0.11), foot_b=(-0.02, 0.0),
@@ -454,7 +459,8 @@ def render_scene(hois: Sequence[tuple[str, str]], image_size: int, rng: np.rando
             elif kind == "ellipse":
                 (x0, y0, x1, y1), fill, outline, width = args
                 (a, b), (c, d) = tx((x0, y0)), tx((x1, y1))
-                draw.ellipse((min(a, c), b, max(a, c), d), fill=fill, outline=outline, width=px(width) if outline else 0)
+                box = (min(a, c), b, max(a, c), d)
+                draw.ellipse(box, fill=fill, outline=outline, width=px(width) if outline else 0)
             else:
                 pts, fill, outline = args
                 draw.polygon([tx(p) for p in pts], fill=fill, outline=outline)
@@ -465,12 +471,11 @@ def render_scene(hois: Sequence[tuple[str, str]], image_size: int, rng: np.rando
             clip = lambda v: float(min(max(v, 0.0), image_size))  # noqa: E731
             return (clip(x0), clip(b / ss), clip(x1), clip(d / ss))
 
-        pairs.append(RenderedPair(verb, obj, to_pixels(_bbox(sk.points("person"))), to_pixels(_bbox(sk.points("object")))))
+        person_box, object_box = to_pixels(_bbox(sk.points("person"))), to_pixels(_bbox(sk.points("object")))
+        pairs.append(RenderedPair(verb, obj, person_box, object_box))
 
     if ss > 1:
         img = img.reduce(ss)
     arr = np.asarray(img, dtype=np.int16) + rng.integers(-7, 8, (image_size, image_size, 3), dtype=np.int16)
     return RenderedScene(Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8), "RGB"), pairs)
 
-
-_KNOWN = frozenset(HOI_CLASSES)

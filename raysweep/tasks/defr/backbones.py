@@ -139,6 +139,20 @@ def _is_torchscript_archive(path: str) -> bool:
 
 # ----------------------------------------------------------------------------------------------- timm
 
+def conv_stem(stride: int, backbone: str) -> nn.Sequential:
+    """log2(stride) blocks of 3×3 conv (stride 2) + BatchNorm + ReLU, widths 32, 64, 128, ...: the hybrid ViT's stem."""
+    if stride < 2 or stride & (stride - 1):
+        raise ConfigError(f"model.patch_size {stride}: backbone {backbone!r} with model.stem 'conv' needs a power of "
+                          f"two ≥ 2 (the stem halves the image that many times)")
+    layers: list[nn.Module] = []
+    channels = 3
+    for i in range(stride.bit_length() - 1):
+        out = 32 * 2**i
+        layers += [nn.Conv2d(channels, out, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(out), nn.ReLU(inplace=True)]
+        channels = out
+    return nn.Sequential(*layers)
+
+
 def _build_random_vit(cfg: ModelConfig, image_size: int) -> Backbone:
     from timm.models.vision_transformer import VisionTransformer, checkpoint_filter_fn
 
@@ -151,8 +165,17 @@ def _build_random_vit(cfg: ModelConfig, image_size: int) -> Backbone:
             f"model.weights {cfg.weights!r}: backbone {cfg.backbone!r} is a random ViT sized by model.width/depth/"
             f"heads and has no hub weights; use 'random', a local checkpoint path, or a timm name such as "
             f"'vit_small_patch16_224'")
-    body = VisionTransformer(img_size=image_size, patch_size=cfg.patch_size, embed_dim=cfg.width, depth=cfg.depth,
-                             num_heads=cfg.heads, num_classes=0, drop_path_rate=cfg.drop_path)
+    if cfg.stem == "conv":
+        from functools import partial
+
+        from timm.layers import HybridEmbed
+
+        embed = partial(HybridEmbed, backbone=conv_stem(cfg.patch_size, cfg.backbone))
+        body = VisionTransformer(img_size=image_size, patch_size=1, embed_dim=cfg.width, depth=cfg.depth,
+                                 num_heads=cfg.heads, num_classes=0, drop_path_rate=cfg.drop_path, embed_layer=embed)
+    else:
+        body = VisionTransformer(img_size=image_size, patch_size=cfg.patch_size, embed_dim=cfg.width,
+                                 depth=cfg.depth, num_heads=cfg.heads, num_classes=0, drop_path_rate=cfg.drop_path)
     if kind == "path":
         import timm.models
 

@@ -50,6 +50,9 @@ class ModelConfig(StrictModel):
     # "random" (no pretrained weights), "hub" (timm/open_clip default tag), a hub tag (e.g. "openai"), or a local
     # checkpoint path. Asking for weights never silently falls back to random.
     weights: str = "random"
+    # Random ViTs only. stem "conv" is a hybrid ViT (a small conv stem of stride patch_size feeds the tokens, as the
+    # ViT paper's R50+ViT hybrids): it learns far faster from a few hundred images than linear patch embedding.
+    stem: Literal["patch", "conv"] = "patch"
     width: int = Field(384, ge=8)  # random ViTs only: embedding width (384 = MiniLM's, so language init fits)
     depth: int = Field(2, ge=1)
     heads: int = Field(6, ge=1)

@@ -196,7 +196,7 @@ def load_vocabulary(path: str | Path, num_classes: int | None = None) -> list[tu
             else:
                 verb = obj = None
             if verb is None or obj is None:
-                raise DataError(f"{path}: entry {i} ({entry!r}) is not a [verb, object] pair or a dict with verb/object")
+                raise DataError(f"{path}: entry {i} ({entry!r}) is not a [verb, object] pair or a verb/object dict")
             names.append((verb, obj))
     elif path.suffix.lower() in (".tsv", ".txt", ".tab"):
         with open(path, newline="") as f:

@@ -150,7 +150,8 @@ class SetCriterion(nn.Module):
         }
         return {**terms, **self._matched_box_terms(out, targets, indices, n_int)}
 
-    def selected_terms(self, out: Mapping[str, torch.Tensor], targets, indices: Indices, n_int) -> dict[str, torch.Tensor]:
+    def selected_terms(self, out: Mapping[str, torch.Tensor], targets, indices: Indices,
+                       n_int) -> dict[str, torch.Tensor]:
         """Hard-branch terms: every loss only on the queries in `indices`."""
         logits = _gather(out, indices, "pred_obj_logits")
         labels = _gather_targets(targets, indices, "obj_labels")

@@ -116,7 +116,8 @@ class HicoDetTestSet(Dataset):
     def __getitem__(self, idx: int):
         image = _open_rgb(self.image_dir / self.records[idx]["file_name"])
         w, h = image.size
-        image, target = self.transforms(image, {"boxes": torch.zeros((0, 4)), "box_ids": torch.zeros(0, dtype=torch.int64)})
+        no_boxes = {"boxes": torch.zeros((0, 4)), "box_ids": torch.zeros(0, dtype=torch.int64)}
+        image, target = self.transforms(image, no_boxes)
         return image, {"orig_size": torch.tensor([h, w]), "size": target["size"], "index": idx}
 
 

@@ -32,7 +32,8 @@ class HungarianMatcher(nn.Module):
         self.cost_giou = cost_giou
 
     @torch.no_grad()
-    def cost_matrix(self, outputs: Mapping[str, torch.Tensor], targets: Sequence[Mapping[str, torch.Tensor]]) -> torch.Tensor:
+    def cost_matrix(self, outputs: Mapping[str, torch.Tensor],
+                    targets: Sequence[Mapping[str, torch.Tensor]]) -> torch.Tensor:
         """-> [B*Q, total GT pairs] cost, queries of all images against the pairs of all images."""
         out_obj_prob = outputs["pred_obj_logits"].flatten(0, 1).softmax(-1)  # [BQ, C+1]
         out_verb_prob = outputs["pred_verb_logits"].flatten(0, 1).sigmoid()  # [BQ, V]

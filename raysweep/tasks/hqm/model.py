@@ -46,7 +46,8 @@ class MLP(nn.Module):
 class HoiDetector(nn.Module):
     def __init__(self, backbone: Joiner, transformer: Transformer, num_obj_classes: int, num_verb_classes: int,
                  num_queries: int = 100, aux_loss: bool = True, gbs: bool = False, amm: bool = False,
-                 layout: Literal["qpic", "hqm"] = "qpic", head_init: Literal["torch_default", "xavier"] = "torch_default",
+                 layout: Literal["qpic", "hqm"] = "qpic",
+                 head_init: Literal["torch_default", "xavier"] = "torch_default",
                  amm_topk: int = 100, amm_fraction: float = 0.4, amm_skip_final_norm: bool = True,
                  shift_params: ShiftParams = ShiftParams()):
         super().__init__()
@@ -141,7 +142,7 @@ class HoiDetector(nn.Module):
 
     def _amm_branch(self, main: DecoderOutput, query_pos, memory, mem_mask, pos) -> dict:
         masks = [amm_hard_mask(lg, self.amm_topk, self.amm_fraction) for lg in main.logits]
-        dec = self.transformer.decode(query_pos, memory, mem_mask, pos, hard_masks=masks.__getitem__)
+        dec = self.transformer.decode(query_pos, memory, mem_mask, pos, hard_masks=masks)
         # The reference applies the heads to the raw layer outputs here (no decoder.norm), unlike elsewhere.
         return self.predict_heads(dec.raw if self.amm_skip_final_norm else dec.normed)
 

@@ -32,7 +32,8 @@ def postprocess_hoi(outputs: Mapping[str, torch.Tensor], orig_sizes: torch.Tenso
     q = sub.shape[1]
     results = []
     for i in range(sub.shape[0]):
-        labels = torch.cat([torch.full((q,), subject_label, dtype=torch.int64, device=obj_labels.device), obj_labels[i]])
+        subject_labels = torch.full((q,), subject_label, dtype=torch.int64, device=obj_labels.device)
+        labels = torch.cat([subject_labels, obj_labels[i]])
         results.append({
             "boxes": torch.cat([sub[i], obj[i]]).cpu().numpy().astype(np.float32),
             "labels": labels.cpu().numpy(),

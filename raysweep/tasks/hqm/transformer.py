@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -127,14 +127,13 @@ class TransformerDecoder(nn.Module):
 
     def forward(self, tgt: torch.Tensor, memory: torch.Tensor, memory_key_padding_mask: torch.Tensor,
                 pos: torch.Tensor, query_pos: torch.Tensor, tgt_key_padding_mask: Optional[torch.Tensor] = None,
-                need_logits: bool = False,
-                hard_masks: Optional[Callable[[int], Optional[torch.Tensor]]] = None) -> DecoderOutput:
-        """Run every layer; `hard_masks(layer_index)` gives that layer's cross-attention hard mask (AMM)."""
+                need_logits: bool = False, hard_masks: Optional[Sequence[torch.Tensor]] = None) -> DecoderOutput:
+        """Run every layer; `hard_masks[i]` is layer i's cross-attention hard mask [B*heads, Q, HW] (AMM)."""
         raw, logits = [], []
         out = tgt
         for i, layer in enumerate(self.layers):
             out, lg = layer(out, memory, memory_key_padding_mask, pos, query_pos, tgt_key_padding_mask,
-                            hard_mask=hard_masks(i) if hard_masks is not None else None, need_logits=need_logits)
+                            hard_mask=None if hard_masks is None else hard_masks[i], need_logits=need_logits)
             raw.append(out)
             logits.append(lg)
         raw_t = torch.stack(raw).transpose(1, 2)  # [L, B, Q, d]
@@ -166,7 +165,7 @@ class Transformer(nn.Module):
 
     def decode(self, query_pos: torch.Tensor, memory: torch.Tensor, memory_mask: torch.Tensor, pos: torch.Tensor,
                tgt_key_padding_mask: Optional[torch.Tensor] = None, need_logits: bool = False,
-               hard_masks: Optional[Callable[[int], Optional[torch.Tensor]]] = None) -> DecoderOutput:
+               hard_masks: Optional[Sequence[torch.Tensor]] = None) -> DecoderOutput:
         """query_pos [Q, B, d]; the content input (tgt) starts at zeros, as in DETR."""
         return self.decoder(torch.zeros_like(query_pos), memory, memory_mask, pos, query_pos,
                             tgt_key_padding_mask, need_logits, hard_masks)

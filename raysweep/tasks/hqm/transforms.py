@@ -29,7 +29,8 @@ def hflip(image: Image.Image, target: Target) -> tuple[Image.Image, Target]:
     return TF.hflip(image), target
 
 
-def crop(image: Image.Image, target: Target, top: int, left: int, height: int, width: int) -> tuple[Image.Image, Target]:
+def crop(image: Image.Image, target: Target, top: int, left: int, height: int,
+         width: int) -> tuple[Image.Image, Target]:
     """Crop; boxes are shifted, clipped to the crop, and dropped when they end up with zero width or height."""
     boxes = target["boxes"] - torch.tensor([left, top, left, top], dtype=target["boxes"].dtype)
     boxes = torch.minimum(boxes.reshape(-1, 2, 2), torch.tensor([width, height], dtype=boxes.dtype)).clamp(min=0)

@@ -1,0 +1,208 @@
+"""The embedded synthetic HICO-DET: a small HOI detection dataset in the layout the QPIC family reads.
+
+Layout (what `raysweep.data.hicodet.load_hicodet` and QPIC's loader read from a real HICO-DET folder):
+
+    <out>/annotations/trainval_hico.json   records {file_name, img_id, annotations, hoi_annotation}
+    <out>/annotations/test_hico.json
+    <out>/annotations/corre_hico.npy       [117, 80] 0/1: our vocabulary's classes in HICO-DET's id spaces
+    <out>/images/train2015/HICO_train2015_%08d.jpg, <out>/images/test2015/HICO_test2015_%08d.jpg
+    <out>/.complete                        JSON of the generation parameters, written last
+
+Content: images of 1..3 people, each interacting with one object (drawn by `synth.render`, which returns the
+boxes), so person and object detection and the verb are learnable. The classes are our own vocabulary
+(`synth.vocabulary`: 8 objects, 10 verbs, 34 classes) mapped onto COCO category ids and HICO's 117 verb ids;
+`hoi_category_id` numbers those 34 classes 1..34 in vocabulary order (not HICO's 600). The training split is
+long-tailed (`synth.plan`), so Rare (< 10 training instances) and Non-rare classes both exist; the test split is
+near-balanced, and about 3 % of its images (at least one) show no interaction and carry no annotation, like the
+GT-less images of the real test set.
+
+Boxes are 0-based integer pixels, inclusive on both ends as in PPDM's files (a drawn extent [x0, x1) covers pixels
+floor(x0) .. ceil(x1) - 1). Records carry no width/height, exactly as QPIC's do: `load_hicodet(check_images=True)`
+checks the boxes against the image headers.
+
+Generation is deterministic (same parameters -> byte-identical files) and atomic: everything is written into a
+temporary sibling folder renamed onto `out` at the end.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import shutil
+import uuid
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from raysweep.data.hicodet import (
+    CORRECT_MAT_FILE,
+    IMAGE_DIRS,
+    NUM_OBJECTS,
+    NUM_VERBS,
+    TEST_FILE,
+    TRAIN_FILE,
+    coco_id_to_index,
+)
+from raysweep.data.synth.plan import plan_split
+from raysweep.data.synth.render import render_scene
+from raysweep.data.synth.vocabulary import COCO_CATEGORY_ID, HICO_VERB_ID, HOI_CLASSES, PERSON_COCO_ID
+from raysweep.errors import ConfigError, DataError
+
+log = logging.getLogger(__name__)
+
+GENERATOR_VERSION = 1  # bump whenever the bytes produced for the same parameters change
+MARKER = ".complete"
+EMPTY_TEST_FRACTION = 0.03  # test images without any interaction (real HICO-DET: 112 of 9,658)
+JPEG_QUALITY = 95
+_SPLITS = (("train", 0), ("test", 1))
+_STREAM = 17  # separates this generator's random streams from the synthetic HICO's
+
+
+def correct_matrix() -> np.ndarray:
+    """[117, 80] float64 0/1: our vocabulary's (verb, object) classes as (HICO verb index, QPIC object index)."""
+    mat = np.zeros((NUM_VERBS, NUM_OBJECTS))
+    for verb, obj in HOI_CLASSES:
+        mat[HICO_VERB_ID[verb] - 1, coco_id_to_index(COCO_CATEGORY_ID[obj])] = 1.0
+    if int(mat.sum()) != len(HOI_CLASSES):
+        raise AssertionError("two vocabulary classes map onto the same HICO-DET (verb, object) pair")
+    return mat
+
+
+def pixel_box(box: tuple[float, float, float, float], image_size: int) -> list[int]:
+    """A drawn extent [x0, x1) x [y0, y1) -> inclusive 0-based pixel box inside the image."""
+    x0, y0, x1, y1 = box
+    last = image_size - 1
+    left, top = min(max(math.floor(x0), 0), last), min(max(math.floor(y0), 0), last)
+    right, bottom = min(max(math.ceil(x1) - 1, left), last), min(max(math.ceil(y1) - 1, top), last)
+    return [left, top, right, bottom]
+
+
+def _background(image_size: int, rng: np.random.Generator) -> Image.Image:
+    """A scene without people or objects: a smooth random colour field with pixel noise."""
+    base = rng.uniform(105, 200, 3)
+    grid = int(rng.integers(3, 7))
+    low = np.clip(base + rng.normal(0, 24, (grid, grid, 3)), 0, 255).astype(np.uint8)
+    img = np.asarray(Image.fromarray(low, "RGB").resize((image_size, image_size), Image.BICUBIC), dtype=np.int16)
+    img = img + rng.integers(-7, 8, img.shape, dtype=np.int16)
+    return Image.fromarray(np.clip(img, 0, 255).astype(np.uint8), "RGB")
+
+
+def _record(name: str, img_id: int, pairs: list, image_size: int) -> dict:
+    """QPIC-layout record: two boxes per drawn pair (person, object), one hoi entry per pair."""
+    annotations, hois = [], []
+    for pair in pairs:
+        annotations.append({"bbox": pixel_box(pair.person_box, image_size), "category_id": PERSON_COCO_ID})
+        annotations.append({"bbox": pixel_box(pair.object_box, image_size),
+                            "category_id": COCO_CATEGORY_ID[pair.object]})
+        hois.append({"subject_id": len(annotations) - 2, "object_id": len(annotations) - 1,
+                     "category_id": HICO_VERB_ID[pair.verb],
+                     "hoi_category_id": HOI_CLASSES.index((pair.verb, pair.object)) + 1})
+    return {"file_name": name, "img_id": img_id, "annotations": annotations, "hoi_annotation": hois}
+
+
+def _write_split(root: Path, split: str, split_id: int, seed: int, n: int, image_size: int, progress: bool) -> None:
+    plan_rng = np.random.default_rng([seed, _STREAM, split_id, 0])
+    plan = plan_split(n, len(HOI_CLASSES), long_tail=(split == "train"), rng=plan_rng)
+    if split == "test":
+        n_empty = max(1, round(EMPTY_TEST_FRACTION * n))
+        for i in sorted(plan_rng.choice(n, size=n_empty, replace=False).tolist()):
+            plan[i] = []
+    folder = root / IMAGE_DIRS[split]
+    folder.mkdir(parents=True)
+    prefix = "HICO_" + folder.name
+    iterator: Any = enumerate(plan)
+    if progress:
+        from tqdm import tqdm
+
+        iterator = tqdm(iterator, total=n, desc=f"synthetic HICO-DET {folder.name}", unit="img")
+    records = []
+    for i, classes in iterator:
+        name = f"{prefix}_{i + 1:08d}.jpg"
+        rng = np.random.default_rng([seed, _STREAM, split_id, 1, i])  # an image depends on (seed, split, index)
+        if classes:
+            scene = render_scene([HOI_CLASSES[c] for c in classes], image_size, rng)
+            image, pairs = scene.image, scene.pairs
+        else:
+            image, pairs = _background(image_size, rng), []
+        image.save(folder / name, format="JPEG", quality=JPEG_QUALITY, subsampling=0)
+        records.append(_record(name, i + 1, pairs, image_size))
+    (root / (TRAIN_FILE if split == "train" else TEST_FILE)).write_text(json.dumps(records, separators=(",", ":")))
+
+
+def _params(seed: int, num_train: int, num_test: int, image_size: int) -> dict:
+    return {"generator": "synth_hicodet", "generator_version": GENERATOR_VERSION, "seed": int(seed),
+            "num_train": int(num_train), "num_test": int(num_test), "image_size": int(image_size),
+            "num_classes": len(HOI_CLASSES)}
+
+
+def _read_marker(folder: Path) -> dict | None:
+    try:
+        return json.loads((folder / MARKER).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def generate_hicodet(out: Path, seed: int, num_train: int, num_test: int, image_size: int, *,
+                     overwrite: bool = False, progress: bool = False) -> Path:
+    """Write the synthetic HICO-DET to `out` and return it; a complete folder with the same parameters is reused.
+
+    Raises ConfigError for bad sizes, DataError if `out` exists but is incomplete or was made with other
+    parameters (unless `overwrite`).
+    """
+    out = Path(out)
+    for key, value, low in (("num_train", num_train, 1), ("num_test", num_test, 2), ("image_size", image_size, 32)):
+        if int(value) < low:
+            raise ConfigError(f"synthetic HICO-DET: {key} must be >= {low}, got {value!r}")
+    if int(seed) < 0:
+        raise ConfigError(f"synthetic HICO-DET: seed must be >= 0, got {seed!r}")
+    params = _params(seed, num_train, num_test, image_size)
+    if out.exists():
+        found = _read_marker(out)
+        if found == params:
+            log.debug("synthetic HICO-DET already at %s", out)
+            return out
+        if not overwrite:
+            what = "is incomplete (no .complete marker)" if found is None else f"was generated with {found}"
+            raise DataError(f"{out} {what}; delete it or pass overwrite=True to regenerate with {params}")
+        log.info("removing %s to regenerate it", out)
+        shutil.rmtree(out)
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f"{out.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    log.info("generating synthetic HICO-DET (%d train + %d test images, %dpx, seed %d) in %s",
+             num_train, num_test, image_size, seed, out)
+    try:
+        (tmp / "annotations").mkdir(parents=True)
+        np.save(tmp / CORRECT_MAT_FILE, correct_matrix())
+        for split, split_id in _SPLITS:
+            n = num_train if split == "train" else num_test
+            _write_split(tmp, split, split_id, int(seed), int(n), int(image_size), progress)
+        (tmp / MARKER).write_text(json.dumps(params, sort_keys=True))
+        try:
+            os.rename(tmp, out)
+        except OSError:
+            # Another process renamed its copy first; same parameters mean the same bytes, so keep the winner's.
+            if _read_marker(out) != params:
+                raise
+            log.debug("synthetic HICO-DET: another process finished %s first", out)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+
+def synthetic_hicodet_path(cache_dir: Path, num_train: int, num_test: int, image_size: int, seed: int) -> Path:
+    """Where `ensure_synthetic_hicodet` keeps a dataset with these parameters."""
+    name = f"n{num_train}-{num_test}_s{image_size}_seed{seed}_v{GENERATOR_VERSION}"
+    return Path(cache_dir) / "synth_hicodet" / name
+
+
+def ensure_synthetic_hicodet(cache_dir: Path, cfg: Any, *, progress: bool = False) -> Path:
+    """The synthetic HICO-DET for `cfg` (num_train, num_test, image_size, seed; e.g. SynthHicoDetConfig) under
+    `cache_dir`, generated on first use."""
+    path = synthetic_hicodet_path(cache_dir, cfg.num_train, cfg.num_test, cfg.image_size, cfg.seed)
+    return generate_hicodet(path, cfg.seed, cfg.num_train, cfg.num_test, cfg.image_size, progress=progress)
