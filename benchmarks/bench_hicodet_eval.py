@@ -388,8 +388,8 @@ def main(argv: list[str] | None = None) -> int:
         ok &= same
         d, k = ours["default"], ours["known_object"]
         print(f"[{protocol}] vectorised {wall_ours:6.2f} s wall / {cpu_ours:6.2f} s CPU | reference {wall_ref:7.2f} s "
-              f"wall / {cpu_ref:7.2f} s CPU | ratio {wall_ref / wall_ours:5.1f}x wall, {cpu_ref / cpu_ours:5.1f}x CPU | "
-              f"identical: {same}")
+              f"wall / {cpu_ref:7.2f} s CPU | ratio {wall_ref / wall_ours:5.1f}x wall, "
+              f"{cpu_ref / cpu_ours:5.1f}x CPU | identical: {same}")
         print(f"    {ours['num_detections']['default']} detections ({ours['num_detections']['known_object']} "
               f"Known-Object) | Default full/rare/non-rare {d['full']:.6f}/{d['rare']:.6f}/{d['non_rare']:.6f} | "
               f"KO {k['full']:.6f}/{k['rare']:.6f}/{k['non_rare']:.6f}")

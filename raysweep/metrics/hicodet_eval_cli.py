@@ -24,7 +24,7 @@ def evaluate_files(anno_dir: str | Path, pred_path: str | Path, protocol: str = 
     """Evaluate saved predictions; return the text to print (a table in %, or one JSON object).
 
     JSON: {"default": {"full", "rare", "non_rare"}, "known_object": {...}} as fractions in [0, 1]; a group with
-    no class is null. Raises DataError (one line) for missing or malformed files, ConfigError for a bad protocol.
+    no class is null. Raises DataError (one line) for missing or malformed files and for an unknown protocol.
     """
     if protocol not in PROTOCOLS:
         raise DataError(f"protocol {protocol!r} is unknown; choose one of {', '.join(PROTOCOLS)}")

@@ -48,8 +48,8 @@ class _BasicBlock(nn.Module):
 class TinyResNet(nn.Module):
     """A ResNet-shaped conv stack for CPU smoke runs: same stage names and stride 32, one block per stage.
 
-    Channels are width, 2w, 4w, 8w. With frozen (identity) BatchNorm the convs use a scaled He init so the
-    activations neither explode nor vanish through the untrained stack.
+    Channels are width, 2w, 4w, 8w. Its BatchNorms are frozen at identity like the big backbones' (there are no
+    ImageNet statistics to freeze), so the init below is what keeps the signal scale.
     """
 
     def __init__(self, width: int = 16):
@@ -61,10 +61,14 @@ class TinyResNet(nn.Module):
         chans = [width, width, 2 * width, 4 * width, 8 * width]
         for i in range(4):
             setattr(self, f"layer{i + 1}", nn.Sequential(_BasicBlock(chans[i], chans[i + 1], 1 if i == 0 else 2)))
-        for m in self.modules():
+        # He (fan-in) init, with each block's second conv halved and linear init on the shortcut convs: with
+        # identity BatchNorm this keeps the activation scale near 1-2 through all stages instead of vanishing.
+        for name, m in self.named_modules():
             if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-                m.weight.data.mul_(0.5)
+                linear = "downsample" in name
+                nn.init.kaiming_normal_(m.weight, mode="fan_in", nonlinearity="linear" if linear else "relu")
+                if name.endswith("conv2"):
+                    m.weight.data.mul_(0.5)
         self.num_channels = 8 * width
 
 
