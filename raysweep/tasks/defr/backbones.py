@@ -165,6 +165,7 @@ def _build_random_vit(cfg: ModelConfig, image_size: int) -> Backbone:
             f"model.weights {cfg.weights!r}: backbone {cfg.backbone!r} is a random ViT sized by model.width/depth/"
             f"heads and has no hub weights; use 'random', a local checkpoint path, or a timm name such as "
             f"'vit_small_patch16_224'")
+    pool = "token" if cfg.pool == "cls" else "avg"
     if cfg.stem == "conv":
         from functools import partial
 
@@ -172,10 +173,12 @@ def _build_random_vit(cfg: ModelConfig, image_size: int) -> Backbone:
 
         embed = partial(HybridEmbed, backbone=conv_stem(cfg.patch_size, cfg.backbone))
         body = VisionTransformer(img_size=image_size, patch_size=1, embed_dim=cfg.width, depth=cfg.depth,
-                                 num_heads=cfg.heads, num_classes=0, drop_path_rate=cfg.drop_path, embed_layer=embed)
+                                 num_heads=cfg.heads, num_classes=0, drop_path_rate=cfg.drop_path, embed_layer=embed,
+                                 global_pool=pool)
     else:
         body = VisionTransformer(img_size=image_size, patch_size=cfg.patch_size, embed_dim=cfg.width,
-                                 depth=cfg.depth, num_heads=cfg.heads, num_classes=0, drop_path_rate=cfg.drop_path)
+                                 depth=cfg.depth, num_heads=cfg.heads, num_classes=0, drop_path_rate=cfg.drop_path,
+                                 global_pool=pool)
     if kind == "path":
         import timm.models
 

@@ -53,6 +53,7 @@ class ModelConfig(StrictModel):
     # Random ViTs only. stem "conv" is a hybrid ViT (a small conv stem of stride patch_size feeds the tokens, as the
     # ViT paper's R50+ViT hybrids): it learns far faster from a few hundred images than linear patch embedding.
     stem: Literal["patch", "conv"] = "patch"
+    pool: Literal["cls", "avg"] = "cls"  # random ViTs only: image feature = CLS token, or the mean of patch tokens
     width: int = Field(384, ge=8)  # random ViTs only: embedding width (384 = MiniLM's, so language init fits)
     depth: int = Field(2, ge=1)
     heads: int = Field(6, ge=1)
