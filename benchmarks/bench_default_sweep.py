@@ -1,0 +1,96 @@
+"""The README's main command, measured: wall time, per-trial overhead, peak memory and the mAP reached.
+
+    python benchmarks/bench_default_sweep.py [extra key=value overrides ...]
+
+Runs `raysweep tune search_spaces/defr.yaml` in its own process session under a fresh experiment name, samples the
+summed RSS of every process in that session (the CLI, Ray's daemons, trial drivers, Train controllers and workers)
+every 0.5 s from /proc, then reads the experiment to report, per trial, the time from its start to its first report
+(fixed overhead: actor start, worker group, data, first epoch) and to its end. Linux only (/proc).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def session_rss_bytes(session: int) -> int:
+    total = 0
+    page = os.sysconf("SC_PAGE_SIZE")
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+            fields = stat[stat.rindex(")") + 2:].split()
+            if int(fields[3]) == session:  # field 6 of stat: session id
+                total += int(fields[21]) * page  # field 24: rss in pages
+        except (OSError, ValueError, IndexError):
+            continue
+    return total
+
+
+def main() -> None:
+    storage = Path(tempfile.mkdtemp(prefix="raysweep-bench-"))
+    name = "bench"
+    cmd = [sys.executable, "-m", "raysweep.cli", "tune", str(REPO / "search_spaces" / "defr.yaml"), *sys.argv[1:],
+           "--storage", str(storage), "--name", name]
+    started = time.time()
+    proc = subprocess.Popen(cmd, cwd=REPO, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
+    peak = [0]
+
+    def sample() -> None:
+        while proc.poll() is None:
+            peak[0] = max(peak[0], session_rss_bytes(proc.pid))
+            time.sleep(0.5)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    output = proc.communicate()[0]
+    wall = time.time() - started
+    sampler.join(timeout=2)
+    if proc.returncode != 0:
+        print(output[-5000:])
+        raise SystemExit(f"raysweep tune exited {proc.returncode}")
+    experiment = storage / name
+    state_file = sorted(experiment.glob("experiment_state-*.json"))[-1]
+    state = json.loads(state_file.read_text())
+    rows = []
+    for trial_json, runtime_json in state["trial_data"]:
+        trial, runtime = json.loads(trial_json), json.loads(runtime_json)
+        history = [json.loads(x) for x in (experiment / trial["relative_logdir"] / "result.json").read_text().splitlines() if x.strip()]
+        if not history:
+            continue
+        start = runtime["start_time"]
+        rows.append({"trial": trial["trial_id"], "status": trial["status"], "epochs": history[-1].get("epoch"),
+                     "first_report_s": history[0]["timestamp"] - start, "end_s": history[-1]["timestamp"] - start,
+                     "map": history[-1].get("map"), "train_epoch_s": sum(h.get("epoch_time_s", 0) for h in history) / len(history)})
+    import pandas as pd
+
+    frame = pd.read_parquet(experiment / "results.parquet")
+    print(output[output.rfind("| backbone init"):] if "| backbone init" in output else output[-3000:])
+    print(f"\nwall time of the whole command: {wall:.0f} s")
+    print(f"peak memory (RSS summed over the command's process session): {peak[0] / 2**30:.2f} GiB")
+    for row in rows:
+        print(f"trial {row['trial']}: {row['status']}, {row['epochs']} epochs, start→first report {row['first_report_s']:.1f} s, "
+              f"start→end {row['end_s']:.1f} s, mean training epoch {row['train_epoch_s']:.1f} s, last mAP {row['map']:.3f}")
+    first = [r["first_report_s"] - r["train_epoch_s"] for r in rows]
+    print(f"fixed per-trial overhead (first report minus one training epoch), mean: {sum(first) / len(first):.1f} s")
+    best = frame.loc[frame["last.map"].idxmax()]
+    print(f"best trial: mAP {best['last.map']:.3f} (Few@1 {best['last.map_few1']:.3f}, Few@5 {best['last.map_few5']:.3f}, "
+          f"Few@10 {best['last.map_few10']:.3f}, KO {best['last.map_ko']:.3f}); outcomes: "
+          f"{frame['outcome'].value_counts().to_dict()}")
+    print(f"experiment kept at {experiment}")
+
+
+if __name__ == "__main__":
+    main()
