@@ -58,11 +58,29 @@ def collect(experiment: str = typer.Argument(..., help="experiment folder or URI
 def report(source: str = typer.Argument(..., help="experiment folder/URI or a results parquet"),
            format: str = typer.Option("markdown", "--format", "-f", help="markdown | latex | csv"),
            outcome: str = typer.Option("completed", help="trials to include: completed, pruned, error "
-                                                         "(comma list) or all")) -> None:
+                                                         "(comma list) or all"),
+           layout: Optional[str] = typer.Option(None, help="paper: the paper's rows in its order, missing ones "
+                                                "as '–' | results: one row per result row (default: paper when "
+                                                "the experiment has paper rows)"),
+           with_ko: bool = typer.Option(False, "--with-ko", help="paper layout: add the Known-Object column")) -> None:
     """Print the paper's table (mean ± std over seeds)."""
     from raysweep.commands.report import run
 
-    run(source, format, outcome)
+    run(source, format, outcome, layout, with_ko)
+
+
+@app.command()
+def embed(space: str = typer.Argument(..., help="search-space YAML of a DEFR sweep"),
+          overrides: Optional[List[str]] = OVERRIDES,
+          out: Optional[str] = typer.Option(None, "--out", help="cache folder to fill and read (default: the "
+                                            "space's storage.cache_dir, else ~/.cache/raysweep)"),
+          plot: Optional[str] = typer.Option(None, "--plot", help="write a 2-D scatter of the classes, e.g. "
+                                             "embeddings.png"),
+          method: str = typer.Option("pca", "--method", help="pca | tsne")) -> None:
+    """Compute (or read cached) class text embeddings for every text encoder × prompt of a sweep; show neighbours."""
+    from raysweep.commands.embed import run
+
+    run(space, overrides or [], out, plot, method)
 
 
 @app.command()

@@ -87,6 +87,8 @@ def test_amm_branch_can_use_the_final_norm():
     torch.manual_seed(0)
     cfg = _cfg(hqm={"amm": True, "amm_topk": 1000, "amm_fraction": 0.0})  # hides nothing
     model = build_model(cfg, 80, 117).eval()
+    # post-norm layers end in a LayerNorm, so an identity-affine decoder.norm would change almost nothing
+    model.transformer.decoder.norm.weight.data.fill_(2.0)
     images, targets = _batch()
     raw = model(images, targets, "amm")
     model.amm_skip_final_norm = False

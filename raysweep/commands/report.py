@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from raysweep.errors import UserError
-from raysweep.results.tables import FORMATS, render_table
+from typing import Optional
+
+from raysweep.results.tables import render_table
 
 
-def run(source: str, fmt: str, status: str) -> None:
-    if fmt not in FORMATS:
-        raise UserError(f"--format: {fmt!r} is not one of {', '.join(FORMATS)}")
+def run(source: str, fmt: str, status: str, layout: Optional[str] = None, with_ko: bool = False) -> None:
     statuses = None if status == "all" else [s.strip().lower() for s in status.split(",") if s.strip()]
-    print(render_table(source, fmt, statuses=statuses))
+    print(render_table(source, fmt, statuses=statuses, layout=layout, with_ko=with_ko))

@@ -17,7 +17,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from raysweep.errors import ConfigError, did_you_mean
-from raysweep.spec.schema import DISTRIBUTIONS, SECTIONS, Choice, Distribution, Grid, RandInt, SpaceFile
+from raysweep.spec.schema import DISTRIBUTIONS, SECTIONS, Choice, Distribution, Grid, RandInt, Rows, SpaceFile
 from raysweep.tasks.base import Task
 from raysweep.tasks.registry import get_task
 
@@ -169,7 +169,29 @@ def apply_overrides(raw: dict[str, Any], overrides: Iterable[str]) -> dict[str, 
         search = raw.get("search")
         if isinstance(search, dict):
             search.pop(config_key, None)
+            _drop_rows_column(search, config_key)
     return raw
+
+
+def _drop_rows_column(search: dict[str, Any], key: str) -> None:
+    """An override fixes a key of a `rows` entry too: its column goes; rows left identical run once."""
+    for label, entry in list(search.items()):
+        if not (isinstance(entry, dict) and entry.get("distribution") == "rows"):
+            continue
+        keys, rows = entry.get("keys"), entry.get("values")
+        if not (isinstance(keys, list) and key in keys and isinstance(rows, list)):
+            continue
+        column = keys.index(key)
+        kept_keys = keys[:column] + keys[column + 1:]
+        if not kept_keys:
+            del search[label]
+            continue
+        kept_rows: list[Any] = []
+        for row in rows:
+            short = row[:column] + row[column + 1:] if isinstance(row, list) else row
+            if short not in kept_rows:
+                kept_rows.append(short)
+        search[label] = {**entry, "keys": kept_keys, "values": kept_rows}
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -185,7 +207,15 @@ class Sweep:
 
     @property
     def params(self) -> dict[str, Distribution]:
-        return self.spec.search
+        """Swept config keys, each with its distribution. A `rows` entry appears as one grid per key over that column's
+        values (so the sampler knows every value); `grid_points` keeps its rows together."""
+        params: dict[str, Distribution] = {}
+        for key, dist in self.spec.search.items():
+            if isinstance(dist, Rows):
+                params.update(rows_as_grids(dist))
+            else:
+                params[key] = dist
+        return params
 
     @property
     def metric(self) -> str:
@@ -220,17 +250,35 @@ class Sweep:
         return max(candidates)
 
     def grid_points(self) -> list[dict[str, Any]]:
-        grid = {k: d.values for k, d in self.params.items() if isinstance(d, Grid)}
-        if not grid:
+        """Every combination of the grid keys' values, a `rows` entry contributing its rows (not their product)."""
+        factors = []
+        for key, dist in self.spec.search.items():
+            if isinstance(dist, Grid):
+                factors.append([{key: value} for value in dist.values])
+            elif isinstance(dist, Rows):
+                factors.append(dist.points())
+        if not factors:
             return []
-        return [dict(zip(grid, combo)) for combo in itertools.product(*grid.values())]
+        return [{k: v for part in combo for k, v in part.items()} for combo in itertools.product(*factors)]
 
     @property
     def num_trials(self) -> int:
         return self.spec.trials.num_samples * max(1, len(self.grid_points()))
 
     def resolved_space(self) -> dict[str, Any]:
-        return {k: d.model_dump(exclude_none=True) for k, d in self.params.items()}
+        return {k: d.model_dump(exclude_none=True) for k, d in self.spec.search.items()}
+
+
+def rows_as_grids(rows: Rows) -> dict[str, Grid]:
+    """Each key of a `rows` entry as a grid over the distinct values of its column, in order of appearance."""
+    grids = {}
+    for column, key in enumerate(rows.keys):
+        values: list[Any] = []
+        for row in rows.values:
+            if row[column] not in values:
+                values.append(row[column])
+        grids[key] = Grid(distribution="grid", values=values)
+    return grids
 
 
 def read_yaml(path: Path) -> dict[str, Any]:
@@ -290,10 +338,46 @@ def _validate_value(path: Path, model: type[BaseModel], base: dict, key: str, va
         raise ConfigError(f"{path}: {where}: value {value!r} is invalid for {key!r} ({detail})") from None
 
 
+def _check_rows(path: Path, spec: SpaceFile, model: type[BaseModel], base: dict, label: str, rows: Rows) -> None:
+    where = f"search.{label}"
+    try:
+        check_key(model, label, "")
+    except ConfigError:
+        pass
+    else:
+        raise ConfigError(f"{path}: {where}: a `rows` entry is named by a label, not a config key; list "
+                          f"{label!r} under its keys and give the entry another name (e.g. 'recipe')")
+    for column, key in enumerate(rows.keys):
+        check_key(model, key, f"{path}: {where}.keys[{column}]")
+        if key in spec.search:
+            raise ConfigError(f"{path}: {where}.keys[{column}]: {key!r} is also searched as search.{key}; "
+                              f"a key is swept in one place only")
+        for other_label, other in spec.search.items():
+            if other_label != label and isinstance(other, Rows) and key in other.keys:
+                raise ConfigError(f"{path}: {where}.keys[{column}]: {key!r} is also a key of search.{other_label}; "
+                                  f"a key is swept in one place only")
+    for i, row in enumerate(rows.values):
+        if row in rows.values[:i]:
+            raise ConfigError(f"{path}: {where}.values[{i}]: {row!r} repeats values[{rows.values.index(row)}]; "
+                              f"to run a row several times raise trials.num_samples")
+        tree = copy.deepcopy(base)
+        for key, value in zip(rows.keys, row):
+            set_path(tree, key, value)
+        try:
+            model.model_validate(tree)
+        except ValidationError as err:
+            detail = describe_validation_error(err, "", model)
+            raise ConfigError(f"{path}: {where}.values[{i}]: row {row!r} is invalid ({detail})") from None
+
+
 def _check_search(path: Path, spec: SpaceFile, model: type[BaseModel], base: dict) -> None:
     seen: dict[str, Distribution] = {}
     for key, dist in spec.search.items():
         where = f"search.{key}"
+        if isinstance(dist, Rows):
+            _check_rows(path, spec, model, base, key, dist)
+            seen.update(rows_as_grids(dist))
+            continue
         check_key(model, key, f"{path}: {where}")
         if isinstance(dist, (Choice, Grid)):
             for i, value in enumerate(dist.values):
@@ -316,7 +400,7 @@ def _check_search(path: Path, spec: SpaceFile, model: type[BaseModel], base: dic
                     if not any(v in possible for v in wanted_values):
                         raise ConfigError(f"{path}: {cwhere}: condition can never hold: {wanted_values!r} is not among "
                                           f"search.{cond_key}'s values {possible!r}")
-            elif cond_key in spec.search:
+            elif cond_key in spec.search or any(isinstance(d, Rows) and cond_key in d.keys for d in spec.search.values()):
                 raise ConfigError(f"{path}: {cwhere}: {cond_key!r} must be defined before {key!r} in 'search'")
             else:
                 check_key(model, cond_key, f"{path}: {cwhere}")

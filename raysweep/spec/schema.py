@@ -6,6 +6,10 @@
     search:                         # swept keys of `config`, each with a distribution
       optim.lr: {distribution: loguniform, low: 1.0e-4, high: 3.0e-3}
       classifier.text_encoder: {distribution: choice, values: [minilm, bert], when: {classifier.init: language}}
+      recipe:                       # `rows`: listed combinations of several keys (a grid that is not a product)
+        distribution: rows
+        keys:   [model.backbone, optim.lr]
+        values: [[ImageNet1k-ViT-B, 1.0e-4], [CLIP-ViT-B, 1.5e-5]]
     optuna:    {sampler: tpe, seed: 0, n_startup_trials: 4}
     scheduler: {type: asha, grace_period: 1, reduction_factor: 2}
     objective: {metric: map, mode: max}
@@ -85,8 +89,33 @@ class RandInt(_Param):
         return self
 
 
-Distribution = Annotated[Union[Choice, Grid, Uniform, LogUniform, QUniform, RandInt], Field(discriminator="distribution")]
-DISTRIBUTIONS = ("choice", "grid", "uniform", "loguniform", "quniform", "randint")
+class Rows(StrictModel):
+    """Listed combinations of several keys, each run like one grid point (`trials.num_samples` times, and combined
+    with the other grid keys as a product). For recipes whose keys move together, e.g. a paper's table rows with
+    per-row learning rate and epochs. Its name in `search` is a label, not a config key; it takes no `when`."""
+
+    distribution: Literal["rows"]
+    keys: list[str] = Field(min_length=1)
+    values: list[list[Any]] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _shape(self):
+        repeated = sorted({k for k in self.keys if self.keys.count(k) > 1})
+        if repeated:
+            raise ValueError(f"keys must be distinct, but {repeated} repeat")
+        for i, row in enumerate(self.values):
+            if len(row) != len(self.keys):
+                raise ValueError(f"values[{i}] has {len(row)} entries but there are {len(self.keys)} keys "
+                                 f"{self.keys}")
+        return self
+
+    def points(self) -> list[dict[str, Any]]:
+        return [dict(zip(self.keys, row)) for row in self.values]
+
+
+Distribution = Annotated[Union[Choice, Grid, Uniform, LogUniform, QUniform, RandInt, Rows],
+                         Field(discriminator="distribution")]
+DISTRIBUTIONS = ("choice", "grid", "uniform", "loguniform", "quniform", "randint", "rows")
 
 
 class OptunaSettings(StrictModel):

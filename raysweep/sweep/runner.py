@@ -47,13 +47,16 @@ def cache_dir(sweep: Sweep) -> Path:
 
 
 def prepare_task(sweep: Sweep) -> None:
-    """Run the task's once-per-sweep preparation (embedded data, caches) here, before any trial starts.
+    """Run the task's once-per-sweep preparation (embedded data, caches) here, before any trial starts: once for
+    every combination of its `prepare_keys` the search can pick (e.g. each text encoder × prompt template).
 
     Workers run it again (a cache hit) and apply its config updates themselves, so trial configs keep the user's
     values (e.g. `data.root: null` for the embedded data) and nodes without this machine's cache still work.
     """
-    config = sweep.task_cls.config_model.model_validate(sweep.base_config)
-    sweep.task_cls.prepare(config, cache_dir(sweep))
+    from raysweep.sweep.prepare import prepare_combinations
+
+    for combination in prepare_combinations(sweep):
+        sweep.task_cls.prepare(sweep.config_for(combination), cache_dir(sweep))
 
 
 def _versions() -> dict[str, str]:

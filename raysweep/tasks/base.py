@@ -96,6 +96,9 @@ class Task(ABC):
     prepare_keys: ClassVar[tuple[str, ...]] = ()
     # The paper's table: display name → reported metric, in column order (values are fractions; shown as %).
     table_columns: ClassVar[dict[str, str]] = {}
+    # The paper's table rows in its order, each the `row_labels` cells of one row; `raysweep report` lays results out
+    # on exactly these rows (missing ones shown as missing). Empty: the task has no paper layout.
+    paper_rows: ClassVar[tuple[dict[str, str], ...]] = ()
 
     def __init__(self, config: StrictModel, cache_dir: Path | None = None):
         self.config = config

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Literal, Optional
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from raysweep.tasks.base import StrictModel
 
@@ -60,6 +60,10 @@ class ModelConfig(StrictModel):
     drop_path: float = Field(0.0, ge=0.0, lt=1.0)
 
 
+TEXT_ENCODER_NAMES = ("minilm", "bert", "simcse", "clip")  # the forms embeddings._resolve accepts
+TEXT_ENCODER_PREFIXES = ("open_clip:", "st:", "hf:")
+
+
 class ClassifierConfig(StrictModel):
     head: Literal["cosine", "linear", "mixing"] = "cosine"  # mixing = DEFR's i-* (fixed C, trainable M = I)
     init: Literal["rand", "language"] = "language"
@@ -73,6 +77,23 @@ class ClassifierConfig(StrictModel):
     log_scale: float = 4.61  # s = exp(log_scale); 0 means an un-normalised linear probe (paper's *-linear)
     log_scale_trainable: bool = False
     log_scale_max: float = 4.61
+
+    @field_validator("text_encoder")
+    @classmethod
+    def _known_encoder(cls, value: str) -> str:
+        """Reject a misspelt encoder while the space file is checked, not when a trial first encodes text.
+
+        Only the form is checked (the names and prefixes `embeddings.text_embeddings` resolves); whether a hub
+        model can be loaded is found out by the sweep's preparation.
+        """
+        from raysweep.errors import did_you_mean
+        from raysweep.tasks.defr.embeddings import ENCODER_FORMS
+
+        prefixed = any(value.startswith(p) and len(value) > len(p) for p in TEXT_ENCODER_PREFIXES)
+        if value in TEXT_ENCODER_NAMES or prefixed:
+            return value
+        raise ValueError(f"{value!r} is not a known text encoder{did_you_mean(value, TEXT_ENCODER_NAMES)}; "
+                         f"allowed: {ENCODER_FORMS}")
 
 
 class PromptConfig(StrictModel):
@@ -118,6 +139,35 @@ class DefrConfig(StrictModel):
     loss: LossConfig = LossConfig()
     optim: OptimConfig = OptimConfig()
     train: TrainConfig = TrainConfig()
+
+    @field_validator("model")
+    @classmethod
+    def _known_backbone(cls, model: ModelConfig) -> ModelConfig:
+        """Reject an unknown backbone name while the space file is checked, not when a trial builds the model.
+
+        On DefrConfig rather than ModelConfig, so a bare ModelConfig may still name anything (build_backbone reports
+        it then). Mirrors build_backbone's dispatch; timm is imported only for names that are not built in, and
+        open_clip architectures are checked when the model is built.
+        """
+        from raysweep.errors import did_you_mean
+        from raysweep.tasks.defr import backbones
+
+        name = model.backbone.strip()
+        if name in backbones.RANDOM_VITS:
+            return model
+        arch = backbones._open_clip_arch(name, model.patch_size)
+        if arch:
+            return model
+        if arch is None:
+            import timm
+
+            if timm.is_model(backbones._timm_name(name, model.patch_size).split(".")[0]):
+                return model
+            hint = did_you_mean(name.split(".")[0], [*backbones.RANDOM_VITS, *timm.list_models()])
+        else:
+            hint = " (open_clip: needs an architecture, e.g. 'open_clip:ViT-B-32')"
+        raise ValueError(f"model.backbone {model.backbone!r} is not a known backbone{hint}; "
+                         f"allowed: {backbones.BACKBONE_FORMS}")
 
     @model_validator(mode="after")
     def _check(self) -> "DefrConfig":

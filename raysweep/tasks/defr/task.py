@@ -14,6 +14,7 @@ from torch import nn
 from raysweep.tasks.base import Task, TrainingParts
 from raysweep.tasks.common import schedules
 from raysweep.tasks.defr.config import DefrConfig
+from raysweep.tasks.defr.paper import PAPER_ROWS
 
 log = logging.getLogger(__name__)
 _ENCODER_NAMES = {"minilm": "MiniLM", "bert": "BERT", "simcse": "SimCSE", "clip": "CLIP"}
@@ -31,6 +32,7 @@ class DefrTask(Task):
                                                "prompts.no_interaction", "data.vocabulary")
     table_columns: ClassVar[dict[str, str]] = {"Full": "map", "Few@1": "map_few1", "Few@5": "map_few5",
                                                "Few@10": "map_few10", "Known-Object": "map_ko"}
+    paper_rows: ClassVar[tuple[dict[str, str], ...]] = PAPER_ROWS
     config: DefrConfig
 
     @classmethod
@@ -63,7 +65,13 @@ class DefrTask(Task):
     # ---- shared, once per sweep ---------------------------------------------------------------------------
     @classmethod
     def prepare(cls, config: DefrConfig, cache_dir: Path) -> dict[str, Any]:
-        """Generate the embedded synthetic HICO when `data.root` is null; compute the language embeddings."""
+        """Generate the embedded synthetic HICO when `data.root` is null; compute the language embeddings.
+
+        Also checks every file a trial would otherwise meet only after Ray started (data.root and its layout,
+        few-shot lists, vocabulary, checkpoint path), so bad input fails here with one DataError / ConfigError.
+        """
+        from raysweep.errors import DataError
+
         updates: dict[str, Any] = {}
         if config.data.root is None:
             from raysweep.data.synth.hico import ensure_synthetic_hico
@@ -71,8 +79,18 @@ class DefrTask(Task):
             root = ensure_synthetic_hico(cache_dir, config.data.synth)
             updates["data.root"] = str(root)
             config = config.model_copy(update={"data": config.data.model_copy(update={"root": str(root)})})
+        elif not Path(config.data.root).is_dir():
+            raise DataError(f"data.root {config.data.root!r}: no such folder; give the folder holding anno.pkl and "
+                            f"images/train2015, images/test2015 (or null for the embedded synthetic HICO)")
         task = cls(config, cache_dir)
-        task.annotations  # noqa: B018 - validates anno.pkl before any trial starts
+        annotations = task.annotations  # validates anno.pkl before any trial starts
+        images = Path(config.data.root) / "images"
+        _check_image_folder(images / "train2015", annotations.files_train, config.data.max_bad_images)
+        if not config.data.validation:
+            _check_image_folder(images / "test2015", annotations.files_test, config.data.max_bad_images)
+        if config.data.few_shot_lists:
+            _check_few_shot_lists(config.data.few_shot_lists, annotations.num_classes)
+        _check_weights_path(config)
         if config.classifier.init == "language":
             task.class_embeddings()  # cached on disk, so trials and workers only read it
         return updates
@@ -228,3 +246,51 @@ class DefrTask(Task):
 
     def num_samples(self, batch: Any) -> int:
         return int(batch[0].shape[0])
+
+
+# ---- checks run by DefrTask.prepare ---------------------------------------------------------------------------------
+_IMAGES_CHECKED = 64
+
+
+def _check_image_folder(folder: Path, files: Sequence[str], max_bad_images: float) -> None:
+    """The image folder exists, and its files are there and not empty.
+
+    Up to 64 evenly spaced files are looked at (a stat each), so a network file system is not walked per trial.
+    When that is every file, more than data.max_bad_images of them missing or empty is fatal, as in training; in
+    a sample, only all of them is (a wrong layout). Other unreadable images are counted during training.
+    """
+    from raysweep.errors import DataError
+    from raysweep.tasks.defr.data import scan_image_files
+
+    if not folder.is_dir():
+        raise DataError(f"{folder}: no such folder; data.root must hold images/train2015 and images/test2015 with "
+                        f"the files anno.pkl names")
+    if not len(files) or max_bad_images >= 1.0:
+        return
+    picks = np.unique(np.linspace(0, len(files) - 1, num=min(len(files), _IMAGES_CHECKED)).astype(int))
+    sample = [str(files[i]) for i in picks]
+    bad = scan_image_files(folder, sample)
+    limit = max_bad_images * len(files) if len(sample) == len(files) else len(sample) - 1
+    if len(bad) > limit:
+        raise DataError(f"{folder}: {len(bad)} of {len(sample)} images are missing or empty (checked "
+                        f"{', '.join(bad[:3])}{', ...' if len(bad) > 3 else ''}); data.root must hold the images "
+                        f"anno.pkl names")
+
+
+def _check_few_shot_lists(path: str, num_classes: int) -> None:
+    from raysweep.errors import DataError
+    from raysweep.metrics.hico import load_few_shot_lists
+
+    for key, classes in load_few_shot_lists(path).items():
+        outside = [i for i in classes if i >= num_classes]
+        if outside:
+            raise DataError(f"{path}: {key} has class indices outside [0, {num_classes}): {outside[:5]} "
+                            f"(data.few_shot_lists)")
+
+
+def _check_weights_path(config: DefrConfig) -> None:
+    """A model.weights that names a local checkpoint must exist (hub downloads are tried by the trial)."""
+    from raysweep.tasks.defr import backbones
+
+    if backbones._weights_kind(config.model.weights) == "path":
+        backbones._check_checkpoint_file(config.model.backbone, config.model.weights)

@@ -1,0 +1,459 @@
+"""The bad-input catalogue: every case goes through the real CLI in-process and must end with exit code 2, one
+stderr line `raysweep: error: ...` naming the culprit, no traceback, no warning, and nothing written.
+
+"Nothing written" is checked on the whole temporary folder (except the cache): every folder and every file's bytes
+are the same after the command as before it, so an existing `results.parquet` (of an experiment in the storage, or
+the `-o` target of `collect`) stays byte-identical and the storage gets no experiment folder. Ray is never started:
+`init_ray` is replaced by a function that fails the test, and every case fails before it.
+
+docs/bad_input.md lists the same catalogue as a table; keep the two in sync.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+import pickle
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping, Union
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from raysweep.cli import main
+
+DIR = object()  # a file-table value meaning "an empty folder"
+Content = Union[str, bytes, object]
+
+
+# ---- the valid baseline every case starts from -----------------------------------------------------------------------
+def _png() -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (8, 8), (120, 30, 200)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _pickle(obj) -> bytes:
+    return pickle.dumps(obj, protocol=4)
+
+
+def _npy(array) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, np.asarray(array), allow_pickle=False)
+    return buffer.getvalue()
+
+
+def _parquet(frame: pd.DataFrame) -> bytes:
+    buffer = io.BytesIO()
+    frame.to_parquet(buffer, index=False)
+    return buffer.getvalue()
+
+
+TRAIN_FILES = [f"tr{i}.png" for i in range(6)]
+TEST_FILES = [f"te{i}.png" for i in range(4)]
+
+
+def _anno(**changes) -> dict:
+    """A valid DEFR anno.pkl dict: 3 classes, 6 train and 4 test images, class-major labels in {1, 0, -1, NaN}."""
+    anno = {
+        "files_train": np.array(TRAIN_FILES),
+        "files_test": np.array(TEST_FILES),
+        "anno_train": np.array([[1, -1, 1, 0, -1, np.nan], [-1, 1, -1, 1, np.nan, 1], [1, 1, -1, -1, 1, -1]]),
+        "anno_test": np.array([[1, -1, 0, 1], [-1, 1, 1, np.nan], [1, -1, -1, 1]]),
+        "hoi_list": [("ride", "bicycle"), ("hold", "cup"), ("eat", "apple")],
+    }
+    anno.update(changes)
+    return {k: v for k, v in anno.items() if v is not None}
+
+
+ANNO = _pickle(_anno())
+PNG = _png()
+SCORES = np.random.default_rng(0).random((4, 3))
+
+
+def _record(name: str, **hoi) -> dict:
+    """One HICO-DET record: a person and a bicycle (COCO 2), one hoi (verb 1)."""
+    return {"file_name": name, "annotations": [{"bbox": [0, 0, 10, 10], "category_id": 1},
+                                               {"bbox": [5, 5, 20, 20], "category_id": 2}],
+            "hoi_annotation": [{"subject_id": 0, "object_id": 1, "category_id": 1, "hoi_category_id": 1, **hoi}]}
+
+
+def _prediction(**changes) -> dict:
+    pred = {"boxes": [[0, 0, 10, 10], [5, 5, 20, 20]], "labels": [0, 1], "verb_scores": [[0.5] * 117],
+            "sub_ids": [0], "obj_ids": [1]}
+    pred.update(changes)
+    return pred
+
+
+GOOD_SPACE = """\
+task: defr
+name: fresh
+config:
+  data: {image_size: 32, synth: {num_train: 10, num_test: 10, image_size: 32}}
+  model: {width: 32, depth: 1, heads: 2}
+  classifier: {init: rand}
+  train: {epochs: 1}
+search:
+  optim.lr: {distribution: loguniform, low: 1.0e-4, high: 1.0e-2}
+trials: {num_samples: 1}
+storage: {cache_dir: <tmp>/cache}
+"""
+RESULTS = _parquet(pd.DataFrame({"experiment": ["old"], "task": ["defr"], "trial_id": ["t1"], "status": ["TERMINATED"],
+                                 "outcome": ["completed"], "config.model.backbone": ["vit_tiny"],
+                                 "config.model.weights": ["random"], "config.classifier.init": ["rand"],
+                                 "config.loss.name": ["bce"], "last.map": [0.5]}))
+
+BASE_FILES: dict[str, Content] = {
+    "good.yaml": GOOD_SPACE,
+    # an experiment already in the storage, with its results
+    "store/old/raysweep_meta.json": json.dumps({"name": "old", "task": "defr", "overrides": []}),
+    "store/old/raysweep_space.yaml": GOOD_SPACE,
+    "store/old/results.parquet": RESULTS,
+    "out.parquet": RESULTS,  # an existing `collect -o` target
+    "empty": DIR,
+    # a valid DEFR dataset
+    "hico/anno.pkl": ANNO,
+    **{f"hico/images/train2015/{name}": PNG for name in TRAIN_FILES},
+    **{f"hico/images/test2015/{name}": PNG for name in TEST_FILES},
+    "scores.npy": _npy(SCORES),
+    # a valid HICO-DET dataset and predictions
+    "hicodet/annotations/corre_hico.npy": _npy(np.ones((117, 80), dtype=np.int64)),
+    "hicodet/annotations/trainval_hico.json": json.dumps([_record("a.jpg")]),
+    "hicodet/annotations/test_hico.json": json.dumps([_record("b.jpg")]),
+    "preds.json": json.dumps([_prediction()]),
+}
+
+
+# ---- the catalogue ---------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Case:
+    """argv and expected use `<tmp>` for the test's folder; files are added to (or replace) BASE_FILES."""
+
+    id: str
+    argv: tuple[str, ...]
+    expected: str
+    files: Mapping[str, Content] = field(default_factory=dict)
+
+
+def tune(space: str = "good.yaml", *extra: str) -> tuple[str, ...]:
+    return ("tune", f"<tmp>/{space}", "--storage", "<tmp>/store", "storage.cache_dir=<tmp>/cache", *extra)
+
+
+def space(text: str) -> dict[str, Content]:
+    return {"bad.yaml": text}
+
+
+BAD = "<tmp>/bad.yaml"
+CASES = [
+    # -- search-space files, through `tune` (and one through `validate`)
+    Case("yaml-malformed", tune("bad.yaml"), f"{BAD}: line 3, column 1: malformed YAML",
+         space("task: defr\nconfig: {data: [1, 2\n")),
+    Case("yaml-not-text", tune("bad.yaml"), f"{BAD}: not a text file", {"bad.yaml": b"\xff\xfe\x00task"}),
+    Case("yaml-empty", tune("bad.yaml"), f"{BAD}: empty file", space("")),
+    Case("yaml-missing", tune("nope.yaml"), "<tmp>/nope.yaml: no such file"),
+    Case("yaml-is-folder", tune("empty"), "<tmp>/empty: is a folder"),
+    Case("yaml-unknown-top-key", tune("bad.yaml"), "saerch: unknown key (did you mean 'search'?)",
+         space("task: defr\nsaerch: {}\n")),
+    Case("yaml-unknown-config-key", tune("bad.yaml"), "config.optim.lrr: unknown key (did you mean 'lr'?)",
+         space("task: defr\nconfig: {optim: {lrr: 0.1}}\n")),
+    Case("yaml-unknown-section-key", tune("bad.yaml"), "trials.num_sample: unknown key (did you mean 'num_samples'?)",
+         space("task: defr\ntrials: {num_sample: 2}\n")),
+    Case("yaml-wrong-type", tune("bad.yaml"), "trials.num_samples: Input should be a valid integer",
+         space("task: defr\ntrials: {num_samples: many}\n")),
+    Case("yaml-out-of-range", tune("bad.yaml"), "config.optim.lr: Input should be greater than 0 (got -0.1)",
+         space("task: defr\nconfig: {optim: {lr: -0.1}}\n")),
+    Case("yaml-bad-literal", tune("bad.yaml"), "config.loss.name: got 'lse'; allowed: 'lse_sign', 'bce', 'wbce' or 'focal'",
+         space("task: defr\nconfig: {loss: {name: lse}}\n")),
+    Case("yaml-empty-choice", tune("bad.yaml"), "search.loss.name.choice.values: List should have at least 1 item",
+         space("task: defr\nsearch: {loss.name: {distribution: choice, values: []}}\n")),
+    Case("yaml-unknown-distribution", tune("bad.yaml"), "'logunifrom' (did you mean 'loguniform'?)",
+         space("task: defr\nsearch: {optim.lr: {distribution: logunifrom, low: 0.1, high: 1}}\n")),
+    Case("yaml-low-above-high", tune("bad.yaml"), "search.optim.lr.uniform: Value error, `low < high` must hold",
+         space("task: defr\nsearch: {optim.lr: {distribution: uniform, low: 2, high: 1}}\n")),
+    Case("yaml-choice-value-invalid", tune("bad.yaml"), "search.loss.name.values[1]: value 'hinge' is invalid",
+         space("task: defr\nsearch: {loss.name: {distribution: choice, values: [bce, hinge]}}\n")),
+    Case("yaml-condition-never-holds-choice", tune("bad.yaml"),
+         "search.classifier.text_encoder.when.classifier.init: condition can never hold",
+         space("task: defr\nsearch:\n  classifier.init: {distribution: choice, values: [rand]}\n"
+               "  classifier.text_encoder: {distribution: choice, values: [minilm], when: {classifier.init: language}}\n")),
+    Case("yaml-condition-never-holds-fixed", tune("bad.yaml"), "'classifier.init' is fixed at 'rand', not in ['language']",
+         space("task: defr\nconfig: {classifier: {init: rand}}\nsearch:\n"
+               "  prompts.template: {distribution: choice, values: [default], when: {classifier.init: language}}\n")),
+    Case("yaml-unknown-task", tune("bad.yaml"), "task: unknown task 'defrr' (did you mean 'defr'?); allowed: defr, hqm",
+         space("task: defrr\n")),
+    Case("yaml-unknown-metric", tune("bad.yaml"), "objective.metric: 'mAP' (did you mean 'map'?)",
+         space("task: defr\nobjective: {metric: mAP}\n")),
+    Case("validate-unknown-config-key", ("validate", BAD), "config.optim.lrr: unknown key (did you mean 'lr'?)",
+         space("task: defr\nconfig: {optim: {lrr: 0.1}}\n")),
+    # -- names the trial would only meet when building the model: rejected while the space is checked
+    Case("backbone-unknown", tune("good.yaml", "model.backbone=vit_hugee"),
+         "config.model: Value error, model.backbone 'vit_hugee' is not a known backbone"),
+    Case("backbone-unknown-searched", tune("bad.yaml"),
+         "search.model.backbone.values[1]: value 'vit_smal' is invalid for 'model.backbone'",
+         space("task: defr\nsearch: {model.backbone: {distribution: choice, values: [vit_tiny, vit_smal]}}\n")),
+    Case("text-encoder-unknown", tune("good.yaml", "classifier.text_encoder=bertt"),
+         "config.classifier.text_encoder: Value error, 'bertt' is not a known text encoder (did you mean 'bert'?)"),
+    Case("text-encoder-empty-suffix", tune("good.yaml", "classifier.text_encoder='st:'"),
+         "config.classifier.text_encoder: Value error, 'st:' is not a known text encoder"),
+    # -- command-line overrides
+    Case("override-no-equals", tune("good.yaml", "trials.num_samples"), "override 'trials.num_samples': expected key=value"),
+    Case("override-unparsable", tune("good.yaml", "optim.lr=[1, 2"), "override 'optim.lr=[1, 2': cannot parse the value"),
+    Case("override-empty-key", tune("good.yaml", "=3"), "override '=3': empty key"),
+    Case("override-unknown-key", tune("good.yaml", "optim.lrr=0.1"), "config.optim.lrr: unknown key (did you mean 'lr'?)"),
+    Case("override-wrong-type", tune("good.yaml", "trials.num_samples=many"),
+         "trials.num_samples: Input should be a valid integer"),
+    Case("override-search", tune("good.yaml", "search.optim.lr=1"), "search parameters are edited in the YAML file"),
+    # -- the dataset (checked by the task's preparation, before Ray starts)
+    Case("data-root-missing", tune("good.yaml", "data.root=<tmp>/nowhere"), "data.root '<tmp>/nowhere': no such folder"),
+    Case("data-root-is-file", tune("good.yaml", "data.root=<tmp>/scores.npy"),
+         "data.root '<tmp>/scores.npy': no such folder"),
+    Case("data-root-without-anno", tune("good.yaml", "data.root=<tmp>/empty"), "<tmp>/empty/anno.pkl not found"),
+    Case("anno-truncated", tune("good.yaml", "data.root=<tmp>/hico"), "<tmp>/hico/anno.pkl is not a readable pickle",
+         {"hico/anno.pkl": ANNO[: len(ANNO) // 2]}),
+    Case("anno-zero-bytes", tune("good.yaml", "data.root=<tmp>/hico"), "<tmp>/hico/anno.pkl is not a readable pickle",
+         {"hico/anno.pkl": b""}),
+    Case("anno-missing-keys", tune("good.yaml", "data.root=<tmp>/hico"),
+         "<tmp>/hico/anno.pkl lacks key(s) ['anno_test']", {"hico/anno.pkl": _pickle(_anno(anno_test=None))}),
+    Case("anno-not-a-dict", tune("good.yaml", "data.root=<tmp>/hico"), "<tmp>/hico/anno.pkl must hold a dict",
+         {"hico/anno.pkl": _pickle([1, 2, 3])}),
+    Case("anno-label-out-of-range", tune("good.yaml", "data.root=<tmp>/hico"),
+         "<tmp>/hico/anno.pkl: 'anno_train' holds values [7.0]; labels must be 1, 0, -1, -2 or NaN",
+         {"hico/anno.pkl": _pickle(_anno(anno_train=np.array([[1, 7, 1, 0, -1, 1]] * 3)))}),
+    Case("anno-shape-mismatch", tune("good.yaml", "data.root=<tmp>/hico"),
+         "'anno_test' has shape (3, 3) (classes x images) but there are 4 file names",
+         {"hico/anno.pkl": _pickle(_anno(anno_test=np.ones((3, 3))))}),
+    Case("images-folder-missing", tune("good.yaml", "data.root=<tmp>/hico"),
+         "<tmp>/hico/images/test2015: no such folder", {"hico/images/test2015": None}),
+    Case("images-all-missing", tune("good.yaml", "data.root=<tmp>/hico"),
+         "<tmp>/hico/images/train2015: 6 of 6 images are missing or empty (checked tr0.png, tr1.png, tr2.png, ...)",
+         {f"hico/images/train2015/{name}": None for name in TRAIN_FILES}),
+    Case("few-shot-lists-missing", tune("good.yaml", "data.root=<tmp>/hico", "data.few_shot_lists=<tmp>/few.json"),
+         "<tmp>/few.json: few-shot lists file not found"),
+    Case("few-shot-lists-out-of-range", tune("good.yaml", "data.root=<tmp>/hico", "data.few_shot_lists=<tmp>/few.json"),
+         "<tmp>/few.json: few@1 has class indices outside [0, 3): [5]", {"few.json": '{"few@1": [0, 5]}'}),
+    Case("vocabulary-missing", tune("good.yaml", "data.root=<tmp>/hico", "classifier.init=language",
+                                    "data.vocabulary=<tmp>/vocab.json"), "vocabulary file <tmp>/vocab.json not found"),
+    Case("weights-file-missing", tune("good.yaml", "model.weights=<tmp>/vit.pth"),
+         "model.weights '<tmp>/vit.pth' for backbone 'vit_tiny': no such checkpoint file"),
+    # -- where and how the sweep runs
+    Case("address-unreachable", tune("good.yaml", "--address", "127.0.0.1:1"),
+         "--address 127.0.0.1:1: nothing answers at 127.0.0.1:1"),
+    Case("address-garbage", tune("good.yaml", "--address", "garbage"),
+         "--address 'garbage': expected auto, host:port or ray://host:port"),
+    Case("storage-is-a-file", ("tune", "<tmp>/good.yaml", "--storage", "<tmp>/out.parquet"),
+         "storage '<tmp>/out.parquet' is not writable"),
+    Case("storage-below-a-file", ("tune", "<tmp>/good.yaml", "--storage", "<tmp>/out.parquet/sub"),
+         "storage '<tmp>/out.parquet/sub' is not writable"),
+    Case("storage-new-folder-left-absent", ("tune", "<tmp>/good.yaml", "--storage", "<tmp>/fresh/store",
+                                            "data.root=<tmp>/nowhere"), "data.root '<tmp>/nowhere': no such folder"),
+    Case("resume-missing-experiment", tune("good.yaml", "--resume", "--name", "nothere"),
+         "--resume: no raysweep experiment at <tmp>/store/nothere"),
+    Case("experiment-exists", tune("good.yaml", "--name", "old"), "experiment 'old' already exists at <tmp>/store/old"),
+    Case("resources-too-large", tune("good.yaml", "resources.num_workers=512"), "resources: a trial needs 512 CPUs"),
+    # -- collect
+    Case("collect-not-experiment", ("collect", "<tmp>/hico", "-o", "<tmp>/out.parquet"),
+         "<tmp>/hico: not a raysweep experiment (no raysweep_meta.json)"),
+    Case("collect-missing-folder", ("collect", "<tmp>/nowhere", "-o", "<tmp>/out.parquet"),
+         "<tmp>/nowhere: no such experiment folder"),
+    Case("collect-corrupt-meta", ("collect", "<tmp>/store/old", "-o", "<tmp>/out.parquet"),
+         "<tmp>/store/old/raysweep_meta.json: not valid JSON", {"store/old/raysweep_meta.json": '{"name": "ol'}),
+    Case("collect-corrupt-state", ("collect", "<tmp>/store/old", "-o", "<tmp>/out.parquet"),
+         "<tmp>/store/old/experiment_state-2024-01-01_00-00-00.json: not valid JSON",
+         {"store/old/experiment_state-2024-01-01_00-00-00.json": '{"trial_data": [['}),
+    Case("collect-corrupt-space-copy", ("collect", "<tmp>/store/old", "-o", "<tmp>/out.parquet"),
+         "<tmp>/store/old/raysweep_space.yaml: line 1, column 1: malformed YAML",
+         {"store/old/raysweep_space.yaml": "}task: defr\n"}),
+    Case("collect-output-unwritable", ("collect", "<tmp>/store/old", "-o", "<tmp>/out.parquet/x.parquet"),
+         "<tmp>/out.parquet/x.parquet: cannot write"),
+    # -- report
+    Case("report-corrupt-parquet", ("report", "<tmp>/bad.parquet"), "<tmp>/bad.parquet: not a readable parquet file",
+         {"bad.parquet": b"PAR1 this is not a parquet file PAR1"}),
+    Case("report-missing-parquet", ("report", "<tmp>/nope.parquet"), "<tmp>/nope.parquet: no such file"),
+    Case("report-foreign-parquet", ("report", "<tmp>/other.parquet"),
+         "<tmp>/other.parquet: not a raysweep results file (no column(s) task, outcome, status)",
+         {"other.parquet": _parquet(pd.DataFrame({"a": [1, 2]}))}),
+    Case("report-format", ("report", "<tmp>/out.parquet", "--format", "html"),
+         "--format: 'html' is not one of markdown, latex, csv"),
+    Case("report-not-experiment", ("report", "<tmp>/hico"), "<tmp>/hico: not a raysweep experiment"),
+    # -- eval hico
+    Case("eval-hico-scores-shape", ("eval", "hico", "--anno", "<tmp>/hico/anno.pkl", "--scores", "<tmp>/s.npy"),
+         "<tmp>/s.npy: scores have shape (4, 2), expected [N_test, C] = (4, 3)", {"s.npy": _npy(SCORES[:, :2])}),
+    Case("eval-hico-scores-transposed", ("eval", "hico", "--anno", "<tmp>/hico/anno.pkl", "--scores", "<tmp>/s.npy"),
+         "(it looks transposed", {"s.npy": _npy(SCORES.T)}),
+    Case("eval-hico-scores-too-few-rows", ("eval", "hico", "--anno", "<tmp>/hico/anno.pkl", "--scores", "<tmp>/s.npy"),
+         "<tmp>/s.npy: scores have shape (3, 3)", {"s.npy": _npy(SCORES[:3])}),
+    Case("eval-hico-scores-nan", ("eval", "hico", "--anno", "<tmp>/hico/anno.pkl", "--scores", "<tmp>/s.npy"),
+         "<tmp>/s.npy: scores contain 1 NaN/inf value(s), first at image 2, class 1",
+         {"s.npy": _npy(np.where(np.arange(12).reshape(4, 3) == 7, np.nan, SCORES))}),
+    Case("eval-hico-scores-missing", ("eval", "hico", "--anno", "<tmp>/hico/anno.pkl", "--scores", "<tmp>/no.npy"),
+         "<tmp>/no.npy: scores file not found"),
+    Case("eval-hico-scores-suffix", ("eval", "hico", "--anno", "<tmp>/hico/anno.pkl", "--scores", "<tmp>/good.yaml"),
+         "<tmp>/good.yaml: scores must be a .npy or .npz file"),
+    Case("eval-hico-scores-truncated", ("eval", "hico", "--anno", "<tmp>/hico/anno.pkl", "--scores", "<tmp>/s.npy"),
+         "<tmp>/s.npy: cannot read scores", {"s.npy": _npy(SCORES)[:100]}),
+    Case("eval-hico-anno-truncated", ("eval", "hico", "--anno", "<tmp>/a.pkl", "--scores", "<tmp>/scores.npy"),
+         "<tmp>/a.pkl: cannot unpickle", {"a.pkl": ANNO[:-40]}),
+    Case("eval-hico-anno-missing-key", ("eval", "hico", "--anno", "<tmp>/a.pkl", "--scores", "<tmp>/scores.npy"),
+         "<tmp>/a.pkl: missing key(s) anno_test", {"a.pkl": _pickle(_anno(anno_test=None))}),
+    # -- eval hico-det
+    Case("eval-hicodet-subject-id-out-of-range", ("eval", "hico-det", "--anno-dir", "<tmp>/hicodet", "--pred",
+                                                  "<tmp>/preds.json"),
+         "test_hico.json': record 0 (b.jpg): hoi_annotation[0].subject_id = 5 is out of range (valid: 0..1)",
+         {"hicodet/annotations/test_hico.json": json.dumps([_record("b.jpg", subject_id=5)])}),
+    Case("eval-hicodet-verb-id-out-of-range", ("eval", "hico-det", "--anno-dir", "<tmp>/hicodet", "--pred",
+                                               "<tmp>/preds.json"),
+         "hoi_annotation[0].category_id (verb id) = 118 is outside 1..117",
+         {"hicodet/annotations/test_hico.json": json.dumps([_record("b.jpg", category_id=118)])}),
+    Case("eval-hicodet-missing-corre", ("eval", "hico-det", "--anno-dir", "<tmp>/empty", "--pred", "<tmp>/preds.json"),
+         "missing file '<tmp>/empty/annotations/corre_hico.npy'"),
+    Case("eval-hicodet-pred-shape", ("eval", "hico-det", "--anno-dir", "<tmp>/hicodet", "--pred", "<tmp>/p.json"),
+         "image 0: 'verb_scores' has shape (1, 116); expected [k, 117]",
+         {"p.json": json.dumps([_prediction(verb_scores=[[0.5] * 116])])}),
+    Case("eval-hicodet-pred-nan", ("eval", "hico-det", "--anno-dir", "<tmp>/hicodet", "--pred", "<tmp>/p.json"),
+         "image 0: 'verb_scores' holds a non-finite value (nan at (0, 3))",
+         {"p.json": json.dumps([_prediction(verb_scores=[[0.5] * 3 + [float("nan")] + [0.5] * 113])])}),
+    Case("eval-hicodet-pred-short", ("eval", "hico-det", "--anno-dir", "<tmp>/hicodet", "--pred", "<tmp>/p.json"),
+         "<tmp>/p.json: 0 predictions for 1 test images", {"p.json": "[]"}),
+    Case("eval-hicodet-pred-id-out-of-range", ("eval", "hico-det", "--anno-dir", "<tmp>/hicodet", "--pred",
+                                               "<tmp>/p.json"),
+         "image 0: 'obj_ids' holds 2, not an index into the image's 2 boxes",
+         {"p.json": json.dumps([_prediction(obj_ids=[2])])}),
+    Case("eval-hicodet-pred-not-json", ("eval", "hico-det", "--anno-dir", "<tmp>/hicodet", "--pred", "<tmp>/p.json"),
+         "'<tmp>/p.json' is not valid JSON", {"p.json": "[{"}),
+    Case("eval-hicodet-pickle-refused", ("eval", "hico-det", "--anno-dir", "<tmp>/hicodet", "--pred", "<tmp>/p.pkl"),
+         "pass --allow-pickle for a file you trust", {"p.pkl": _pickle([_prediction()])}),
+    Case("eval-hicodet-protocol", ("eval", "hico-det", "--anno-dir", "<tmp>/hicodet", "--pred", "<tmp>/preds.json",
+                                   "--protocol", "qpik"), "--protocol: 'qpik' is not one of qpic, official"),
+    # -- the command line itself
+    Case("cli-unknown-option", ("tune", "<tmp>/good.yaml", "--storge", "<tmp>/store"),
+         "No such option: --storge Did you mean --storage? (see 'raysweep tune --help')"),
+    Case("cli-missing-option", ("eval", "hico", "--anno", "<tmp>/hico/anno.pkl"),
+         "Missing option '--scores'. (see 'raysweep eval hico --help')"),
+    Case("cli-bad-integer", ("data", "synth", "hico", "--out", "<tmp>/s", "--num-train", "many"),
+         "Invalid value for '--num-train': 'many' is not a valid integer."),
+    Case("cli-unknown-command", ("tnue", "<tmp>/good.yaml"), "No such command 'tnue'."),
+]
+
+
+# ---- the harness -----------------------------------------------------------------------------------------------------
+def _expand(text: str, tmp: Path) -> str:
+    return text.replace("<tmp>", str(tmp))
+
+
+def _write_files(tmp: Path, files: Mapping[str, Content]) -> None:
+    for rel, content in files.items():
+        path = tmp / rel
+        if content is None:  # a case removes a baseline file or folder
+            if path.is_dir():
+                shutil.rmtree(path)
+            elif path.exists():
+                path.unlink()
+            continue
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if content is DIR:
+            path.mkdir(exist_ok=True)
+        elif isinstance(content, bytes):
+            path.write_bytes(content)
+        else:
+            path.write_text(_expand(str(content), tmp))
+
+
+def _snapshot(tmp: Path) -> dict[str, bytes | None]:
+    """Every folder (None) and file (its bytes) under tmp, except the cache, which preparation may fill."""
+    state: dict[str, bytes | None] = {}
+    for folder, dirs, files in os.walk(tmp):
+        dirs[:] = [d for d in dirs if not (folder == str(tmp) and d == "cache")]
+        for name in dirs:
+            state[os.path.relpath(os.path.join(folder, name), tmp)] = None
+        for name in files:
+            path = os.path.join(folder, name)
+            with open(path, "rb") as handle:
+                state[os.path.relpath(path, tmp)] = handle.read()
+    return state
+
+
+def run_cli(argv: list[str], capsys) -> tuple[int, str, str]:
+    try:
+        main(argv)
+        code = 0
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+@pytest.fixture(autouse=True)
+def no_ray(monkeypatch):
+    """Every case must fail before Ray starts."""
+    import raysweep.sweep.runner as runner
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("Ray was about to start: the bad input was not caught before it")
+
+    monkeypatch.setattr(runner, "init_ray", refuse)
+
+
+def assert_fails_cleanly(tmp: Path, argv: tuple[str, ...], expected: str, capsys, caplog) -> None:
+    before = _snapshot(tmp)
+    caplog.set_level(logging.WARNING)
+    code, out, err = run_cli([_expand(a, tmp) for a in argv], capsys)
+    assert "Traceback" not in err
+    assert code == 2, (code, err)
+    assert err.startswith("raysweep: error: ") and err.endswith("\n") and err.count("\n") == 1, err
+    assert _expand(expected, tmp) in err, err
+    assert out == "", out
+    # In the real CLI a warning is one more stderr line.
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
+    after = _snapshot(tmp)
+    assert sorted(set(after) - set(before)) == [], "created"
+    assert sorted(set(before) - set(after)) == [], "removed"
+    assert [k for k in before if before[k] != after[k]] == [], "changed"
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def test_bad_input_fails_with_one_line_and_writes_nothing(tmp_path: Path, capsys, caplog, case: Case) -> None:
+    _write_files(tmp_path, {**BASE_FILES, **case.files})
+    assert_fails_cleanly(tmp_path, case.argv, case.expected, capsys, caplog)
+
+
+def test_catalogue_ids_are_unique_and_documented() -> None:
+    ids = [c.id for c in CASES]
+    assert len(ids) == len(set(ids)) and len(ids) >= 30
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "bad_input.md").read_text()
+    assert [i for i in ids if f"`{i}`" not in doc] == []
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root ignores permissions; storage-is-a-file covers root")
+def test_read_only_storage(tmp_path: Path, capsys, caplog) -> None:
+    _write_files(tmp_path, BASE_FILES)
+    (tmp_path / "ro").mkdir()
+    (tmp_path / "ro").chmod(0o555)
+    try:
+        assert_fails_cleanly(tmp_path, ("tune", "<tmp>/good.yaml", "--storage", "<tmp>/ro"),
+                             "storage '<tmp>/ro' is not writable (Permission denied)", capsys, caplog)
+    finally:
+        (tmp_path / "ro").chmod(0o755)
+
+
+def test_baseline_is_valid(tmp_path: Path, capsys) -> None:
+    """The baseline the cases break is itself accepted, so each case fails for its own reason only."""
+    _write_files(tmp_path, BASE_FILES)
+    code, out, err = run_cli(["eval", "hico", "--anno", str(tmp_path / "hico/anno.pkl"),
+                              "--scores", str(tmp_path / "scores.npy"), "--json"], capsys)
+    assert code == 0 and json.loads(out)["full"] >= 0, err
+    code, out, err = run_cli(["eval", "hico-det", "--anno-dir", str(tmp_path / "hicodet"),
+                              "--pred", str(tmp_path / "preds.json"), "--json"], capsys)
+    assert code == 0 and json.loads(out)["default"]["full"] == pytest.approx(1.0), err
+    code, out, err = run_cli(["report", str(tmp_path / "out.parquet")], capsys)
+    assert code == 0 and "50.00" in out, err
+    # tune with the valid dataset gets through every check and stops only where Ray would start
+    with pytest.raises(AssertionError, match="Ray was about to start"):
+        main([_expand(a, tmp_path) for a in tune("good.yaml", "data.root=<tmp>/hico", "classifier.init=language",
+                                                 "--name", "ok")])
+    assert not (tmp_path / "store" / "ok").exists()

@@ -1,0 +1,100 @@
+"""Failures on a real local Ray: a killed training worker, a NaN loss, an unwritable storage path."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from raysweep.errors import UserError
+from raysweep.spec import load_sweep
+from raysweep.sweep.runner import run_sweep
+
+REPO = Path(__file__).resolve().parents[1]
+SPACE = REPO / "search_spaces" / "defr.yaml"
+pytestmark = pytest.mark.slow
+
+FIXED = ["data.synth.num_train=80", "data.synth.num_test=40", "data.synth.image_size=32", "data.image_size=32",
+         "model.depth=1", "model.patch_size=8", "train.batch_size=16", "train.eval_batch_size=40",
+         "classifier.init=language", "loss.name=lse_sign", "prompts.template=default", "optim.lr=0.001",
+         "trials.num_samples=1", "scheduler.type=none", "train.epochs=4"]
+
+
+def sweep_with(cache: Path, *extra: str):
+    return load_sweep(SPACE, [*FIXED, f"storage.cache_dir={cache}", *extra])
+
+
+def _train_worker_pids() -> list[int]:
+    from ray.util.state import list_actors
+
+    actors = list_actors(filters=[("state", "=", "ALIVE")], detail=True, raise_on_missing_output=False)
+    return [a.pid for a in actors if "RayTrainWorker" in (a.class_name or "")]
+
+
+def _epochs_reported(experiment: Path) -> int:
+    lines = [x for f in experiment.glob("*/result.json") for x in f.read_text().splitlines() if x.strip()]
+    return len(lines)
+
+
+def test_killed_worker_resumes_from_checkpoint_and_matches_an_unbroken_run(tmp_path: Path) -> None:
+    cache, store = tmp_path / "cache", tmp_path / "store"
+    t0 = time.time()
+    run_sweep(sweep_with(cache), name="unbroken", storage_path=str(store))
+    unbroken_s = time.time() - t0
+    reference = pd.read_parquet(store / "unbroken" / "results.parquet").iloc[0]
+
+    outcome: dict = {}
+    thread = threading.Thread(target=lambda: outcome.update(
+        result=run_sweep(sweep_with(cache), name="killed", storage_path=str(store))), daemon=True)
+    t0 = time.time()
+    thread.start()
+    killed_pid = None
+    deadline = time.time() + 300
+    while time.time() < deadline and thread.is_alive():
+        if _epochs_reported(store / "killed") >= 2:  # epoch 1's checkpoint is committed by now
+            pids = _train_worker_pids()
+            if pids:
+                killed_pid = pids[0]
+                os.kill(killed_pid, signal.SIGKILL)  # a worker our own Ray instance started for this test
+                break
+        time.sleep(0.3)
+    thread.join(timeout=600)
+    killed_s = time.time() - t0
+    assert killed_pid is not None, "never saw a training worker to kill"
+    assert "result" in outcome, "the sweep did not finish"
+    row = pd.read_parquet(store / "killed" / "results.parquet").iloc[0]
+    assert row["status"] == "TERMINATED" and row["epochs_done"] == 4
+    # Same seed, restored RNG and data order: the resumed run ends where the unbroken one does.
+    assert row["last.loss"] == pytest.approx(reference["last.loss"], rel=1e-5)
+    assert row["last.map"] == pytest.approx(reference["last.map"], abs=1e-6)
+    print(f"worker kill: unbroken {unbroken_s:.0f} s, with a kill {killed_s:.0f} s, lost {killed_s - unbroken_s:.0f} s")
+
+
+def test_nan_loss_ends_the_trial_with_error_and_the_sweep_goes_on(tmp_path: Path) -> None:
+    # lr 1e30 with AdamW sends the weights to inf within a step; the second trial (sane lr) must still complete.
+    path = tmp_path / "space.yaml"
+    path.write_text(SPACE.read_text().replace(
+        "optim.lr:          {distribution: loguniform, low: 3.0e-4, high: 3.0e-3}",
+        "optim.lr:          {distribution: grid, values: [1.0e+30, 1.0e-3]}"))
+    sweep = load_sweep(path, [x for x in FIXED if not x.startswith(("optim.lr", "trials.num_samples"))] +
+                       [f"storage.cache_dir={tmp_path / 'cache'}", "trials.num_samples=1", "failure.trial_retries=0",
+                        "train.epochs=2"])
+    run_sweep(sweep, name="nan", storage_path=str(tmp_path / "store"))
+    frame = pd.read_parquet(tmp_path / "store" / "nan" / "results.parquet").set_index("config.optim.lr")
+    bad, good = frame.loc[1e30], frame.loc[1e-3]
+    assert bad["status"] == "ERROR" and bad["outcome"] == "error"
+    assert "TrialFailure" in bad["error"] and "loss became" in bad["error"] and "epoch 1" in bad["error"]
+    assert good["status"] == "TERMINATED" and good["epochs_done"] == 2
+
+
+def test_unwritable_storage_fails_before_any_trial(tmp_path: Path) -> None:
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("x")
+    with pytest.raises(UserError, match="not writable"):
+        run_sweep(sweep_with(tmp_path / "cache"), name="x", storage_path=str(blocker / "store"))
+    assert blocker.read_text() == "x"
