@@ -76,19 +76,19 @@ def test_killed_worker_resumes_from_checkpoint_and_matches_an_unbroken_run(tmp_p
 
 
 def test_nan_loss_ends_the_trial_with_error_and_the_sweep_goes_on(tmp_path: Path) -> None:
-    # lr 1e30 with AdamW sends the weights to inf within a step; the second trial (sane lr) must still complete.
+    # A linear head with log_scale 100 multiplies the features by e^100 = inf in float32: the loss is NaN at once.
+    # The other grid point (a sane scale) must still complete.
     path = tmp_path / "space.yaml"
     path.write_text(SPACE.read_text().replace(
         "optim.lr:          {distribution: loguniform, low: 3.0e-4, high: 3.0e-3}",
-        "optim.lr:          {distribution: grid, values: [1.0e+30, 1.0e-3]}"))
-    sweep = load_sweep(path, [x for x in FIXED if not x.startswith(("optim.lr", "trials.num_samples"))] +
-                       [f"storage.cache_dir={tmp_path / 'cache'}", "trials.num_samples=1", "failure.trial_retries=0",
-                        "train.epochs=2"])
+        "classifier.log_scale: {distribution: grid, values: [100.0, 2.3]}"))
+    sweep = load_sweep(path, FIXED + [f"storage.cache_dir={tmp_path / 'cache'}", "failure.trial_retries=0",
+                                      "train.epochs=2", "classifier.head=linear", "classifier.init=rand"])
     run_sweep(sweep, name="nan", storage_path=str(tmp_path / "store"))
-    frame = pd.read_parquet(tmp_path / "store" / "nan" / "results.parquet").set_index("config.optim.lr")
-    bad, good = frame.loc[1e30], frame.loc[1e-3]
+    frame = pd.read_parquet(tmp_path / "store" / "nan" / "results.parquet").set_index("config.classifier.log_scale")
+    bad, good = frame.loc[100.0], frame.loc[2.3]
     assert bad["status"] == "ERROR" and bad["outcome"] == "error"
-    assert "TrialFailure" in bad["error"] and "loss became" in bad["error"] and "epoch 1" in bad["error"]
+    assert "TrialFailure" in bad["error"] and "loss became nan at epoch 1, iteration 1" in bad["error"]
     assert good["status"] == "TERMINATED" and good["epochs_done"] == 2
 
 
