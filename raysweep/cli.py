@@ -140,24 +140,42 @@ def main(argv: Optional[List[str]] = None) -> None:
     """Entry point: user errors become one line on stderr and exit code 2, never a traceback."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
-        app(args=argv, standalone_mode=False)
+        app(args=argv, prog_name="raysweep", standalone_mode=False)
     except UserError as err:
-        print(f"raysweep: error: {err}", file=sys.stderr)
-        sys.exit(2)
+        _fail(str(err))
     except KeyboardInterrupt:
         print("raysweep: interrupted", file=sys.stderr)
         sys.exit(130)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
-    except Exception as exc:  # click usage errors
-        import click
-
-        if isinstance(exc, click.exceptions.ClickException):
-            exc.show()
-            sys.exit(2)
-        if isinstance(exc, click.exceptions.Abort):
+    except Exception as exc:
+        if isinstance(exc, _click_types("ClickException")):  # usage: unknown option, missing or invalid value
+            ctx = getattr(exc, "ctx", None)
+            _fail(exc.format_message() + (f" (see '{ctx.command_path} --help')" if ctx is not None else ""))
+        if isinstance(exc, (typer.Abort, *_click_types("Abort"))):
+            print("raysweep: interrupted", file=sys.stderr)
             sys.exit(130)
+        if isinstance(exc, OSError) and exc.filename:  # a path the user gave that the system refuses
+            _fail(f"{exc.filename}: {exc.strerror or exc}")
         raise
+
+
+def _fail(message: str) -> None:
+    print(f"raysweep: error: {' '.join(message.split())}", file=sys.stderr)
+    sys.exit(2)
+
+
+def _click_types(name: str) -> tuple[type, ...]:
+    """click's exception class `name`, from click itself and from the copy newer typer versions vendor."""
+    import importlib
+
+    found = []
+    for module in ("click.exceptions", "typer._click.exceptions"):
+        try:
+            found.append(getattr(importlib.import_module(module), name))
+        except (ImportError, AttributeError):
+            continue
+    return tuple(found)
 
 
 if __name__ == "__main__":

@@ -232,14 +232,14 @@ CASES = [
          "<tmp>/hico/images/test2015: no such folder", {"hico/images/test2015": None}),
     Case("images-all-missing", tune("good.yaml", "data.root=<tmp>/hico"),
          "<tmp>/hico/images/train2015: 6 of 6 images are missing or empty (checked tr0.png, tr1.png, tr2.png, ...)",
-         {f"hico/images/train2015/{name}": None for name in TRAIN_FILES}),
+         {"hico/images/train2015": DIR, **{f"hico/images/train2015/{name}": None for name in TRAIN_FILES}}),
     Case("few-shot-lists-missing", tune("good.yaml", "data.root=<tmp>/hico", "data.few_shot_lists=<tmp>/few.json"),
          "<tmp>/few.json: few-shot lists file not found"),
     Case("few-shot-lists-out-of-range", tune("good.yaml", "data.root=<tmp>/hico", "data.few_shot_lists=<tmp>/few.json"),
          "<tmp>/few.json: few@1 has class indices outside [0, 3): [5]", {"few.json": '{"few@1": [0, 5]}'}),
     Case("vocabulary-missing", tune("good.yaml", "data.root=<tmp>/hico", "classifier.init=language",
                                     "data.vocabulary=<tmp>/vocab.json"), "vocabulary file <tmp>/vocab.json not found"),
-    Case("weights-file-missing", tune("good.yaml", "model.weights=<tmp>/vit.pth"),
+    Case("weights-file-missing", tune("good.yaml", "data.root=<tmp>/hico", "model.weights=<tmp>/vit.pth"),
          "model.weights '<tmp>/vit.pth' for backbone 'vit_tiny': no such checkpoint file"),
     # -- where and how the sweep runs
     Case("address-unreachable", tune("good.yaml", "--address", "127.0.0.1:1"),
@@ -259,6 +259,8 @@ CASES = [
     # -- collect
     Case("collect-not-experiment", ("collect", "<tmp>/hico", "-o", "<tmp>/out.parquet"),
          "<tmp>/hico: not a raysweep experiment (no raysweep_meta.json)"),
+    Case("collect-a-file", ("collect", "<tmp>/out.parquet", "-o", "<tmp>/x.parquet"),
+         "<tmp>/out.parquet: not a folder; give an experiment folder"),
     Case("collect-missing-folder", ("collect", "<tmp>/nowhere", "-o", "<tmp>/out.parquet"),
          "<tmp>/nowhere: no such experiment folder"),
     Case("collect-corrupt-meta", ("collect", "<tmp>/store/old", "-o", "<tmp>/out.parquet"),
@@ -332,11 +334,13 @@ CASES = [
                                    "--protocol", "qpik"), "--protocol: 'qpik' is not one of qpic, official"),
     # -- the command line itself
     Case("cli-unknown-option", ("tune", "<tmp>/good.yaml", "--storge", "<tmp>/store"),
-         "No such option: --storge Did you mean --storage? (see 'raysweep tune --help')"),
+         "No such option: --storge (Possible options: --storage) (see 'raysweep tune --help')"),
     Case("cli-missing-option", ("eval", "hico", "--anno", "<tmp>/hico/anno.pkl"),
          "Missing option '--scores'. (see 'raysweep eval hico --help')"),
     Case("cli-bad-integer", ("data", "synth", "hico", "--out", "<tmp>/s", "--num-train", "many"),
-         "Invalid value for '--num-train': 'many' is not a valid integer."),
+         "Invalid value for '--num-train': Input should be a valid integer"),
+    Case("data-synth-out-below-a-file", ("data", "synth", "hico", "--out", "<tmp>/out.parquet/hico", "--num-train",
+                                         "10", "--num-test", "10"), "<tmp>/out.parquet: File exists"),
     Case("cli-unknown-command", ("tnue", "<tmp>/good.yaml"), "No such command 'tnue'."),
 ]
 
@@ -457,3 +461,42 @@ def test_baseline_is_valid(tmp_path: Path, capsys) -> None:
         main([_expand(a, tmp_path) for a in tune("good.yaml", "data.root=<tmp>/hico", "classifier.init=language",
                                                  "--name", "ok")])
     assert not (tmp_path / "store" / "ok").exists()
+
+
+def test_a_real_process_prints_one_line(tmp_path: Path) -> None:
+    """Outside pytest, logging writes to stderr too: the line must still be the only one."""
+    import subprocess
+    import sys
+
+    _write_files(tmp_path, BASE_FILES)
+    argv = [_expand(a, tmp_path) for a in tune("good.yaml", "data.root=<tmp>/hico", "data.few_shot_lists=<tmp>/f.json")]
+    done = subprocess.run([sys.executable, "-m", "raysweep.cli", *argv], capture_output=True, text=True, timeout=120,
+                          cwd=Path(__file__).resolve().parents[1])
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr == f"raysweep: error: {tmp_path}/f.json: few-shot lists file not found\n"
+
+
+@pytest.mark.parametrize("name", ["vit_tiny", "vit_small", "ImageNet1k-ViT-B", "ImageNet21k-ViT-B", "CLIP-ViT-B",
+                                  "CLIP-ViT-L", "CLIP-RN50", "open_clip:ViT-B-32", "vit_base_patch32_224.augreg_in21k",
+                                  "test_vit"])
+def test_every_backbone_form_passes_the_early_check(name: str) -> None:
+    from raysweep.tasks.defr.config import DefrConfig
+
+    assert DefrConfig.model_validate({"model": {"backbone": name}}).model.backbone == name
+
+
+def test_text_encoder_check_accepts_exactly_what_the_encoder_resolves() -> None:
+    from pydantic import ValidationError
+
+    from raysweep.errors import ConfigError
+    from raysweep.tasks.defr.config import TEXT_ENCODER_NAMES, TEXT_ENCODER_PREFIXES, ClassifierConfig
+    from raysweep.tasks.defr.embeddings import _resolve
+
+    for name in [*TEXT_ENCODER_NAMES, *(prefix + "x" for prefix in TEXT_ENCODER_PREFIXES)]:
+        assert ClassifierConfig(text_encoder=name).text_encoder == name
+        _resolve(name, None)  # no ConfigError: the forms agree
+    for name in ["bertt", "st:", "word2vec", "CLIP"]:
+        with pytest.raises(ValidationError, match="is not a known text encoder"):
+            ClassifierConfig(text_encoder=name)
+        with pytest.raises(ConfigError, match="is not a known text encoder"):
+            _resolve(name, None)

@@ -30,9 +30,13 @@ def sweep_with(cache: Path, *extra: str):
 
 
 def _train_worker_pids() -> list[int]:
+    import ray
     from ray.util.state import list_actors
 
-    actors = list_actors(filters=[("state", "=", "ALIVE")], detail=True, raise_on_missing_output=False)
+    if not ray.is_initialized():
+        return []
+    address = ray.get_runtime_context().gcs_address  # this run's cluster, not a stale "latest cluster" file
+    actors = list_actors(address=address, filters=[("state", "=", "ALIVE")], detail=True, raise_on_missing_output=False)
     return [a.pid for a in actors if "RayTrainWorker" in (a.class_name or "")]
 
 
@@ -44,13 +48,13 @@ def _epochs_reported(experiment: Path) -> int:
 def test_killed_worker_resumes_from_checkpoint_and_matches_an_unbroken_run(tmp_path: Path) -> None:
     cache, store = tmp_path / "cache", tmp_path / "store"
     t0 = time.time()
-    run_sweep(sweep_with(cache), name="unbroken", storage_path=str(store))
+    run_sweep(sweep_with(cache, "train.epochs=10"), name="unbroken", storage_path=str(store))
     unbroken_s = time.time() - t0
     reference = pd.read_parquet(store / "unbroken" / "results.parquet").iloc[0]
 
     outcome: dict = {}
     thread = threading.Thread(target=lambda: outcome.update(
-        result=run_sweep(sweep_with(cache), name="killed", storage_path=str(store))), daemon=True)
+        result=run_sweep(sweep_with(cache, "train.epochs=10"), name="killed", storage_path=str(store))), daemon=True)
     t0 = time.time()
     thread.start()
     killed_pid = None
@@ -62,13 +66,13 @@ def test_killed_worker_resumes_from_checkpoint_and_matches_an_unbroken_run(tmp_p
                 killed_pid = pids[0]
                 os.kill(killed_pid, signal.SIGKILL)  # a worker our own Ray instance started for this test
                 break
-        time.sleep(0.3)
+        time.sleep(0.1)
     thread.join(timeout=600)
     killed_s = time.time() - t0
     assert killed_pid is not None, "never saw a training worker to kill"
     assert "result" in outcome, "the sweep did not finish"
     row = pd.read_parquet(store / "killed" / "results.parquet").iloc[0]
-    assert row["status"] == "TERMINATED" and row["epochs_done"] == 4
+    assert row["status"] == "TERMINATED" and row["epochs_done"] == 10
     # Same seed, restored RNG and data order: the resumed run ends where the unbroken one does.
     assert row["last.loss"] == pytest.approx(reference["last.loss"], rel=1e-5)
     assert row["last.map"] == pytest.approx(reference["last.map"], abs=1e-6)

@@ -7,7 +7,6 @@ writes, so running this beforehand (e.g. on a machine with hub access, into a sh
 from __future__ import annotations
 
 import json
-import logging
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +17,6 @@ import numpy as np
 from raysweep.errors import UserError
 from raysweep.spec.load import load_sweep
 
-log = logging.getLogger(__name__)
 METHODS = ("pca", "tsne")
 NEAREST = 3  # neighbours printed per probe class
 PROBES = 5  # classes whose neighbours are printed, spread over the class list
@@ -65,7 +63,7 @@ def run(space: str, overrides: list[str], out: Optional[str], plot: Optional[str
               + (f" (weights {item.weights})" if item.weights else "") + f", template {item.template!r}")
         print(f"  classes: {item.embeddings.shape[0]}, width: {item.embeddings.shape[1]}")
         print(f"  cache file: {item.cache_file if item.cache_file else '(not cached)'}")
-        print(f"  nearest classes (cosine):")
+        print("  nearest classes (cosine):")
         for probe, neighbours in nearest_classes(item.embeddings, PROBES, NEAREST):
             listed = ", ".join(f"{item.labels[j]} ({similarity:.2f})" for j, similarity in neighbours)
             print(f"    {item.labels[probe]} -> {listed}")
@@ -157,7 +155,8 @@ def plot_embeddings(results: list[EmbeddedClasses], path: Path, method: str) -> 
 
     columns = min(2, len(results))
     rows = math.ceil(len(results) / columns)
-    figure, axes = plt.subplots(rows, columns, figsize=(9 * columns, 8 * rows), squeeze=False)
+    scale = 1.0 if max(len(item.labels) for item in results) <= 100 else 1.6  # room for HICO's 600 classes
+    figure, axes = plt.subplots(rows, columns, figsize=(9 * scale * columns, 8 * scale * rows), squeeze=False)
     palette = plt.get_cmap("tab20").colors
     for axis in axes.flat[len(results):]:
         axis.set_visible(False)

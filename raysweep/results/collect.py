@@ -82,25 +82,48 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-def trial_rows(experiment_dir: str) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    fs, inner = storage.filesystem(experiment_dir)
-    entries = _list(fs, inner)
-    if fs.get_file_info(inner).type == pafs.FileType.NotFound:
-        raise UserError(f"{experiment_dir}: no such experiment folder")
-    meta_text = _read(fs, f"{inner}/raysweep_meta.json")
-    if meta_text is None:
-        raise UserError(f"{experiment_dir}: not a raysweep experiment (no raysweep_meta.json)")
-    meta = json.loads(meta_text)
-    states = sorted(e.path for e in entries if e.base_name.startswith("experiment_state-") and e.path.endswith(".json"))
+def _parse_json(text: str, where: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise UserError(f"{where}: not valid JSON ({exc})") from None
+
+
+def _trial_states(state: Any, where: str) -> dict[str, dict[str, Any]]:
+    """Trial id → status, folder, sampled config and failures, from a Tune `experiment_state-*.json`."""
     trials: dict[str, dict[str, Any]] = {}
-    if states:
-        state = json.loads(_read(fs, states[-1]) or "{}")
+    try:
         for trial_json, runtime_json in state.get("trial_data", []):
             trial, runtime = json.loads(trial_json), json.loads(runtime_json)
             trials[trial["trial_id"]] = {
-                "trial_id": trial["trial_id"], "status": trial.get("status", "UNKNOWN"), "dir": trial.get("relative_logdir"),
-                "sampled": trial.get("config", {}), "num_failures": runtime.get("num_failures", 0),
-                "error_file": runtime.get("error_filename")}
+                "trial_id": trial["trial_id"], "status": trial.get("status", "UNKNOWN"),
+                "dir": trial.get("relative_logdir"), "sampled": trial.get("config", {}),
+                "num_failures": runtime.get("num_failures", 0), "error_file": runtime.get("error_filename")}
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        raise UserError(f"{where}: not a Tune experiment state ({type(exc).__name__}: {exc})") from None
+    return trials
+
+
+def trial_rows(experiment_dir: str) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    fs, inner = storage.filesystem(experiment_dir)
+    kind = fs.get_file_info(inner).type
+    if kind == pafs.FileType.NotFound:
+        raise UserError(f"{experiment_dir}: no such experiment folder")
+    if kind != pafs.FileType.Directory:
+        raise UserError(f"{experiment_dir}: not a folder; give an experiment folder (<storage>/<name>)")
+    entries = _list(fs, inner)
+    meta_text = _read(fs, f"{inner}/raysweep_meta.json")
+    if meta_text is None:
+        raise UserError(f"{experiment_dir}: not a raysweep experiment (no raysweep_meta.json)")
+    meta = _parse_json(meta_text, storage.join(experiment_dir, "raysweep_meta.json"))
+    if not isinstance(meta, dict):
+        raise UserError(f"{storage.join(experiment_dir, 'raysweep_meta.json')}: expected a JSON object")
+    states = sorted(e.base_name for e in entries if e.base_name.startswith("experiment_state-")
+                    and e.base_name.endswith(".json"))
+    trials: dict[str, dict[str, Any]] = {}
+    if states:
+        where = storage.join(experiment_dir, states[-1])
+        trials = _trial_states(_parse_json(_read(fs, f"{inner}/{states[-1]}") or "{}", where), where)
     # Trial folders the last snapshot has not seen yet (a crash right after they started).
     for entry in entries:
         if entry.type != pafs.FileType.Directory or entry.base_name.startswith(("_", ".")):
@@ -109,9 +132,10 @@ def trial_rows(experiment_dir: str) -> tuple[list[dict[str, Any]], dict[str, Any
             continue
         history = _history(_read(fs, f"{entry.path}/result.json"))
         params = _read(fs, f"{entry.path}/params.json")
-        trial_id = history[0]["trial_id"] if history else entry.base_name
+        trial_id = history[0].get("trial_id", entry.base_name) if history else entry.base_name
+        sampled = _parse_json(params, storage.join(experiment_dir, entry.base_name, "params.json")) if params else {}
         trials[trial_id] = {"trial_id": trial_id, "status": "UNKNOWN", "dir": entry.base_name,
-                            "sampled": json.loads(params) if params else {}, "num_failures": 0, "error_file": None}
+                            "sampled": sampled, "num_failures": 0, "error_file": None}
     rows = []
     for trial in trials.values():
         folder = f"{inner}/{trial['dir']}" if trial["dir"] else None
@@ -137,7 +161,11 @@ def collect_frame(experiment_dir: str) -> pd.DataFrame:
         with tempfile.TemporaryDirectory() as folder:
             path = Path(folder) / "space.yaml"
             path.write_text(space_text)
-            sweep = load_sweep(path, meta.get("overrides", []))
+            try:
+                sweep = load_sweep(path, meta.get("overrides", []))
+            except UserError as err:  # name the experiment's copy, not the temporary file
+                copy = storage.join(experiment_dir, "raysweep_space.yaml")
+                raise UserError(str(err).replace(str(path), copy)) from None
         base_config = sweep.base_config
         resources = sweep.spec.resources.model_dump()
         resources["gpus_per_worker"] = sweep.spec.resources.gpus
@@ -211,6 +239,11 @@ def write_parquet(frame: pd.DataFrame, target: str) -> None:
 
 
 def collect_experiment(experiment_dir: str, target: str) -> pd.DataFrame:
+    """Collect, then write `target` atomically: on any error the previous file is left as it was."""
     frame = collect_frame(experiment_dir)
-    write_parquet(frame, storage.normalise(target))
+    try:
+        write_parquet(frame, storage.normalise(target))
+    except OSError as exc:  # includes pyarrow's IO errors for URIs
+        reason = exc.strerror or str(exc).splitlines()[0]
+        raise UserError(f"{target}: cannot write the results parquet ({reason})") from None
     return frame

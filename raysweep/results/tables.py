@@ -14,6 +14,7 @@ from raysweep.tasks.registry import get_task
 
 FORMATS = ("markdown", "latex", "csv")
 LAYOUTS = ("paper", "results")
+REQUIRED_COLUMNS = ("task", "outcome", "status")  # what summarising a results parquet reads besides metrics
 KNOWN_OBJECT = "Known-Object"  # display columns the paper layout shows only with `with_ko`
 
 
@@ -28,11 +29,16 @@ def load_results(source: str) -> pd.DataFrame:
             fs, inner = storage.filesystem(storage.normalise(source))
             import pyarrow.parquet as pq
 
-            return pq.read_table(inner, filesystem=fs).to_pandas()
+            frame = pq.read_table(inner, filesystem=fs).to_pandas()
         except UserError:
             raise
         except Exception as exc:  # noqa: BLE001
             raise UserError(f"{source}: not a readable parquet file ({str(exc).splitlines()[0]})") from None
+        missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
+        if missing and len(frame.columns):  # no columns at all: collected before any trial started
+            raise UserError(f"{source}: not a raysweep results file (no column(s) {', '.join(missing)}); give a "
+                            f"parquet written by `raysweep collect` or `raysweep tune`")
+        return frame
     return collect_frame(source)
 
 
@@ -46,7 +52,7 @@ def summarise(frame: pd.DataFrame, statuses: Optional[Sequence[str]] = ("complet
         frame = frame[frame["outcome"].str.lower().isin(wanted) | frame["status"].str.lower().isin(wanted)]
     if frame.empty:
         return pd.DataFrame(), task_cls.table_columns
-    configs = [{k[len("config."):]: v for k, v in row.items() if k.startswith("config.")} for row in frame.to_dict("records")]
+    configs = _trial_configs(frame)
     labels = pd.DataFrame([task_cls.row_labels(c) for c in configs], index=frame.index)
     label_cols = list(labels.columns)
     data = pd.concat([labels, frame], axis=1)
@@ -103,7 +109,7 @@ def default_layout(frame: pd.DataFrame) -> str:
         return "results"
     label_cols = list(task_cls.paper_rows[0])
     paper = {_row_key(row, label_cols) for row in task_cls.paper_rows}
-    configs = [{k[len("config."):]: v for k, v in row.items() if k.startswith("config.")} for row in frame.to_dict("records")]
+    configs = _trial_configs(frame)
     return "paper" if any(_row_key(task_cls.row_labels(c), label_cols) in paper for c in configs) else "results"
 
 
@@ -126,7 +132,8 @@ def _render_paper(frame: pd.DataFrame, fmt: str, statuses: Optional[Sequence[str
     if fmt == "csv":
         value_cols = [f"{d} {stat}" for d in shown for stat in ("mean", "std")] + ["n"]
         rows = [{**{c: r[c] for c in label_cols}, "in_paper": True, **{c: r[c] for c in value_cols}} for r in paper]
-        rows += [{**{c: r.get(c) for c in extra_cols}, "in_paper": False, **{c: r[c] for c in value_cols}} for r in extra]
+        rows += [{**{c: r.get(c) for c in extra_cols}, "in_paper": False, **{c: r[c] for c in value_cols}}
+                 for r in extra]
         return pd.DataFrame(rows).to_csv(index=False).rstrip()
     if fmt == "latex":
         return _render(label_cols, shown, paper + extra, fmt, rule_before=len(paper) if extra else None)
@@ -158,6 +165,11 @@ def _render(label_cols: list[str], columns: list[str], records: list[dict], fmt:
     line = lambda cells: "| " + " | ".join(c.ljust(w) for c, w in zip(cells, widths)) + " |"  # noqa: E731
     rule = "|" + "|".join(("-" * (w + 1) + ":") if i >= len(label_cols) else ("-" * (w + 2)) for i, w in enumerate(widths)) + "|"
     return "\n".join([line(header), rule] + [line(row) for row in body])
+
+
+def _trial_configs(frame: pd.DataFrame) -> list[dict]:
+    """Each trial's flat config (dotted keys) from its `config.<key>` columns."""
+    return [{k[len("config."):]: v for k, v in row.items() if k.startswith("config.")} for row in frame.to_dict("records")]
 
 
 def _label_columns(summary: pd.DataFrame) -> list[str]:

@@ -400,7 +400,7 @@ def _check_search(path: Path, spec: SpaceFile, model: type[BaseModel], base: dic
                     if not any(v in possible for v in wanted_values):
                         raise ConfigError(f"{path}: {cwhere}: condition can never hold: {wanted_values!r} is not among "
                                           f"search.{cond_key}'s values {possible!r}")
-            elif cond_key in spec.search or any(isinstance(d, Rows) and cond_key in d.keys for d in spec.search.values()):
+            elif cond_key in spec.search or any(cond_key in d.keys for d in spec.search.values() if isinstance(d, Rows)):
                 raise ConfigError(f"{path}: {cwhere}: {cond_key!r} must be defined before {key!r} in 'search'")
             else:
                 check_key(model, cond_key, f"{path}: {cwhere}")

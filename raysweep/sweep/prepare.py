@@ -36,7 +36,8 @@ def prepare_combinations(sweep: Sweep) -> list[dict[str, Any]]:
                 else:
                     grown.append(state)
             states = _distinct(grown)
-    return _distinct([{k: state[k] if k in state else get_path(sweep.base_config, k) for k in keys} for state in states])
+    base = sweep.base_config
+    return _distinct([{k: state[k] if k in state else get_path(base, k) for k in keys} for state in states])
 
 
 def _distinct(dicts: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -73,8 +73,10 @@ def write_text_atomic(path: str, text: str) -> None:
 
 
 def check_writable(path: str) -> None:
-    """One clear error before any trial starts if the storage cannot be written."""
+    """One clear error before any trial starts if the storage cannot be written; leaves no trace either way
+    (local folders it had to create are removed again, so a later failing check leaves no empty storage behind)."""
     probe = join(path, f".raysweep-write-probe-{uuid.uuid4().hex[:8]}")
+    created = [] if is_uri(path) else _missing_folders(Path(path))
     try:
         write_bytes_atomic(probe, b"ok")
         fs, inner = filesystem(probe)
@@ -84,3 +86,18 @@ def check_writable(path: str) -> None:
     except Exception as exc:  # noqa: BLE001
         reason = getattr(exc, "strerror", None) or str(exc).splitlines()[0]
         raise UserError(f"storage {path!r} is not writable ({reason}); choose another with --storage") from None
+    finally:
+        for folder in created:  # deepest first; rmdir leaves a folder someone else wrote into alone
+            try:
+                folder.rmdir()
+            except OSError:
+                break
+
+
+def _missing_folders(path: Path) -> list[Path]:
+    """`path` and its ancestors that do not exist yet, deepest first."""
+    missing = []
+    while not path.exists() and not path.is_symlink() and path != path.parent:
+        missing.append(path)
+        path = path.parent
+    return missing

@@ -5,6 +5,7 @@ Ray-specific lines are few and marked `# ray:`; the rest is the plain PyTorch lo
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
@@ -25,6 +26,7 @@ from raysweep.tasks.registry import get_task
 log = logging.getLogger(__name__)
 STATE_FILE = "state.pt"
 FAILURE_KEY = "trial_failure"  # reported instead of metrics when training cannot go on
+FAILURE_FILE = "failure.json"
 
 
 def seed_everything(seed: int) -> None:
@@ -122,6 +124,10 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     checkpoint = ray.train.get_checkpoint()  # ray: set when resuming (restart or --resume)
     if checkpoint is not None:
         with checkpoint.as_directory() as folder:
+            failed = Path(folder) / FAILURE_FILE
+            if failed.exists():  # a relaunch of a trial that already failed for good: say so again, cheaply
+                _report_failure(rank, json.loads(failed.read_text()))
+                return
             state = torch.load(Path(folder) / STATE_FILE, map_location=device, weights_only=True)
         _unwrap(model).load_state_dict(state["model"])
         parts.optimizer.load_state_dict(state["optimizer"])
@@ -163,8 +169,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
                 extra_sums[k] = extra_sums.get(k, 0.0) + float(v)
         train_time = time.perf_counter() - started
         if failure is not None:
-            # Reported, not raised: a restart from the last checkpoint would only hit the same NaN again.
-            ray.train.report({"epoch": epoch + 1, "epochs_total": task.epochs, FAILURE_KEY: failure}, checkpoint=None)  # ray
+            _report_failure(rank, {"epoch": epoch + 1, "epochs_total": task.epochs, FAILURE_KEY: failure})
             return
         keys = sorted(extra_sums)
         totals = _all_reduce([loss_sum, steps, images] + [extra_sums[k] for k in keys], device)
@@ -204,6 +209,22 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
                 ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(folder))  # ray
         else:
             ray.train.report(metrics, checkpoint=None)  # ray: every worker reports (collective)
+
+
+def _report_failure(rank: int, metrics: dict[str, Any]) -> None:
+    """End the run with a reason instead of raising: a restart from the last checkpoint would only hit the same NaN.
+
+    The reason travels as a checkpoint (Train's `Result.metrics` are those of the latest checkpoint), which the
+    driver turns into a `TrialFailure`; a relaunched trial finds it and fails again at once.
+    """
+    import ray.train
+
+    if rank == 0:
+        with tempfile.TemporaryDirectory() as folder:
+            (Path(folder) / FAILURE_FILE).write_text(json.dumps(metrics))
+            ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(folder))
+    else:
+        ray.train.report(metrics, checkpoint=None)
 
 
 def _gather_rng(world: int) -> list[dict[str, Any]]:

@@ -24,7 +24,7 @@ _TABLE = (
     ("CLIP", "CLIP", "LSE-Sign", 60.50, 49.61, 52.60, 52.86),
 )
 
-PAPER_ROWS: tuple[dict[str, str], ...] = tuple(
-    {"backbone init": backbone, "classifier init": classifier, "loss": loss} for backbone, classifier, loss, *_ in _TABLE)
+PAPER_ROWS: tuple[dict[str, str], ...] = tuple({"backbone init": backbone, "classifier init": classifier, "loss": loss}
+                                               for backbone, classifier, loss, *_ in _TABLE)
 # The README's numbers per row (same order as PAPER_ROWS), mAP in %.
 PAPER_NUMBERS: tuple[dict[str, float], ...] = tuple(dict(zip(_COLUMNS, row[3:])) for row in _TABLE)
