@@ -6,11 +6,14 @@ import os
 import posixpath
 import tempfile
 import uuid
+from datetime import timedelta
 from pathlib import Path
 
 import pyarrow.fs as pafs
 
 from raysweep.errors import UserError
+
+PROBE_RETRY_S = 30  # how long checking a bucket may retry before it counts as not writable
 
 
 def is_uri(path: str) -> bool:
@@ -78,20 +81,35 @@ def check_writable(path: str) -> None:
     probe = join(path, f".raysweep-write-probe-{uuid.uuid4().hex[:8]}")
     created = [] if is_uri(path) else _missing_folders(Path(path))
     try:
-        write_bytes_atomic(probe, b"ok")
-        fs, inner = filesystem(probe)
+        if is_uri(path):
+            fs, inner = _probe_filesystem(probe)
+            fs.create_dir(posixpath.dirname(inner), recursive=True)
+            with fs.open_output_stream(inner) as stream:
+                stream.write(b"ok")
+        else:
+            write_bytes_atomic(probe, b"ok")
+            fs, inner = filesystem(probe)
         fs.delete_file(inner)
-    except UserError:
-        raise
-    except Exception as exc:  # noqa: BLE001
-        reason = getattr(exc, "strerror", None) or str(exc).splitlines()[0]
-        raise UserError(f"storage {path!r} is not writable ({reason}); choose another with --storage") from None
+    except Exception as exc:  # noqa: BLE001 - any failure to write is the one error the user needs
+        if isinstance(exc, UserError):
+            reason = str(exc).partition("cannot open (")[2].rstrip(")") or str(exc)
+        else:
+            reason = getattr(exc, "strerror", None) or (str(exc).splitlines() or [type(exc).__name__])[0]
+        raise UserError(f"storage {path!r} is not writable ({reason[:300]}); choose another with --storage") from None
     finally:
         for folder in created:  # deepest first; rmdir leaves a folder someone else wrote into alone
             try:
                 folder.rmdir()
             except OSError:
                 break
+
+
+def _probe_filesystem(uri: str) -> tuple[pafs.FileSystem, str]:
+    """The URI's filesystem, with GCS's retries capped: by default it retries for 15 minutes before failing."""
+    fs, inner = filesystem(uri)
+    if isinstance(fs, getattr(pafs, "GcsFileSystem", ())) and "?" not in uri:
+        fs = pafs.GcsFileSystem(retry_time_limit=timedelta(seconds=PROBE_RETRY_S))
+    return fs, inner
 
 
 def _missing_folders(path: Path) -> list[Path]:

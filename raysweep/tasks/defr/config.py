@@ -16,8 +16,8 @@ from raysweep.tasks.base import StrictModel
 class SynthHicoConfig(StrictModel):
     """Size of the embedded synthetic HICO (used when `data.root` is null)."""
 
-    num_train: int = Field(800, ge=10)
-    num_test: int = Field(300, ge=10)
+    num_train: int = Field(1600, ge=10)
+    num_test: int = Field(400, ge=10)
     image_size: int = Field(64, ge=32, le=1024)
     seed: int = 0
 
@@ -46,13 +46,13 @@ class ModelConfig(StrictModel):
     # "vit_base_patch32_224.augreg_in21k"), a paper alias ("ImageNet1k-ViT-B", "ImageNet21k-ViT-B",
     # "CLIP-ViT-B"), or an open_clip image tower "open_clip:ViT-B-32" / "open_clip:RN50".
     backbone: str = "vit_tiny"
-    patch_size: int = Field(8, ge=1)  # for paper aliases / random ViTs (paper: 32; 16 for p16)
+    patch_size: int = Field(16, ge=1)  # for paper aliases / random ViTs (paper: 32; 16 for p16)
     # "random" (no pretrained weights), "hub" (timm/open_clip default tag), a hub tag (e.g. "openai"), or a local
     # checkpoint path. Asking for weights never silently falls back to random.
     weights: str = "random"
     # Random ViTs only. stem "conv" is a hybrid ViT (a small conv stem of stride patch_size feeds the tokens, as the
     # ViT paper's R50+ViT hybrids): it learns far faster from a few hundred images than linear patch embedding.
-    stem: Literal["patch", "conv"] = "patch"
+    stem: Literal["patch", "conv"] = "conv"
     pool: Literal["cls", "avg"] = "cls"  # random ViTs only: image feature = CLS token, or the mean of patch tokens
     width: int = Field(384, ge=8)  # random ViTs only: embedding width (384 = MiniLM's, so language init fits)
     depth: int = Field(2, ge=1)
