@@ -250,10 +250,19 @@ CASES = [
          "storage '<tmp>/out.parquet' is not writable"),
     Case("storage-below-a-file", ("tune", "<tmp>/good.yaml", "--storage", "<tmp>/out.parquet/sub"),
          "storage '<tmp>/out.parquet/sub' is not writable"),
+    Case("storage-unknown-scheme", ("tune", "<tmp>/good.yaml", "--storage", "foo://bucket/prefix"),
+         "storage 'foo://bucket/prefix' is not writable (Unrecognized filesystem type in URI"),
     Case("storage-new-folder-left-absent", ("tune", "<tmp>/good.yaml", "--storage", "<tmp>/fresh/store",
                                             "data.root=<tmp>/nowhere"), "data.root '<tmp>/nowhere': no such folder"),
     Case("resume-missing-experiment", tune("good.yaml", "--resume", "--name", "nothere"),
          "--resume: no raysweep experiment at <tmp>/store/nothere"),
+    Case("resume-corrupt-meta", tune("good.yaml", "--resume", "--name", "old"),
+         "<tmp>/store/old/raysweep_meta.json: not valid JSON", {"store/old/raysweep_meta.json": '{"name": "ol'}),
+    Case("resume-missing-space-copy", tune("good.yaml", "--resume", "--name", "old"),
+         "<tmp>/store/old/raysweep_space.yaml", {"store/old/raysweep_space.yaml": None}),
+    Case("resume-corrupt-space-copy", tune("good.yaml", "--resume", "--name", "old"),
+         "<tmp>/store/old/raysweep_space.yaml: line 1, column 1: malformed YAML",
+         {"store/old/raysweep_space.yaml": "}task: defr\n"}),
     Case("experiment-exists", tune("good.yaml", "--name", "old"), "experiment 'old' already exists at <tmp>/store/old"),
     Case("resources-too-large", tune("good.yaml", "resources.num_workers=512"), "resources: a trial needs 512 CPUs"),
     # -- collect
@@ -420,7 +429,15 @@ def assert_fails_cleanly(tmp: Path, argv: tuple[str, ...], expected: str, capsys
     assert [k for k in before if before[k] != after[k]] == [], "changed"
 
 
-@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+# Cases whose fix belongs to raysweep/sweep/runner.py (`_saved_sweep`); strict, so the fix shows up as XPASS.
+RUNNER_FIX = ("runner._saved_sweep must read the meta with storage.read_json and name the experiment's "
+              "raysweep_space.yaml (not its temporary copy) in a ConfigError")
+NEEDS_RUNNER_FIX = {"resume-corrupt-meta", "resume-corrupt-space-copy"}
+
+
+@pytest.mark.parametrize("case", [
+    pytest.param(c, id=c.id, marks=[pytest.mark.xfail(strict=True, reason=RUNNER_FIX)] if c.id in NEEDS_RUNNER_FIX else [])
+    for c in CASES])
 def test_bad_input_fails_with_one_line_and_writes_nothing(tmp_path: Path, capsys, caplog, case: Case) -> None:
     _write_files(tmp_path, {**BASE_FILES, **case.files})
     assert_fails_cleanly(tmp_path, case.argv, case.expected, capsys, caplog)

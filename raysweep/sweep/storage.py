@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import json
 import os
 import posixpath
 import tempfile
 import uuid
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pyarrow.fs as pafs
 
 from raysweep.errors import UserError
 
-PROBE_RETRY_S = 30  # how long checking a bucket may retry before it counts as not writable
+PROBE_RETRY_S = 20  # how long checking a bucket may retry before it counts as not writable
 
 
 def is_uri(path: str) -> bool:
@@ -44,9 +46,24 @@ def exists(path: str) -> bool:
 
 
 def read_text(path: str) -> str:
+    """The file's text; a missing or unreadable file is the user's one-line error, naming it."""
     fs, inner = filesystem(path)
-    with fs.open_input_stream(inner) as stream:
-        return stream.read().decode()
+    try:
+        with fs.open_input_stream(inner) as stream:
+            return stream.read().decode()
+    except FileNotFoundError:
+        raise UserError(f"{path}: no such file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = getattr(exc, "strerror", None) or (str(exc).splitlines() or [type(exc).__name__])[0]
+        raise UserError(f"{path}: cannot read ({reason})") from None
+
+
+def read_json(path: str) -> Any:
+    """`read_text` + JSON parsing, where broken JSON (a crash mid-write, a hand edit) is one line naming the file."""
+    try:
+        return json.loads(read_text(path))
+    except ValueError as exc:
+        raise UserError(f"{path}: not valid JSON ({exc})") from None
 
 
 def write_bytes_atomic(path: str, data: bytes) -> None:
@@ -83,7 +100,8 @@ def check_writable(path: str) -> None:
     try:
         if is_uri(path):
             fs, inner = _probe_filesystem(probe)
-            fs.create_dir(posixpath.dirname(inner), recursive=True)
+            if not _is_gcs(fs):  # GCS has no folders (and its create_dir ignores the retry limit)
+                fs.create_dir(posixpath.dirname(inner), recursive=True)
             with fs.open_output_stream(inner) as stream:
                 stream.write(b"ok")
         else:
@@ -107,9 +125,13 @@ def check_writable(path: str) -> None:
 def _probe_filesystem(uri: str) -> tuple[pafs.FileSystem, str]:
     """The URI's filesystem, with GCS's retries capped: by default it retries for 15 minutes before failing."""
     fs, inner = filesystem(uri)
-    if isinstance(fs, getattr(pafs, "GcsFileSystem", ())) and "?" not in uri:
+    if _is_gcs(fs) and "?" not in uri:
         fs = pafs.GcsFileSystem(retry_time_limit=timedelta(seconds=PROBE_RETRY_S))
     return fs, inner
+
+
+def _is_gcs(fs: pafs.FileSystem) -> bool:
+    return type(fs).__name__ == "GcsFileSystem"
 
 
 def _missing_folders(path: Path) -> list[Path]:
