@@ -168,7 +168,8 @@ CASES = [
          space("task: defr\ntrials: {num_samples: many}\n")),
     Case("yaml-out-of-range", tune("bad.yaml"), "config.optim.lr: Input should be greater than 0 (got -0.1)",
          space("task: defr\nconfig: {optim: {lr: -0.1}}\n")),
-    Case("yaml-bad-literal", tune("bad.yaml"), "config.loss.name: got 'lse'; allowed: 'lse_sign', 'bce', 'wbce' or 'focal'",
+    Case("yaml-bad-literal", tune("bad.yaml"),
+         "config.loss.name: got 'lse'; allowed: 'lse_sign', 'bce', 'wbce' or 'focal'",
          space("task: defr\nconfig: {loss: {name: lse}}\n")),
     Case("yaml-empty-choice", tune("bad.yaml"), "search.loss.name.choice.values: List should have at least 1 item",
          space("task: defr\nsearch: {loss.name: {distribution: choice, values: []}}\n")),
@@ -181,8 +182,10 @@ CASES = [
     Case("yaml-condition-never-holds-choice", tune("bad.yaml"),
          "search.classifier.text_encoder.when.classifier.init: condition can never hold",
          space("task: defr\nsearch:\n  classifier.init: {distribution: choice, values: [rand]}\n"
-               "  classifier.text_encoder: {distribution: choice, values: [minilm], when: {classifier.init: language}}\n")),
-    Case("yaml-condition-never-holds-fixed", tune("bad.yaml"), "'classifier.init' is fixed at 'rand', not in ['language']",
+               "  classifier.text_encoder: {distribution: choice, values: [minilm],"
+               " when: {classifier.init: language}}\n")),
+    Case("yaml-condition-never-holds-fixed", tune("bad.yaml"),
+         "'classifier.init' is fixed at 'rand', not in ['language']",
          space("task: defr\nconfig: {classifier: {init: rand}}\nsearch:\n"
                "  prompts.template: {distribution: choice, values: [default], when: {classifier.init: language}}\n")),
     Case("yaml-unknown-task", tune("bad.yaml"), "task: unknown task 'defrr' (did you mean 'defr'?); allowed: defr, hqm",
@@ -202,15 +205,19 @@ CASES = [
     Case("text-encoder-empty-suffix", tune("good.yaml", "classifier.text_encoder='st:'"),
          "config.classifier.text_encoder: Value error, 'st:' is not a known text encoder"),
     # -- command-line overrides
-    Case("override-no-equals", tune("good.yaml", "trials.num_samples"), "override 'trials.num_samples': expected key=value"),
-    Case("override-unparsable", tune("good.yaml", "optim.lr=[1, 2"), "override 'optim.lr=[1, 2': cannot parse the value"),
+    Case("override-no-equals", tune("good.yaml", "trials.num_samples"),
+         "override 'trials.num_samples': expected key=value"),
+    Case("override-unparsable", tune("good.yaml", "optim.lr=[1, 2"),
+         "override 'optim.lr=[1, 2': cannot parse the value"),
     Case("override-empty-key", tune("good.yaml", "=3"), "override '=3': empty key"),
-    Case("override-unknown-key", tune("good.yaml", "optim.lrr=0.1"), "config.optim.lrr: unknown key (did you mean 'lr'?)"),
+    Case("override-unknown-key", tune("good.yaml", "optim.lrr=0.1"),
+         "config.optim.lrr: unknown key (did you mean 'lr'?)"),
     Case("override-wrong-type", tune("good.yaml", "trials.num_samples=many"),
          "trials.num_samples: Input should be a valid integer"),
     Case("override-search", tune("good.yaml", "search.optim.lr=1"), "search parameters are edited in the YAML file"),
     # -- the dataset (checked by the task's preparation, before Ray starts)
-    Case("data-root-missing", tune("good.yaml", "data.root=<tmp>/nowhere"), "data.root '<tmp>/nowhere': no such folder"),
+    Case("data-root-missing", tune("good.yaml", "data.root=<tmp>/nowhere"),
+         "data.root '<tmp>/nowhere': no such folder"),
     Case("data-root-is-file", tune("good.yaml", "data.root=<tmp>/scores.npy"),
          "data.root '<tmp>/scores.npy': no such folder"),
     Case("data-root-without-anno", tune("good.yaml", "data.root=<tmp>/empty"), "<tmp>/empty/anno.pkl not found"),
@@ -436,7 +443,7 @@ NEEDS_RUNNER_FIX = {"resume-corrupt-meta", "resume-corrupt-space-copy"}
 
 
 @pytest.mark.parametrize("case", [
-    pytest.param(c, id=c.id, marks=[pytest.mark.xfail(strict=True, reason=RUNNER_FIX)] if c.id in NEEDS_RUNNER_FIX else [])
+    pytest.param(c, id=c.id, marks=[pytest.mark.xfail(strict=True, reason=RUNNER_FIX)] * (c.id in NEEDS_RUNNER_FIX))
     for c in CASES])
 def test_bad_input_fails_with_one_line_and_writes_nothing(tmp_path: Path, capsys, caplog, case: Case) -> None:
     _write_files(tmp_path, {**BASE_FILES, **case.files})

@@ -49,13 +49,13 @@ def _epochs_reported(experiment: Path) -> int:
 def test_killed_worker_resumes_from_checkpoint_and_matches_an_unbroken_run(tmp_path: Path) -> None:
     cache, store = tmp_path / "cache", tmp_path / "store"
     t0 = time.time()
-    run_sweep(sweep_with(cache, "train.epochs=10"), name="unbroken", storage_path=str(store))
+    run_sweep(sweep_with(cache, "train.epochs=30"), name="unbroken", storage_path=str(store))
     unbroken_s = time.time() - t0
     reference = pd.read_parquet(store / "unbroken" / "results.parquet").iloc[0]
 
     outcome: dict = {}
     thread = threading.Thread(target=lambda: outcome.update(
-        result=run_sweep(sweep_with(cache, "train.epochs=10"), name="killed", storage_path=str(store))), daemon=True)
+        result=run_sweep(sweep_with(cache, "train.epochs=30"), name="killed", storage_path=str(store))), daemon=True)
     t0 = time.time()
     thread.start()
     killed_pid = None
@@ -73,7 +73,7 @@ def test_killed_worker_resumes_from_checkpoint_and_matches_an_unbroken_run(tmp_p
     assert killed_pid is not None, "never saw a training worker to kill"
     assert "result" in outcome, "the sweep did not finish"
     row = pd.read_parquet(store / "killed" / "results.parquet").iloc[0]
-    assert row["status"] == "TERMINATED" and row["epochs_done"] == 10
+    assert row["status"] == "TERMINATED" and row["epochs_done"] == 30
     # Same seed, restored RNG and data order: the resumed run ends where the unbroken one does.
     assert row["last.loss"] == pytest.approx(reference["last.loss"], rel=1e-5)
     assert row["last.map"] == pytest.approx(reference["last.map"], abs=1e-6)
@@ -103,3 +103,50 @@ def test_unwritable_storage_fails_before_any_trial(tmp_path: Path) -> None:
     with pytest.raises(UserError, match="not writable"):
         run_sweep(sweep_with(tmp_path / "cache"), name="x", storage_path=str(blocker / "store"))
     assert blocker.read_text() == "x"
+
+
+def test_removed_node_reschedules_its_trial_and_the_sweep_completes(tmp_path: Path, monkeypatch) -> None:
+    from ray.cluster_utils import Cluster
+
+    monkeypatch.setenv("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # test-only: every Ray socket on 127.0.0.1
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "resources": {"sweep_driver": 2}})
+    nodes = [cluster.add_node(num_cpus=1) for _ in range(2)]
+    cluster.wait_for_nodes()
+    outcome: dict = {}
+    try:
+        sweep = sweep_with(tmp_path / "cache", "train.epochs=30")
+        thread = threading.Thread(target=lambda: outcome.update(result=run_sweep(
+            sweep, name="node", storage_path=str(tmp_path / "store"), address=cluster.address)), daemon=True)
+        thread.start()
+        removed = None
+        deadline = time.time() + 300
+        while time.time() < deadline and thread.is_alive() and removed is None:
+            if _epochs_reported(tmp_path / "store" / "node") >= 2:
+                worker_nodes = _train_worker_nodes()
+                for node in nodes:
+                    if node.node_id in worker_nodes:
+                        cluster.remove_node(node)  # from the main thread, as cluster_utils requires
+                        removed = node
+                        break
+            time.sleep(0.2)
+        thread.join(timeout=600)
+    finally:
+        import ray
+
+        ray.shutdown()
+        cluster.shutdown()
+    assert removed is not None, "never saw the trial's worker node"
+    assert "result" in outcome, "the sweep did not finish"
+    row = pd.read_parquet(tmp_path / "store" / "node" / "results.parquet").iloc[0]
+    assert row["status"] == "TERMINATED" and row["epochs_done"] == 30
+
+
+def _train_worker_nodes() -> set[str]:
+    """Node ids of the live Train workers, from the GCS actor table (no dashboard needed)."""
+    import ray
+    from ray._private.state import actors
+
+    if not ray.is_initialized():
+        return set()
+    return {a["Address"]["NodeID"] for a in actors().values()
+            if a["ActorClassName"] == "RayTrainWorker" and a["State"] == "ALIVE"}

@@ -122,6 +122,20 @@ def check_reachable(address: str, timeout_s: float = 5.0) -> None:
                         f"cluster up (`ray up cluster.yaml`) and the port forwarded?") from None
 
 
+def dashboard_port(host: str, preferred: int) -> int:
+    """`preferred` if free, else any free port: two local sweeps on one machine must not collide on 8265."""
+    import socket
+
+    for port in (preferred, 0):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            try:
+                probe.bind((host, port))
+                return probe.getsockname()[1]
+            except OSError:
+                continue
+    return preferred
+
+
 def init_ray(sweep: Sweep, address: Optional[str], slots: int) -> None:
     """Local instance (dashboard on 127.0.0.1) or join `address`; prints the dashboard URL."""
     import ray
@@ -140,7 +154,8 @@ def init_ray(sweep: Sweep, address: Optional[str], slots: int) -> None:
         else:
             context = ray.init(address="local", num_cpus=os.cpu_count(), resources={DRIVER_RESOURCE: slots},
                                include_dashboard=True, dashboard_host=settings.dashboard_host,
-                               dashboard_port=settings.dashboard_port, runtime_env=runtime_env,
+                               dashboard_port=dashboard_port(settings.dashboard_host, settings.dashboard_port),
+                               runtime_env=runtime_env,
                                logging_level=logging.WARNING, log_to_driver=False)
     except Exception as exc:  # noqa: BLE001 - ray raises many types; the user needs one line
         text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
