@@ -106,6 +106,8 @@ def describe_validation_error(err: ValidationError, prefix: str, model: type[Bas
     if kind == "union_tag_not_found":
         return f"{full}: missing 'distribution:' (one of {', '.join(DISTRIBUTIONS)})"
     msg = first["msg"]
+    if kind == "value_error" and msg.startswith("Value error, "):
+        msg = msg[len("Value error, "):]
     if kind == "literal_error":
         msg = f"got {first['input']!r}{did_you_mean(str(first['input']), _literal_options(first))}; allowed: {first['ctx']['expected']}"
     elif kind == "missing":

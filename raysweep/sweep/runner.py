@@ -244,14 +244,20 @@ def _saved_sweep(experiment_dir: str, given: Sweep) -> Sweep:
     """On --resume the experiment's own copy of the space file and overrides win (the trials were drawn from it)."""
     import tempfile
 
-    meta = json.loads(storage.read_text(storage.join(experiment_dir, META_FILE)))
-    text = storage.read_text(storage.join(experiment_dir, SPACE_COPY))
+    meta_path, space_path = storage.join(experiment_dir, META_FILE), storage.join(experiment_dir, SPACE_COPY)
+    meta = storage.read_json(meta_path)
+    if not isinstance(meta, dict):
+        raise UserError(f"{meta_path}: expected a JSON object")
+    text = storage.read_text(space_path)
+    folder = Path(tempfile.mkdtemp(prefix="raysweep-resume-"))
+    copy = folder / Path(str(meta.get("space_file", "space.yaml"))).name
+    copy.write_text(text)
+    try:
+        sweep = load_sweep(copy, meta.get("overrides", []))
+    except UserError as err:
+        raise UserError(str(err).replace(str(copy), space_path)) from None
     if text != given.path.read_text() or list(meta.get("overrides", [])) != given.overrides:
         log.warning("--resume uses the experiment's saved space file and overrides, not the ones given now")
-    folder = Path(tempfile.mkdtemp(prefix="raysweep-resume-"))
-    copy = folder / Path(meta.get("space_file", "space.yaml")).name
-    copy.write_text(text)
-    sweep = load_sweep(copy, meta.get("overrides", []))
     sweep.path = given.path if text == given.path.read_text() else copy
     return sweep
 

@@ -109,10 +109,7 @@ def check_writable(path: str) -> None:
             fs, inner = filesystem(probe)
         fs.delete_file(inner)
     except Exception as exc:  # noqa: BLE001 - any failure to write is the one error the user needs
-        if isinstance(exc, UserError):
-            reason = str(exc).partition("cannot open (")[2].rstrip(")") or str(exc)
-        else:
-            reason = getattr(exc, "strerror", None) or (str(exc).splitlines() or [type(exc).__name__])[0]
+        reason = getattr(exc, "strerror", None) or (str(exc).splitlines() or [type(exc).__name__])[0]
         raise UserError(f"storage {path!r} is not writable ({reason[:300]}); choose another with --storage") from None
     finally:
         for folder in created:  # deepest first; rmdir leaves a folder someone else wrote into alone
@@ -124,7 +121,7 @@ def check_writable(path: str) -> None:
 
 def _probe_filesystem(uri: str) -> tuple[pafs.FileSystem, str]:
     """The URI's filesystem, with GCS's retries capped: by default it retries for 15 minutes before failing."""
-    fs, inner = filesystem(uri)
+    fs, inner = pafs.FileSystem.from_uri(uri)
     if _is_gcs(fs) and "?" not in uri:
         fs = pafs.GcsFileSystem(retry_time_limit=timedelta(seconds=PROBE_RETRY_S))
     return fs, inner
