@@ -15,7 +15,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Optional
 
 from raysweep.errors import UserError
 from raysweep.spec.load import Sweep, load_sweep
@@ -27,13 +27,6 @@ SPACE_COPY = "raysweep_space.yaml"
 META_FILE = "raysweep_meta.json"
 RESULTS_FILE = "results.parquet"
 DEFAULT_CACHE = "~/.cache/raysweep"
-ENV_VARS = {
-    "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": None,  # filled from the space file (Train → Tune poll interval)
-    "TOKENIZERS_PARALLELISM": "false",
-    "OMP_NUM_THREADS": None,  # one thread per worker CPU, set below
-}
-
-
 @dataclass
 class SweepOutcome:
     experiment_dir: str

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import random
 import tempfile
 import time
@@ -120,7 +119,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     train_loader = DataLoader(parts.train_set, batch_size=parts.batch_size, sampler=train_sampler, drop_last=False, **loader_kw)
     eval_loader = DataLoader(parts.eval_set, batch_size=parts.eval_batch_size, sampler=eval_sampler, **loader_kw)
 
-    start_epoch, best, last_metrics = 0, None, {}
+    start_epoch, last_metrics = 0, {}
     checkpoint = ray.train.get_checkpoint()  # ray: set when resuming (restart or --resume)
     if checkpoint is not None:
         with checkpoint.as_directory() as folder:

@@ -18,12 +18,8 @@ find the winner's complete folder.
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 import pickle
-import shutil
-import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -32,7 +28,8 @@ import numpy as np
 from raysweep.data.synth.plan import plan_split
 from raysweep.data.synth.render import render_scene
 from raysweep.data.synth.vocabulary import HOI_CLASSES, hoi_list
-from raysweep.errors import ConfigError, DataError
+from raysweep.data.synth.publish import MARKER, publish  # noqa: F401 - MARKER is part of this module's API
+from raysweep.errors import ConfigError
 
 if TYPE_CHECKING:
     from raysweep.tasks.defr.config import SynthHicoConfig
@@ -40,7 +37,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 GENERATOR_VERSION = 1  # bump whenever the bytes produced for the same parameters change
-MARKER = ".complete"
 AMBIGUOUS_FRACTION = 0.03  # of the -1 labels of present objects, turned into 0
 JPEG_QUALITY = 95
 _SPLITS = (("train", "train2015", 0), ("test", "test2015", 1))
@@ -56,13 +52,6 @@ def _params(seed: int, num_train: int, num_test: int, image_size: int) -> dict:
         "image_size": int(image_size),
         "num_classes": len(HOI_CLASSES),
     }
-
-
-def _read_marker(folder: Path) -> dict | None:
-    try:
-        return json.loads((folder / MARKER).read_text())
-    except (OSError, ValueError):
-        return None
 
 
 def image_labels(images: list[list[int]], classes: list[tuple[str, str]], rng: np.random.Generator) -> np.ndarray:
@@ -131,39 +120,9 @@ def generate_hico(
     if int(seed) < 0:
         raise ConfigError(f"synthetic HICO: seed must be >= 0, got {seed!r}")
     params = _params(seed, num_train, num_test, image_size)
-    if out.exists():
-        found = _read_marker(out)
-        if found == params:
-            log.debug("synthetic HICO already at %s", out)
-            return out
-        if not overwrite:
-            what = "is incomplete (no .complete marker)"
-            if found is not None:
-                what = f"was generated with other parameters {found}"
-            raise DataError(f"{out} {what}; delete it or pass overwrite=True to regenerate with {params}")
-        log.info("removing %s to regenerate it", out)
-        shutil.rmtree(out)
-
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f"{out.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
-    log.info(
-        "generating synthetic HICO (%d train + %d test images, %dpx, seed %d) in %s",
-        num_train, num_test, image_size, seed, out,
-    )  # fmt: skip
-    try:
-        _generate_into(tmp, seed, num_train, num_test, image_size, progress)
-        (tmp / MARKER).write_text(json.dumps(params, sort_keys=True))
-        try:
-            os.rename(tmp, out)
-        except OSError:
-            # Another process renamed its copy first; same parameters mean the same bytes, so keep the winner's.
-            if _read_marker(out) != params:
-                raise
-            log.debug("synthetic HICO: another process finished %s first", out)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-    return out
+    what = f"synthetic HICO ({num_train} train + {num_test} test images, {image_size}px, seed {seed})"
+    return publish(out, params, lambda tmp: _generate_into(tmp, seed, num_train, num_test, image_size, progress),
+                   what, overwrite=overwrite)
 
 
 def synthetic_hico_path(cache_dir: Path, num_train: int, num_test: int, image_size: int, seed: int) -> Path:
