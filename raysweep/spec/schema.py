@@ -176,6 +176,9 @@ class StorageSettings(StrictModel):
 class FailureSettings(StrictModel):
     worker_restarts: int = Field(2, ge=0)  # Ray Train: worker group restarts from the last checkpoint
     trial_retries: int = Field(1, ge=0)  # Ray Tune: relaunch of a trial whose driver died
+    # Worker-group start attempts (each waits up to 60 s for resources) before the trial errors with the reason;
+    # Ray's default waits forever. Raise it on autoscaling clusters whose GPU nodes take minutes to boot.
+    start_attempts: int = Field(5, ge=1)
 
 
 class RaySettings(StrictModel):

@@ -32,7 +32,7 @@ class TrialPlan:
     placement_strategy: str
     worker_restarts: int
     keep_checkpoints: int
-    controller_failure_limit: int = 3  # worker-group start failures before the trial errors (Ray: forever)
+    controller_failure_limit: int = 5  # worker-group start failures before the trial errors (Ray: forever)
 
 
 def trial_config(base: dict[str, Any], sampled: dict[str, Any]) -> dict[str, Any]:

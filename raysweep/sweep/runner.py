@@ -212,6 +212,7 @@ def run_sweep(sweep: Sweep, name: Optional[str] = None, storage_path: Optional[s
                          use_gpu=res.use_gpu, cpus_per_worker=res.cpus_per_worker, gpus_per_worker=res.gpus,
                          placement_strategy=res.placement_strategy,
                          worker_restarts=sweep.spec.failure.worker_restarts,
+                         controller_failure_limit=sweep.spec.failure.start_attempts,
                          keep_checkpoints=sweep.spec.storage.keep_checkpoints)
         trainable = tune.with_resources(make_trainable(plan), {"CPU": 0, DRIVER_RESOURCE: 1})
         print(f"Experiment {name!r}: {sweep.num_trials} trials, up to {concurrency} at a time, "
