@@ -175,3 +175,14 @@ def test_per_trial_time_limit_stops_a_long_trial(workdir: Path) -> None:
     row = pd.read_parquet(workdir / "store" / "limited" / "results.parquet").iloc[0]
     assert row["status"] == "TERMINATED" and row["outcome"] == "pruned"
     assert 1 <= row["epochs_done"] < 200
+
+
+def test_collect_and_report_read_a_storage_uri(finished, workdir: Path) -> None:
+    experiment, _ = finished
+    uri = f"file://{experiment}"
+    target = f"file://{workdir / 'via-uri.parquet'}"
+    out = run_cli(["collect", uri, "-o", target], cwd=workdir).stdout
+    assert "3 trials" in out
+    pd.testing.assert_frame_equal(pd.read_parquet(workdir / "via-uri.parquet"),
+                                  pd.read_parquet(experiment / "results.parquet"))
+    assert "| backbone init" in run_cli(["report", uri, "--outcome", "all"], cwd=workdir).stdout

@@ -16,6 +16,12 @@ long-tailed (`synth.plan`), so Rare (< 10 training instances) and Non-rare class
 near-balanced, and about 3 % of its images (at least one) show no interaction and carry no annotation, like the
 GT-less images of the real test set.
 
+A `Scene` picks the variant: `HICO_LIKE` (every class, 1..3 pairs per image, objects at their drawn size; what
+`generate_hicodet` and `raysweep data synth hicodet` write by default) or `EMBEDDED` (the embedded default of the
+`hqm` task: the six larger objects' 26 classes, mostly one pair per image, objects drawn 1.8x larger), which a tiny
+DETR trained from scratch on one CPU core can learn within a few minutes; on `HICO_LIKE` it stays at mAP 0.
+`hoi_category_id`s and `corre_hico.npy` always use the full 34-class numbering; a subset only leaves classes out.
+
 Boxes are 0-based integer pixels, inclusive on both ends as in PPDM's files (a drawn extent [x0, x1) covers pixels
 floor(x0) .. ceil(x1) - 1). Records carry no width/height, exactly as QPIC's do: `load_hicodet(check_images=True)`
 checks the boxes against the image headers.
@@ -26,14 +32,16 @@ temporary sibling folder renamed onto `out` at the end.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
 import os
 import shutil
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 from PIL import Image
@@ -47,14 +55,14 @@ from raysweep.data.hicodet import (
     TRAIN_FILE,
     coco_id_to_index,
 )
-from raysweep.data.synth.plan import plan_split
+from raysweep.data.synth.plan import PAIRS_PER_IMAGE_P, plan_split
 from raysweep.data.synth.render import render_scene
-from raysweep.data.synth.vocabulary import COCO_CATEGORY_ID, HICO_VERB_ID, HOI_CLASSES, PERSON_COCO_ID
+from raysweep.data.synth.vocabulary import COCO_CATEGORY_ID, HICO_VERB_ID, HOI_CLASSES, OBJECTS, PERSON_COCO_ID
 from raysweep.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
 
-GENERATOR_VERSION = 1  # bump whenever the bytes produced for the same parameters change
+GENERATOR_VERSION = 2  # bump whenever the bytes produced for the same parameters change (2: scene options)
 MARKER = ".complete"
 EMPTY_TEST_FRACTION = 0.03  # test images without any interaction (real HICO-DET: 112 of 9,658)
 JPEG_QUALITY = 95
@@ -62,12 +70,48 @@ _SPLITS = (("train", 0), ("test", 1))
 _STREAM = 17  # separates this generator's random streams from the synthetic HICO's
 
 
-def correct_matrix() -> np.ndarray:
-    """[117, 80] float64 0/1: our vocabulary's (verb, object) classes as (HICO verb index, QPIC object index)."""
+@dataclass(frozen=True)
+class Scene:
+    """What the images show: which objects (their classes, in vocabulary order), how many pairs per image
+    (probabilities of 1, 2, 3), and a size factor on every object."""
+
+    objects: tuple[str, ...] = tuple(OBJECTS)
+    pairs_per_image: tuple[float, float, float] = PAIRS_PER_IMAGE_P
+    object_scale: float = 1.0
+
+    def __post_init__(self) -> None:
+        unknown = [o for o in self.objects if o not in OBJECTS]
+        if unknown or not self.objects or len(set(self.objects)) != len(self.objects):
+            raise ConfigError(f"synthetic HICO-DET: objects must be distinct names from {OBJECTS}, got "
+                              f"{list(self.objects)}")
+        p = self.pairs_per_image
+        if len(p) != 3 or min(p) < 0 or abs(sum(p) - 1.0) > 1e-6:
+            raise ConfigError(f"synthetic HICO-DET: pairs_per_image must be 3 probabilities (of 1, 2, 3 pairs) "
+                              f"summing to 1, got {list(p)}")
+        if not 0.25 <= self.object_scale <= 4.0:
+            raise ConfigError(f"synthetic HICO-DET: object_scale must be in [0.25, 4], got {self.object_scale!r}")
+
+    @property
+    def classes(self) -> list[tuple[str, str]]:
+        """The (verb, object) classes shown, in vocabulary order."""
+        return [c for c in HOI_CLASSES if c[1] in self.objects]
+
+    def as_dict(self) -> dict:
+        return {"objects": [o for o in OBJECTS if o in self.objects],
+                "pairs_per_image": [float(x) for x in self.pairs_per_image], "object_scale": float(self.object_scale)}
+
+
+HICO_LIKE = Scene()
+EMBEDDED = Scene(objects=("ball", "bicycle", "chair", "dog", "kite", "umbrella"), pairs_per_image=(1.0, 0.0, 0.0),
+                 object_scale=1.8)
+
+
+def correct_matrix(classes: Sequence[tuple[str, str]] = HOI_CLASSES) -> np.ndarray:
+    """[117, 80] float64 0/1: the (verb, object) classes as (HICO verb index, QPIC object index)."""
     mat = np.zeros((NUM_VERBS, NUM_OBJECTS))
-    for verb, obj in HOI_CLASSES:
+    for verb, obj in classes:
         mat[HICO_VERB_ID[verb] - 1, coco_id_to_index(COCO_CATEGORY_ID[obj])] = 1.0
-    if int(mat.sum()) != len(HOI_CLASSES):
+    if int(mat.sum()) != len(classes):
         raise AssertionError("two vocabulary classes map onto the same HICO-DET (verb, object) pair")
     return mat
 
@@ -104,9 +148,12 @@ def _record(name: str, img_id: int, pairs: list, image_size: int) -> dict:
     return {"file_name": name, "img_id": img_id, "annotations": annotations, "hoi_annotation": hois}
 
 
-def _write_split(root: Path, split: str, split_id: int, seed: int, n: int, image_size: int, progress: bool) -> None:
+def _write_split(root: Path, split: str, split_id: int, seed: int, n: int, image_size: int, scene: Scene,
+                 progress: bool) -> None:
+    classes = scene.classes
     plan_rng = np.random.default_rng([seed, _STREAM, split_id, 0])
-    plan = plan_split(n, len(HOI_CLASSES), long_tail=(split == "train"), rng=plan_rng)
+    plan = plan_split(n, len(classes), long_tail=(split == "train"), rng=plan_rng,
+                      pairs_per_image_p=scene.pairs_per_image)
     if split == "test":
         n_empty = max(1, round(EMPTY_TEST_FRACTION * n))
         for i in sorted(plan_rng.choice(n, size=n_empty, replace=False).tolist()):
@@ -120,12 +167,12 @@ def _write_split(root: Path, split: str, split_id: int, seed: int, n: int, image
 
         iterator = tqdm(iterator, total=n, desc=f"synthetic HICO-DET {folder.name}", unit="img")
     records = []
-    for i, classes in iterator:
+    for i, shown in iterator:
         name = f"{prefix}_{i + 1:08d}.jpg"
         rng = np.random.default_rng([seed, _STREAM, split_id, 1, i])  # an image depends on (seed, split, index)
-        if classes:
-            scene = render_scene([HOI_CLASSES[c] for c in classes], image_size, rng)
-            image, pairs = scene.image, scene.pairs
+        if shown:
+            drawn = render_scene([classes[c] for c in shown], image_size, rng, object_scale=scene.object_scale)
+            image, pairs = drawn.image, drawn.pairs
         else:
             image, pairs = _background(image_size, rng), []
         image.save(folder / name, format="JPEG", quality=JPEG_QUALITY, subsampling=0)
@@ -133,10 +180,10 @@ def _write_split(root: Path, split: str, split_id: int, seed: int, n: int, image
     (root / (TRAIN_FILE if split == "train" else TEST_FILE)).write_text(json.dumps(records, separators=(",", ":")))
 
 
-def _params(seed: int, num_train: int, num_test: int, image_size: int) -> dict:
+def _params(seed: int, num_train: int, num_test: int, image_size: int, scene: Scene) -> dict:
     return {"generator": "synth_hicodet", "generator_version": GENERATOR_VERSION, "seed": int(seed),
             "num_train": int(num_train), "num_test": int(num_test), "image_size": int(image_size),
-            "num_classes": len(HOI_CLASSES)}
+            "num_classes": len(scene.classes), **scene.as_dict()}
 
 
 def _read_marker(folder: Path) -> dict | None:
@@ -147,7 +194,7 @@ def _read_marker(folder: Path) -> dict | None:
 
 
 def generate_hicodet(out: Path, seed: int, num_train: int, num_test: int, image_size: int, *,
-                     overwrite: bool = False, progress: bool = False) -> Path:
+                     scene: Scene = HICO_LIKE, overwrite: bool = False, progress: bool = False) -> Path:
     """Write the synthetic HICO-DET to `out` and return it; a complete folder with the same parameters is reused.
 
     Raises ConfigError for bad sizes, DataError if `out` exists but is incomplete or was made with other
@@ -159,7 +206,7 @@ def generate_hicodet(out: Path, seed: int, num_train: int, num_test: int, image_
             raise ConfigError(f"synthetic HICO-DET: {key} must be >= {low}, got {value!r}")
     if int(seed) < 0:
         raise ConfigError(f"synthetic HICO-DET: seed must be >= 0, got {seed!r}")
-    params = _params(seed, num_train, num_test, image_size)
+    params = _params(seed, num_train, num_test, image_size, scene)
     if out.exists():
         found = _read_marker(out)
         if found == params:
@@ -173,14 +220,14 @@ def generate_hicodet(out: Path, seed: int, num_train: int, num_test: int, image_
 
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f"{out.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
-    log.info("generating synthetic HICO-DET (%d train + %d test images, %dpx, seed %d) in %s",
-             num_train, num_test, image_size, seed, out)
+    log.info("generating synthetic HICO-DET (%d train + %d test images, %dpx, seed %d, %d classes) in %s",
+             num_train, num_test, image_size, seed, len(scene.classes), out)
     try:
         (tmp / "annotations").mkdir(parents=True)
-        np.save(tmp / CORRECT_MAT_FILE, correct_matrix())
+        np.save(tmp / CORRECT_MAT_FILE, correct_matrix(scene.classes))
         for split, split_id in _SPLITS:
             n = num_train if split == "train" else num_test
-            _write_split(tmp, split, split_id, int(seed), int(n), int(image_size), progress)
+            _write_split(tmp, split, split_id, int(seed), int(n), int(image_size), scene, progress)
         (tmp / MARKER).write_text(json.dumps(params, sort_keys=True))
         try:
             os.rename(tmp, out)
@@ -195,14 +242,24 @@ def generate_hicodet(out: Path, seed: int, num_train: int, num_test: int, image_
     return out
 
 
-def synthetic_hicodet_path(cache_dir: Path, num_train: int, num_test: int, image_size: int, seed: int) -> Path:
-    """Where `ensure_synthetic_hicodet` keeps a dataset with these parameters."""
-    name = f"n{num_train}-{num_test}_s{image_size}_seed{seed}_v{GENERATOR_VERSION}"
+def synthetic_hicodet_path(cache_dir: Path, num_train: int, num_test: int, image_size: int, seed: int,
+                           scene: Scene = EMBEDDED) -> Path:
+    """Where `ensure_synthetic_hicodet` keeps a dataset with these parameters (the scene as a short digest)."""
+    digest = hashlib.sha1(json.dumps(scene.as_dict(), sort_keys=True).encode()).hexdigest()[:8]
+    name = f"n{num_train}-{num_test}_s{image_size}_seed{seed}_v{GENERATOR_VERSION}_{digest}"
     return Path(cache_dir) / "synth_hicodet" / name
 
 
+def scene_of(cfg: Any) -> Scene:
+    """The Scene of a config with `objects`, `pairs_per_image`, `object_scale` (e.g. SynthHicoDetConfig)."""
+    return Scene(objects=tuple(cfg.objects), pairs_per_image=tuple(float(x) for x in cfg.pairs_per_image),
+                 object_scale=float(cfg.object_scale))
+
+
 def ensure_synthetic_hicodet(cache_dir: Path, cfg: Any, *, progress: bool = False) -> Path:
-    """The synthetic HICO-DET for `cfg` (num_train, num_test, image_size, seed; e.g. SynthHicoDetConfig) under
-    `cache_dir`, generated on first use."""
-    path = synthetic_hicodet_path(cache_dir, cfg.num_train, cfg.num_test, cfg.image_size, cfg.seed)
-    return generate_hicodet(path, cfg.seed, cfg.num_train, cfg.num_test, cfg.image_size, progress=progress)
+    """The synthetic HICO-DET for `cfg` (num_train, num_test, image_size, seed and the scene fields; e.g.
+    SynthHicoDetConfig) under `cache_dir`, generated on first use."""
+    scene = scene_of(cfg)
+    path = synthetic_hicodet_path(cache_dir, cfg.num_train, cfg.num_test, cfg.image_size, cfg.seed, scene)
+    return generate_hicodet(path, cfg.seed, cfg.num_train, cfg.num_test, cfg.image_size, scene=scene,
+                            progress=progress)

@@ -7,6 +7,7 @@ interactions with `render.render_scene`.
 from __future__ import annotations
 
 import logging
+from typing import Sequence
 
 import numpy as np
 
@@ -91,9 +92,10 @@ def pack(counts: np.ndarray, capacity: np.ndarray, rng: np.random.Generator) -> 
     return images
 
 
-def plan_split(num_images: int, num_classes: int, long_tail: bool, rng: np.random.Generator) -> list[list[int]]:
-    """Class indices shown in each image (1..3 distinct classes per image)."""
-    capacity = rng.choice(np.arange(1, len(PAIRS_PER_IMAGE_P) + 1), size=num_images, p=PAIRS_PER_IMAGE_P)
+def plan_split(num_images: int, num_classes: int, long_tail: bool, rng: np.random.Generator,
+               pairs_per_image_p: Sequence[float] = PAIRS_PER_IMAGE_P) -> list[list[int]]:
+    """Class indices shown in each image: k distinct classes with probability pairs_per_image_p[k - 1]."""
+    capacity = rng.choice(np.arange(1, len(pairs_per_image_p) + 1), size=num_images, p=list(pairs_per_image_p))
     total = int(capacity.sum())
     if long_tail:
         counts = long_tail_counts(num_classes, total, num_images, rng)

@@ -283,12 +283,12 @@ def _object_box(obj: str, rng: np.random.Generator, scale: float = 1.0) -> tuple
     return w * k, h * k
 
 
-def _compose(verb: str, obj: str, rng: np.random.Generator) -> _Sketch:
+def _compose(verb: str, obj: str, rng: np.random.Generator, object_scale: float = 1.0) -> _Sketch:
     """One person and one object in local coordinates, the person facing +x."""
     sk = _Sketch()
     j = _standing()
     gaze, z_obj, flip = 1, 3.0, False
-    w, h = _object_box(obj, rng)
+    w, h = _object_box(obj, rng, object_scale)
     if verb == "hold" and obj == "umbrella":
         j.update(elbow_f=(0.08, -0.47), hand_f=(0.05, -0.58))
         x0, y0 = 0.05 - w / 2, -0.58 - 0.88 * h
@@ -410,9 +410,11 @@ def _bbox(pts: np.ndarray) -> Box:
     return (float(pts[:, 0].min()), float(pts[:, 1].min()), float(pts[:, 0].max()), float(pts[:, 1].max()))
 
 
-def render_scene(hois: Sequence[tuple[str, str]], image_size: int, rng: np.random.Generator) -> RenderedScene:
+def render_scene(hois: Sequence[tuple[str, str]], image_size: int, rng: np.random.Generator,
+                 object_scale: float = 1.0) -> RenderedScene:
     """Draw 1..4 (verb, object) interactions, each with its own person, into one square RGB image.
 
+    `object_scale` multiplies every object's size (1: the sizes above; larger objects are easier to detect).
     Same `rng` state -> the same pixels. Raises ValueError for an unknown verb/object combination.
     """
     if not 1 <= len(hois) <= 4:
@@ -434,7 +436,7 @@ def render_scene(hois: Sequence[tuple[str, str]], image_size: int, rng: np.rando
     for (verb, obj), (ux, uy, uw, uh) in zip(hois, cells):
         if (verb, obj) not in _KNOWN:
             raise ValueError(f"no drawing for HOI ({verb!r}, {obj!r})")
-        sk = _compose(verb, obj, rng)
+        sk = _compose(verb, obj, rng, object_scale)
         facing = 1.0 if rng.integers(2) else -1.0
         gx0, gy0, gx1, gy1 = _bbox(sk.points())
         if facing < 0:

@@ -40,7 +40,8 @@ class HqmTask(Task):
     table_keys: ClassVar[tuple[str, ...]] = ("model.backbone", "hqm.gbs", "hqm.amm", "hqm.alternation",
                                              "eval.protocol")
     prepare_keys: ClassVar[tuple[str, ...]] = ("data.root", "data.synth.num_train", "data.synth.num_test",
-                                               "data.synth.image_size", "data.synth.seed")
+                                               "data.synth.image_size", "data.synth.seed", "data.synth.objects",
+                                               "data.synth.pairs_per_image", "data.synth.object_scale")
     config: HqmConfig
 
     # ---- shared, once per sweep ---------------------------------------------------------------------------
