@@ -31,14 +31,21 @@ def sweep_with(cache: Path, *extra: str):
 
 
 def _train_worker_pids() -> list[int]:
+    """PIDs of the live Train workers, from the GCS actor table (no dashboard round trip)."""
+    return [a["Pid"] for a in _live_train_workers() if a["Pid"]]
+
+
+def _live_train_workers() -> list[dict]:
     import ray
-    from ray.util.state import list_actors
+    from ray._private.state import actors
 
     if not ray.is_initialized():
         return []
-    address = ray.get_runtime_context().gcs_address  # this run's cluster, not a stale "latest cluster" file
-    actors = list_actors(address=address, filters=[("state", "=", "ALIVE")], detail=True, raise_on_missing_output=False)
-    return [a.pid for a in actors if "RayTrainWorker" in (a.class_name or "")]
+    try:
+        table = actors()
+    except Exception:  # noqa: BLE001 - the cluster may be between shutdown and start
+        return []
+    return [a for a in table.values() if a["ActorClassName"] == "RayTrainWorker" and a["State"] == "ALIVE"]
 
 
 def _epochs_reported(experiment: Path) -> int:
@@ -142,11 +149,5 @@ def test_removed_node_reschedules_its_trial_and_the_sweep_completes(tmp_path: Pa
 
 
 def _train_worker_nodes() -> set[str]:
-    """Node ids of the live Train workers, from the GCS actor table (no dashboard needed)."""
-    import ray
-    from ray._private.state import actors
-
-    if not ray.is_initialized():
-        return set()
-    return {a["Address"]["NodeID"] for a in actors().values()
-            if a["ActorClassName"] == "RayTrainWorker" and a["State"] == "ALIVE"}
+    """Node ids of the live Train workers."""
+    return {a["Address"]["NodeID"] for a in _live_train_workers()}
