@@ -14,6 +14,7 @@ from torch import nn
 from raysweep.tasks.base import Task, TrainingParts
 from raysweep.tasks.common import schedules
 from raysweep.tasks.hqm.config import HqmConfig
+from raysweep.tasks.hqm.paper import PAPER_ROWS
 
 log = logging.getLogger(__name__)
 
@@ -42,13 +43,41 @@ class HqmTask(Task):
     prepare_keys: ClassVar[tuple[str, ...]] = ("data.root", "data.synth.num_train", "data.synth.num_test",
                                                "data.synth.image_size", "data.synth.seed", "data.synth.objects",
                                                "data.synth.pairs_per_image", "data.synth.object_scale")
+    # The HICO-DET table: Default and Known-Object, each Full / Rare / Non-rare (the paper layout of `raysweep report`
+    # shows the Known-Object half with --with-ko).
+    table_columns: ClassVar[dict[str, str]] = {"Full": "map", "Rare": "map_rare", "Non-rare": "map_non_rare",
+                                               "Known-Object Full": "ko_map", "Known-Object Rare": "ko_map_rare",
+                                               "Known-Object Non-rare": "ko_map_non_rare"}
+    paper_rows: ClassVar[tuple[dict[str, str], ...]] = PAPER_ROWS
     config: HqmConfig
+
+    @classmethod
+    def row_labels(cls, config: Mapping[str, Any]) -> dict[str, str]:
+        """Rows as in the HQM ablation: method (from hqm.gbs / hqm.amm) · backbone.
+
+        Non-default options that change what a row measures are appended to the method: the random branch choice
+        of GBS + AMM and the official evaluation protocol.
+        """
+        gbs, amm = _flag(config.get("hqm.gbs")), _flag(config.get("hqm.amm"))
+        method = {(False, False): "QPIC", (True, False): "QPIC + GBS", (False, True): "QPIC + AMM",
+                  (True, True): "QPIC + HQM"}[(gbs, amm)]
+        if gbs and amm and (config.get("hqm.alternation") or "ajl") != "ajl":
+            method += f" ({config.get('hqm.alternation')} alternation)"
+        if (config.get("eval.protocol") or "qpic") != "qpic":
+            method += f", {config.get('eval.protocol')} eval"
+        backbone = str(config.get("model.backbone"))
+        return {"method": method, "backbone": _BACKBONE_NAMES.get(backbone, backbone)}
 
     # ---- shared, once per sweep ---------------------------------------------------------------------------
     @classmethod
     def prepare(cls, config: HqmConfig, cache_dir: Path) -> dict[str, Any]:
         """Generate the embedded synthetic HICO-DET when `data.root` is null; validate the annotations."""
         updates: dict[str, Any] = {}
+        if config.model.pretrained and not Path(config.model.pretrained).is_file():
+            from raysweep.errors import ConfigError
+
+            raise ConfigError(f"model.pretrained: no such file {config.model.pretrained!r}; give the path of a "
+                              f"DETR / QPIC / HQM checkpoint (.pth)")
         if config.data.root is None:
             from raysweep.data.synth.hicodet import ensure_synthetic_hicodet
 
@@ -154,3 +183,13 @@ class HqmTask(Task):
 
     def num_samples(self, batch: Any) -> int:
         return len(batch[0])
+
+
+_BACKBONE_NAMES = {"resnet18": "R18", "resnet34": "R34", "resnet50": "R50", "resnet101": "R101"}
+
+
+def _flag(value: Any) -> bool:
+    """A boolean config value as the results parquet may hold it (bool, numpy bool, or its string)."""
+    if isinstance(value, str):
+        return value.strip().lower() in ("true", "1", "yes")
+    return bool(value) if value is not None else False
