@@ -134,7 +134,9 @@ def init_ray(sweep: Sweep, address: Optional[str], slots: int) -> None:
     import ray
 
     settings = sweep.spec.ray
-    env = {"RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": str(settings.report_interval_s), "TOKENIZERS_PARALLELISM": "false"}
+    env = {"RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": str(settings.report_interval_s), "TOKENIZERS_PARALLELISM": "false",
+           # Ray's 60 s for a worker group to start is too short on a loaded 2-core machine (import torch, etc.)
+           "RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S": os.environ.get("RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S", "180")}
     runtime_env = {"env_vars": env}
     os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")  # eval-less epochs carry no objective
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # the classic trial table: status, epoch, loss, objective
