@@ -1,8 +1,8 @@
 """The README's main command, measured: wall time, per-trial overhead, peak memory and the mAP reached.
 
-    python benchmarks/bench_default_sweep.py [extra key=value overrides ...]
+    python benchmarks/bench_default_sweep.py [--space search_spaces/hqm.yaml] [extra key=value overrides ...]
 
-Runs `raysweep tune search_spaces/defr.yaml` in its own process session under a fresh experiment name, samples the
+Runs `raysweep tune <space>` (default: search_spaces/defr.yaml) in its own process session under a fresh experiment name, samples the
 summed RSS of every process in that session (the CLI, Ray's daemons, trial drivers, Train controllers and workers)
 every 0.5 s from /proc, then reads the experiment to report, per trial, the time from its start to its first report
 (fixed overhead: actor start, worker group, data, first epoch) and to its end. Linux only (/proc).
@@ -39,9 +39,13 @@ def session_rss_bytes(session: int) -> int:
 
 
 def main() -> None:
+    args = sys.argv[1:]
+    space = REPO / "search_spaces" / "defr.yaml"
+    if args[:1] == ["--space"]:
+        space, args = Path(args[1]).resolve(), args[2:]
     storage = Path(tempfile.mkdtemp(prefix="raysweep-bench-"))
     name = "bench"
-    cmd = [sys.executable, "-m", "raysweep.cli", "tune", str(REPO / "search_spaces" / "defr.yaml"), *sys.argv[1:],
+    cmd = [sys.executable, "-m", "raysweep.cli", "tune", str(space), *args,
            "--storage", str(storage), "--name", name]
     started = time.time()
     proc = subprocess.Popen(cmd, cwd=REPO, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -77,7 +81,8 @@ def main() -> None:
     import pandas as pd
 
     frame = pd.read_parquet(experiment / "results.parquet")
-    print(output[output.rfind("| backbone init"):] if "| backbone init" in output else output[-3000:])
+    rule = output.rfind("\n|---")  # the table's header rule; the header is the line above it
+    print(output[output.rfind("\n", 0, rule) + 1:] if rule >= 0 else output[-3000:])
     print(f"\nwall time of the whole command: {wall:.0f} s")
     print(f"peak memory (RSS summed over the command's process session): {peak[0] / 2**30:.2f} GiB")
     for row in rows:
@@ -86,9 +91,9 @@ def main() -> None:
     first = [r["first_report_s"] - r["train_epoch_s"] for r in rows]
     print(f"fixed per-trial overhead (first report minus one training epoch), mean: {sum(first) / len(first):.1f} s")
     best = frame.loc[frame["last.map"].idxmax()]
-    print(f"best trial: mAP {best['last.map']:.3f} (Few@1 {best['last.map_few1']:.3f}, Few@5 {best['last.map_few5']:.3f}, "
-          f"Few@10 {best['last.map_few10']:.3f}, KO {best['last.map_ko']:.3f}); outcomes: "
-          f"{frame['outcome'].value_counts().to_dict()}")
+    metrics = ", ".join(f"{c[5:]} {best[c]:.3f}" for c in frame.columns
+                        if c.startswith("last.") and "map" in c and c != "last.map")
+    print(f"best trial: mAP {best['last.map']:.3f} ({metrics}); outcomes: {frame['outcome'].value_counts().to_dict()}")
     print(f"experiment kept at {experiment}")
 
 

@@ -84,6 +84,14 @@ def test_report_paper_layout_puts_paper_rows_first_with_mean_and_std() -> None:
     assert "Known-Object Non-rare" in results and results.index("QPIC + GBS") < results.index("QPIC + HQM")
 
 
+def test_results_layout_lists_the_ablation_in_the_papers_order_not_alphabetically() -> None:
+    frame = _frame([(True, True, "tiny", 0.3), (False, True, "tiny", 0.2), (True, False, "tiny", 0.4),
+                    (False, False, "tiny", 0.1), (False, False, "resnet50", 0.1)])
+    lines = render_table(frame, layout="results").splitlines()[2:7]
+    assert [line.split("|")[1].strip() + " / " + line.split("|")[2].strip() for line in lines] == [
+        "QPIC / tiny", "QPIC / R50", "QPIC + GBS / tiny", "QPIC + AMM / tiny", "QPIC + HQM / tiny"]
+
+
 def test_embedded_space_is_the_four_way_ablation_with_conditional_hard_weight() -> None:
     sweep = load_sweep(EMBEDDED)
     assert sweep.task_cls is HqmTask and sweep.metric == "map" and sweep.spec.scheduler.type == "asha"

@@ -66,7 +66,18 @@ def summarise(frame: pd.DataFrame, statuses: Optional[Sequence[str]] = ("complet
             row[f"{display} mean"] = float(values.mean()) if len(values) else math.nan
             row[f"{display} std"] = float(values.std(ddof=1)) if len(values) > 1 else math.nan
         out_rows.append(row)
+    out_rows.sort(key=lambda r: _order_key(r, label_cols, task_cls.row_order))
     return pd.DataFrame(out_rows), task_cls.table_columns
+
+
+def _order_key(row: dict, label_cols: Sequence[str], order: dict[str, tuple[str, ...]]) -> tuple:
+    """Rows by the task's `row_order` per label column (listed values first, in order), then by the label text."""
+    key = []
+    for col in label_cols:
+        listed = order.get(col, ())
+        value = str(row[col])
+        key.append((listed.index(value) if value in listed else len(listed), value))
+    return tuple(key)
 
 
 def _cell(mean: float, std: float, latex: bool = False) -> str:

@@ -99,6 +99,9 @@ class Task(ABC):
     # The paper's table rows in its order, each the `row_labels` cells of one row; `raysweep report` lays results out
     # on exactly these rows (missing ones shown as missing). Empty: the task has no paper layout.
     paper_rows: ClassVar[tuple[dict[str, str], ...]] = ()
+    # Display order of row-label values in the results layout (label column → values in order; others after, sorted),
+    # so an ablation reads top to bottom as in the paper rather than alphabetically.
+    row_order: ClassVar[dict[str, tuple[str, ...]]] = {}
 
     def __init__(self, config: StrictModel, cache_dir: Path | None = None):
         self.config = config

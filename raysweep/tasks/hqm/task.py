@@ -49,6 +49,8 @@ class HqmTask(Task):
                                                "Known-Object Full": "ko_map", "Known-Object Rare": "ko_map_rare",
                                                "Known-Object Non-rare": "ko_map_non_rare"}
     paper_rows: ClassVar[tuple[dict[str, str], ...]] = PAPER_ROWS
+    row_order: ClassVar[dict[str, tuple[str, ...]]] = {"method": ("QPIC", "QPIC + GBS", "QPIC + AMM", "QPIC + HQM"),
+                                                       "backbone": ("tiny", "R50", "R101")}
     config: HqmConfig
 
     @classmethod
