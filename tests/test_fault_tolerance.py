@@ -48,9 +48,10 @@ def _live_train_workers() -> list[dict]:
     return [a for a in table.values() if a["ActorClassName"] == "RayTrainWorker" and a["State"] == "ALIVE"]
 
 
-def _epochs_reported(experiment: Path) -> int:
-    lines = [x for f in experiment.glob("*/result.json") for x in f.read_text().splitlines() if x.strip()]
-    return len(lines)
+def _checkpoints_committed(experiment: Path) -> bool:
+    """Train has registered a checkpoint of the run (Tune's result.json is flushed too lazily to tell)."""
+    return any(run.joinpath("checkpoint_manager_snapshot.json").is_file() and any(run.glob("checkpoint_*"))
+               for run in experiment.glob("_train/*"))
 
 
 def test_killed_worker_resumes_from_checkpoint_and_matches_an_unbroken_run(tmp_path: Path) -> None:
@@ -66,15 +67,17 @@ def test_killed_worker_resumes_from_checkpoint_and_matches_an_unbroken_run(tmp_p
     t0 = time.time()
     thread.start()
     killed_pid = None
+    pids: list[int] = []
     deadline = time.time() + 300
     while time.time() < deadline and thread.is_alive():
-        if _epochs_reported(store / "killed") >= 2:  # epoch 1's checkpoint is committed by now
-            pids = _train_worker_pids()
-            if pids:
-                killed_pid = pids[0]
-                os.kill(killed_pid, signal.SIGKILL)  # a worker our own Ray instance started for this test
-                break
-        time.sleep(0.1)
+        # Look the worker up as soon as it exists: a 30-epoch run of this size can end within a few polls of the
+        # actor table on a loaded machine, so waiting for epoch 2 before the first look-up can miss it.
+        pids = pids or _train_worker_pids()
+        if pids and _checkpoints_committed(store / "killed"):
+            killed_pid = pids[0]
+            os.kill(killed_pid, signal.SIGKILL)  # a worker our own Ray instance started for this test
+            break
+        time.sleep(0.05)
     thread.join(timeout=600)
     killed_s = time.time() - t0
     assert killed_pid is not None, "never saw a training worker to kill"
@@ -128,7 +131,7 @@ def test_removed_node_reschedules_its_trial_and_the_sweep_completes(tmp_path: Pa
         removed = None
         deadline = time.time() + 300
         while time.time() < deadline and thread.is_alive() and removed is None:
-            if _epochs_reported(tmp_path / "store" / "node") >= 2:
+            if _checkpoints_committed(tmp_path / "store" / "node"):
                 worker_nodes = _train_worker_nodes()
                 for node in nodes:
                     if node.node_id in worker_nodes:

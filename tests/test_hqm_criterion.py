@@ -168,3 +168,32 @@ def test_criterion_with_no_pairs_is_finite_and_has_no_box_loss():
     # every query's target is no-object
     ce = torch.nn.functional.cross_entropy(out["pred_obj_logits"].flatten(0, 1), torch.full((6,), 2))
     assert losses["loss_obj_ce"].item() == pytest.approx(ce.item(), rel=1e-5)
+
+
+@pytest.mark.parametrize("verb_loss_type", ["focal", "bce"])
+def test_all_layers_at_once_equal_each_layer_on_its_own(verb_loss_type):
+    # 3 images: 2 pairs, none, and 4 pairs for 3 queries (one pair left unmatched); 4 decoder layers
+    out = _outputs(3, 3, 2, 3)
+    out["aux_outputs"] = [_outputs(3, 3, 2, 3, seed=s) for s in (1, 2, 3)]
+    box = [0.4, 0.4, 0.2, 0.2]
+    tgt = [_target([1, 0], [[0], [1, 2]], [box, [0.5, 0.5, 0.3, 0.3]], [[0.5, 0.5, 0.2, 0.2], [0, 0, 0, 0]]),
+           _target([], [], [], []),
+           _target([0, 1, 1, 0], [[0], [1], [2], [0, 1]], [box] * 4, [[0.6, 0.6, 0.1, 0.1]] * 4)]
+    matcher = HungarianMatcher()
+    crit = SetCriterion(2, matcher, verb_loss_type=verb_loss_type)
+    losses = crit(out, tgt)
+    n_int = torch.tensor(6.0)
+    layers = [out] + out["aux_outputs"]
+    for together, layer in zip(matcher.match_layers(layers, tgt), layers):
+        alone = matcher(layer, tgt)
+        assert [(q.tolist(), g.tolist()) for q, g in together] == [(q.tolist(), g.tolist()) for q, g in alone]
+    for layer, sfx in zip(layers, ["", "_0", "_1", "_2"]):
+        alone = crit.main_terms(layer, tgt, matcher(layer, tgt), n_int)
+        for term, value in alone.items():
+            assert losses[f"loss_{term}{sfx}"].item() == pytest.approx(value.item(), rel=1e-5, abs=1e-7), term
+    # and the single-layer path itself, by hand for one term: the unmatched pair of image 2 adds nothing
+    (q, g) = matcher(out, tgt)[2]
+    assert len(q) == 3
+    l1 = sum((out["pred_sub_boxes"][i, qi] - tgt[i]["sub_boxes"][gi]).abs().sum()
+             for i in (0, 2) for qi, gi in zip(*matcher(out, tgt)[i]))
+    assert losses["loss_sub_bbox"].item() == pytest.approx(l1.item() / 6, rel=1e-5)

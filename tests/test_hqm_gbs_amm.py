@@ -58,10 +58,10 @@ def test_batch_acceptance_ratio_boundary():
 
 def _fixed_steps(in_band: int, calls: list):
     # k = (0, 7, 0): same size, shifted by 0.28 w -> IoU 36/64 = 0.5625 (in band); k = 0: IoU 1 (out of band)
-    def draw(n, params, generator, device):
-        calls.append(n)
-        k = torch.zeros(n, 3, dtype=torch.int64)
-        k[:in_band, 1] = 7
+    def draw(attempts, n, params, generator, device):
+        calls.append((attempts, n))
+        k = torch.zeros(attempts, n, 3, dtype=torch.int64)
+        k[:, :in_band, 1] = 7
         return k
     return draw
 
@@ -71,10 +71,25 @@ def test_shift_keeps_the_first_attempt_that_reaches_the_ratio(monkeypatch):
     monkeypatch.setattr(gbs, "draw_grid_steps", _fixed_steps(7, calls))
     boxes = torch.tensor([[10.0, 10.0, 60.0, 60.0]]).repeat(10, 1)
     shifted, attempt = shift_boxes(boxes, torch.tensor([[200.0, 200.0]]).expand(10, 2))
-    assert attempt == 1 and calls == [10]
+    assert attempt == 1 and calls == [(40, 10)]
     torch.testing.assert_close(shifted[:7], torch.tensor([[24.0, 10.0, 74.0, 60.0]]).repeat(7, 1))
     assert torch.equal(shifted[7:], boxes[7:])
     torch.testing.assert_close(paired_iou(boxes[:1], shifted[:1]), torch.tensor([0.5625]))
+
+
+def test_shift_takes_the_first_accepted_attempt_not_a_later_better_one(monkeypatch):
+    def draw(attempts, n, params, generator, device):
+        k = torch.zeros(attempts, n, 3, dtype=torch.int64)
+        for a, in_band in enumerate([6, 5, 7, 10]):  # attempts 1, 2 fail; 3 passes (7/10); 4 would move all
+            k[a, :in_band, 1] = 7
+            k[a, in_band:, 2] = 1  # out of band (IoU 0.92): these boxes must come back unshifted
+        return k
+    monkeypatch.setattr(gbs, "draw_grid_steps", draw)
+    boxes = torch.tensor([[10.0, 10.0, 60.0, 60.0]]).repeat(10, 1)
+    shifted, attempt = shift_boxes(boxes, torch.tensor([[200.0, 200.0]]).expand(10, 2), ShiftParams(attempts=4))
+    assert attempt == 3
+    torch.testing.assert_close(shifted[:7], torch.tensor([[24.0, 10.0, 74.0, 60.0]]).repeat(7, 1))
+    assert torch.equal(shifted[7:], boxes[7:])
 
 
 def test_shift_is_all_or_nothing_after_the_last_attempt(monkeypatch):
@@ -82,7 +97,7 @@ def test_shift_is_all_or_nothing_after_the_last_attempt(monkeypatch):
     monkeypatch.setattr(gbs, "draw_grid_steps", _fixed_steps(6, calls))  # 6 of 10 in band: never enough
     boxes = torch.tensor([[10.0, 10.0, 60.0, 60.0]]).repeat(10, 1)
     shifted, attempt = shift_boxes(boxes, torch.tensor([[200.0, 200.0]]).expand(10, 2), ShiftParams(attempts=40))
-    assert attempt == 0 and len(calls) == 40
+    assert attempt == 0 and calls == [(40, 10)]
     assert torch.equal(shifted, boxes)
 
 

@@ -39,15 +39,30 @@ class LossWeights:
 
 
 def paired_giou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """GIoU of a[i] with b[i]; a, b [N, 4] cxcywh -> [N] (the diagonal of torchvision's pairwise matrix)."""
+    """GIoU of a[..., i] with b[..., i]; a, b [..., N, 4] cxcywh -> [..., N] (the diagonal of torchvision's matrix)."""
     a = box_convert(a, "cxcywh", "xyxy")
     b = box_convert(b, "cxcywh", "xyxy")
-    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
-    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
-    inter = (torch.minimum(a[:, 2:], b[:, 2:]) - torch.maximum(a[:, :2], b[:, :2])).clamp(min=0).prod(1)
+    area_a = (a[..., 2] - a[..., 0]) * (a[..., 3] - a[..., 1])
+    area_b = (b[..., 2] - b[..., 0]) * (b[..., 3] - b[..., 1])
+    inter = (torch.minimum(a[..., 2:], b[..., 2:]) - torch.maximum(a[..., :2], b[..., :2])).clamp(min=0).prod(-1)
     union = area_a + area_b - inter
-    hull = (torch.maximum(a[:, 2:], b[:, 2:]) - torch.minimum(a[:, :2], b[:, :2])).clamp(min=0).prod(1)
+    hull = (torch.maximum(a[..., 2:], b[..., 2:]) - torch.minimum(a[..., :2], b[..., :2])).clamp(min=0).prod(-1)
     return inter / union - (hull - union) / hull
+
+
+def _per_layer_sum(x: torch.Tensor) -> torch.Tensor:
+    """[L, ...] -> [L]: the sum over everything but the leading (decoder-layer) dimension."""
+    return x.reshape(x.shape[0], -1).sum(1)
+
+
+def focal_verb_loss_layers(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """`focal_verb_loss` of each leading slice: [L, ...] -> [L]."""
+    p = logits.sigmoid()
+    pos_mask = targets.eq(1)
+    pos = _per_layer_sum(F.logsigmoid(logits) * (1 - p) ** 2 * pos_mask)
+    neg = _per_layer_sum(F.logsigmoid(-logits) * p ** 2 * targets.lt(1))
+    num_pos = _per_layer_sum(pos_mask).to(logits.dtype)
+    return torch.where(num_pos > 0, -(pos + neg) / num_pos.clamp(min=1), -neg)
 
 
 def focal_verb_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -56,48 +71,72 @@ def focal_verb_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor
     pos = sum_{t=1} log(p)(1-p)^2, neg = sum_{t=0} log(1-p) p^2; -(pos+neg)/num_pos, or -neg when num_pos = 0.
     log p and log(1-p) come from logsigmoid, which equals log(sigmoid) but stays finite for large |logits|.
     """
-    p = logits.sigmoid()
-    pos_mask = targets.eq(1)
-    pos = (F.logsigmoid(logits) * (1 - p) ** 2)[pos_mask].sum()
-    neg = (F.logsigmoid(-logits) * p ** 2)[targets.lt(1)].sum()
-    num_pos = pos_mask.sum()
-    if num_pos == 0:
-        return -neg
-    return -(pos + neg) / num_pos
+    return focal_verb_loss_layers(logits[None], targets[None])[0]
+
+
+def verb_loss_layers(logits: torch.Tensor, targets: torch.Tensor, kind: str) -> torch.Tensor:
+    """The verb loss of each leading slice: [L, ...] -> [L] (focal, or BCE averaged over the slice)."""
+    if kind == "focal":
+        return focal_verb_loss_layers(logits, targets)
+    if logits[0].numel() == 0:
+        return _per_layer_sum(logits)
+    bce = F.binary_cross_entropy_with_logits(logits, targets, reduction="none")
+    return bce.reshape(bce.shape[0], -1).mean(1)
 
 
 def verb_loss(logits: torch.Tensor, targets: torch.Tensor, kind: str) -> torch.Tensor:
-    if kind == "focal":
-        return focal_verb_loss(logits, targets)
-    if logits.numel() == 0:
-        return logits.sum()
-    return F.binary_cross_entropy_with_logits(logits, targets)
+    return verb_loss_layers(logits[None], targets[None], kind)[0]
 
 
 def box_losses(src_sub: torch.Tensor, src_obj: torch.Tensor, tgt_sub: torch.Tensor, tgt_obj: torch.Tensor,
                num_interactions: torch.Tensor) -> dict[str, torch.Tensor]:
-    """L1 and 1-GIoU sums over matched pairs ([M, 4] cxcywh-n each). Subject terms are divided by N_int (all
-    pairs of the batch, averaged over workers); object terms by the local count of existing object boxes."""
-    exist = (tgt_obj != 0).any(1).to(src_sub.dtype)
-    denom_obj = exist.sum() + 1e-4
+    """L1 and 1-GIoU sums over matched pairs ([..., M, 4] cxcywh-n each; a leading layer dimension gives one value
+    per layer). Subject terms are divided by N_int (all pairs of the batch, averaged over workers); object terms by
+    the local count of existing object boxes."""
+    exist = (tgt_obj != 0).any(-1).to(src_sub.dtype)  # [..., M]
+    denom_obj = exist.sum(-1) + 1e-4
     out = {
-        "sub_bbox": F.l1_loss(src_sub, tgt_sub, reduction="none").sum() / num_interactions,
-        "obj_bbox": (F.l1_loss(src_obj, tgt_obj, reduction="none") * exist[:, None]).sum() / denom_obj,
+        "sub_bbox": F.l1_loss(src_sub, tgt_sub, reduction="none").sum((-2, -1)) / num_interactions,
+        "obj_bbox": (F.l1_loss(src_obj, tgt_obj, reduction="none") * exist[..., None]).sum((-2, -1)) / denom_obj,
     }
-    if src_sub.shape[0] == 0:
-        zero = src_sub.sum() + src_obj.sum()
+    if src_sub.shape[-2] == 0:
+        zero = src_sub.sum((-2, -1)) + src_obj.sum((-2, -1))
         return {**out, "sub_giou": zero, "obj_giou": zero}
-    out["sub_giou"] = (1 - paired_giou(src_sub, tgt_sub)).sum() / num_interactions
-    out["obj_giou"] = ((1 - paired_giou(src_obj, tgt_obj)) * exist).sum() / denom_obj
+    out["sub_giou"] = (1 - paired_giou(src_sub, tgt_sub)).sum(-1) / num_interactions
+    out["obj_giou"] = ((1 - paired_giou(src_obj, tgt_obj)) * exist).sum(-1) / denom_obj
     return out
 
 
-def _gather(outputs: Mapping[str, torch.Tensor], indices: Indices, key: str) -> torch.Tensor:
-    return torch.cat([outputs[key][i, q] for i, (q, _) in enumerate(indices)])
+TARGET_KEYS = ("obj_labels", "verb_labels", "sub_boxes", "obj_boxes")
 
 
-def _gather_targets(targets: Sequence[Mapping[str, torch.Tensor]], indices: Indices, key: str) -> torch.Tensor:
-    return torch.cat([t[key][g.to(t[key].device)] for t, (_, g) in zip(targets, indices)])
+@dataclass
+class LayerPicks:
+    """Matched (query, GT pair) positions of every layer of one branch as flat index tensors [L, M] on the device:
+    layer, image and query of each pick, and the pick's GT pair in the batch's concatenated targets. Every layer
+    picks the same number M of pairs (sum over images of min(queries, pairs))."""
+
+    layer: torch.Tensor
+    image: torch.Tensor
+    query: torch.Tensor
+    pair: torch.Tensor
+
+    @classmethod
+    def of(cls, per_layer: Sequence[Indices], sizes: Sequence[int], device: torch.device) -> "LayerPicks":
+        offsets = [0]
+        for n in sizes[:-1]:
+            offsets.append(offsets[-1] + n)
+        rows = []
+        for indices in per_layer:
+            image = torch.cat([torch.full((len(q),), i, dtype=torch.int64) for i, (q, _) in enumerate(indices)])
+            query = torch.cat([q.cpu().long() for q, _ in indices])
+            pair = torch.cat([g.cpu().long() + offsets[i] for i, (_, g) in enumerate(indices)])
+            rows.append(torch.stack([image, query, pair]))
+        if len({r.shape[1] for r in rows}) > 1:
+            raise ValueError("every decoder layer must match the same number of pairs")
+        flat = torch.stack(rows).to(device, non_blocking=True)  # [L, 3, M], one copy
+        layer = torch.arange(len(rows), device=device)[:, None].expand(-1, flat.shape[2])
+        return cls(layer, flat[:, 0], flat[:, 1], flat[:, 2])
 
 
 def count_interactions(targets: Sequence[Mapping[str, torch.Tensor]], device: torch.device) -> torch.Tensor:
@@ -136,38 +175,54 @@ class SetCriterion(nn.Module):
     def weighted_total(self, losses: Mapping[str, torch.Tensor]) -> torch.Tensor:
         return sum(self.weight_of(k) * v for k, v in losses.items() if k.startswith("loss_"))
 
-    # ---- one layer of one branch ------------------------------------------------------------------------------
-    def main_terms(self, out: Mapping[str, torch.Tensor], targets, indices: Indices, n_int) -> dict[str, torch.Tensor]:
-        logits = out["pred_obj_logits"]
-        target_classes = torch.full(logits.shape[:2], self.num_obj_classes, dtype=torch.int64, device=logits.device)
-        verb_targets = torch.zeros_like(out["pred_verb_logits"])
-        for i, (q, g) in enumerate(indices):
-            target_classes[i, q] = targets[i]["obj_labels"][g]
-            verb_targets[i, q] = targets[i]["verb_labels"][g].to(verb_targets.dtype)
-        terms = {
-            "obj_ce": F.cross_entropy(logits.transpose(1, 2), target_classes, self.empty_weight),
-            "verb_ce": verb_loss(out["pred_verb_logits"], verb_targets, self.verb_loss_type),
-        }
-        return {**terms, **self._matched_box_terms(out, targets, indices, n_int)}
+    # ---- one branch, all its decoder layers at once ------------------------------------------------------------
+    # Batching the layers matters on a GPU, where the step is bound by kernel launches: six layers' worth of small
+    # loss kernels and six device→host copies for the matcher cost more than the arithmetic (docs/benchmarks.md).
+    def branch_main_terms(self, layers: Sequence[Mapping[str, torch.Tensor]], targets: Mapping[str, torch.Tensor],
+                          picks: LayerPicks, n_int) -> dict[str, torch.Tensor]:
+        """The main branch's terms per layer ([L] each): obj CE and verb loss over all queries, boxes on picks."""
+        logits = torch.stack([o["pred_obj_logits"] for o in layers])  # [L, B, Q, C+1]
+        verbs = torch.stack([o["pred_verb_logits"] for o in layers])  # [L, B, Q, V]
+        at = (picks.layer, picks.image, picks.query)
+        target_classes = torch.full(logits.shape[:3], self.num_obj_classes, dtype=torch.int64, device=logits.device)
+        target_classes[at] = targets["obj_labels"][picks.pair]
+        verb_targets = torch.zeros_like(verbs)
+        verb_targets[at] = targets["verb_labels"][picks.pair].to(verbs.dtype)
+        # cross_entropy's weighted mean, per layer: sum of w_t * nll over sum of w_t
+        weighted_nll = F.cross_entropy(logits.permute(0, 3, 1, 2), target_classes, self.empty_weight, reduction="none")
+        terms = {"obj_ce": _per_layer_sum(weighted_nll) / _per_layer_sum(self.empty_weight[target_classes]),
+                 "verb_ce": verb_loss_layers(verbs, verb_targets, self.verb_loss_type)}
+        return {**terms, **self._box_terms(layers, targets, picks, n_int)}
 
-    def selected_terms(self, out: Mapping[str, torch.Tensor], targets, indices: Indices,
-                       n_int) -> dict[str, torch.Tensor]:
-        """Hard-branch terms: every loss only on the queries in `indices`."""
-        logits = _gather(out, indices, "pred_obj_logits")
-        labels = _gather_targets(targets, indices, "obj_labels")
-        if labels.numel() == 0:
-            obj_ce = logits.sum() * 0
+    def branch_selected_terms(self, layers: Sequence[Mapping[str, torch.Tensor]],
+                              targets: Mapping[str, torch.Tensor], picks: LayerPicks, n_int) -> dict[str, torch.Tensor]:
+        """Hard-branch terms per layer ([L] each): every loss only on the picked queries."""
+        at = (picks.layer, picks.image, picks.query)
+        logits = torch.stack([o["pred_obj_logits"] for o in layers])[at]  # [L, M, C+1]
+        labels = targets["obj_labels"][picks.pair]  # [L, M]
+        if labels.shape[1] == 0:
+            obj_ce = _per_layer_sum(logits) * 0
         else:
-            obj_ce = F.cross_entropy(logits, labels, self.empty_weight)
-        verbs = _gather(out, indices, "pred_verb_logits")
-        verb_targets = _gather_targets(targets, indices, "verb_labels").to(verbs.dtype)
-        terms = {"obj_ce": obj_ce, "verb_ce": verb_loss(verbs, verb_targets, self.verb_loss_type)}
-        return {**terms, **self._matched_box_terms(out, targets, indices, n_int)}
+            nll = F.cross_entropy(logits.transpose(1, 2), labels, self.empty_weight, reduction="none")
+            obj_ce = nll.sum(1) / self.empty_weight[labels].sum(1)
+        verbs = torch.stack([o["pred_verb_logits"] for o in layers])[at]
+        verb_targets = targets["verb_labels"][picks.pair].to(verbs.dtype)
+        terms = {"obj_ce": obj_ce, "verb_ce": verb_loss_layers(verbs, verb_targets, self.verb_loss_type)}
+        return {**terms, **self._box_terms(layers, targets, picks, n_int)}
 
-    def _matched_box_terms(self, out, targets, indices: Indices, n_int) -> dict[str, torch.Tensor]:
-        return box_losses(_gather(out, indices, "pred_sub_boxes"), _gather(out, indices, "pred_obj_boxes"),
-                          _gather_targets(targets, indices, "sub_boxes"),
-                          _gather_targets(targets, indices, "obj_boxes"), n_int)
+    @staticmethod
+    def _box_terms(layers, targets: Mapping[str, torch.Tensor], picks: LayerPicks, n_int) -> dict[str, torch.Tensor]:
+        def picked(key: str) -> torch.Tensor:
+            return torch.stack([o[key] for o in layers])[picks.layer, picks.image, picks.query]  # [L, M, 4]
+
+        return box_losses(picked("pred_sub_boxes"), picked("pred_obj_boxes"), targets["sub_boxes"][picks.pair],
+                          targets["obj_boxes"][picks.pair], n_int)
+
+    def main_terms(self, out: Mapping[str, torch.Tensor], targets: Sequence[Mapping[str, torch.Tensor]],
+                   indices: Indices, n_int) -> dict[str, torch.Tensor]:
+        """One layer's main-branch terms (scalars) for a given assignment."""
+        picks = LayerPicks.of([indices], _sizes(targets), out["pred_obj_logits"].device)
+        return {k: v[0] for k, v in self.branch_main_terms([out], _concat(targets), picks, n_int).items()}
 
     # ---- all layers, all branches -------------------------------------------------------------------------------
     def forward(self, outputs: Mapping, targets: Sequence[Mapping[str, torch.Tensor]],
@@ -180,31 +235,40 @@ class SetCriterion(nn.Module):
         n_int = num_interactions if num_interactions is not None else count_interactions(targets, device)
         layers = [outputs] + list(outputs.get("aux_outputs", []))
         suffixes = [""] + [f"_{i}" for i in range(len(layers) - 1)]
+        sizes, flat = _sizes(targets), _concat(targets)
+        main_indices = self.matcher.match_layers(layers, targets)
         losses: dict[str, torch.Tensor] = {}
-        main_indices = []
-        for out, sfx in zip(layers, suffixes):
-            indices = self.matcher(out, targets)
-            main_indices.append(indices)
-            for term, v in self.main_terms(out, targets, indices, n_int).items():
-                losses[f"loss_{term}{sfx}"] = v
 
+        def store(prefix: str, terms: Mapping[str, torch.Tensor]) -> None:
+            for term, per_layer in terms.items():
+                for sfx, value in zip(suffixes, per_layer.unbind(0)):
+                    losses[f"{prefix}{term}{sfx}"] = value
+
+        store("loss_", self.branch_main_terms(layers, flat, LayerPicks.of(main_indices, sizes, device), n_int))
         if outputs.get("gbs") is not None:
-            aligned = [(torch.arange(int(t["obj_labels"].shape[0])),) * 2 for t in targets]
-            branch = outputs["gbs"]
-            for out, sfx in zip([branch] + list(branch.get("aux_outputs", [])), suffixes):
-                for term, v in self.selected_terms(out, targets, aligned, n_int).items():
-                    losses[f"loss_gt_{term}{sfx}"] = v
+            branch = [outputs["gbs"]] + list(outputs["gbs"].get("aux_outputs", []))
+            aligned = [(torch.arange(n),) * 2 for n in sizes]  # slot j of image i is its j-th GT pair
+            picks = LayerPicks.of([aligned] * len(branch), sizes, device)
+            store("loss_gt_", self.branch_selected_terms(branch, flat, picks, n_int))
         if outputs.get("amm") is not None:
-            branch = outputs["amm"]
-            for out, sfx, indices in zip([branch] + list(branch.get("aux_outputs", [])), suffixes, main_indices):
-                for term, v in self.selected_terms(out, targets, indices, n_int).items():
-                    losses[f"loss_occ_{term}{sfx}"] = v
+            branch = [outputs["amm"]] + list(outputs["amm"].get("aux_outputs", []))
+            picks = LayerPicks.of(main_indices[:len(branch)], sizes, device)  # the main branch's assignment
+            store("loss_occ_", self.branch_selected_terms(branch, flat, picks, n_int))
 
         with torch.no_grad():
             pred_real = (outputs["pred_obj_logits"].argmax(-1) != self.num_obj_classes).sum(1).float()
-            n_gt = torch.tensor([float(t["obj_labels"].shape[0]) for t in targets], device=device)
+            n_gt = torch.tensor([float(n) for n in sizes], device=device)
             losses["obj_cardinality_error"] = F.l1_loss(pred_real, n_gt)
         return losses
+
+
+def _sizes(targets: Sequence[Mapping[str, torch.Tensor]]) -> list[int]:
+    return [int(t["obj_labels"].shape[0]) for t in targets]
+
+
+def _concat(targets: Sequence[Mapping[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """The batch's targets concatenated over images (what LayerPicks.pair indexes)."""
+    return {key: torch.cat([t[key] for t in targets]) for key in TARGET_KEYS}
 
 
 def build_criterion(cfg, num_obj_classes: int) -> SetCriterion:

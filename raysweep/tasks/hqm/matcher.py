@@ -10,6 +10,7 @@ from torch import nn
 from torchvision.ops import box_convert, generalized_box_iou
 
 Indices = list[tuple[torch.Tensor, torch.Tensor]]  # per image: (query indices, GT pair indices), int64
+COST_KEYS = ("pred_obj_logits", "pred_verb_logits", "pred_sub_boxes", "pred_obj_boxes")
 
 
 def cxcywh_giou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -63,14 +64,24 @@ class HungarianMatcher(nn.Module):
     def forward(self, outputs: Mapping[str, torch.Tensor], targets: Sequence[Mapping[str, torch.Tensor]]) -> Indices:
         """outputs: pred_obj_logits [B, Q, C+1], pred_verb_logits [B, Q, V], pred_{sub,obj}_boxes [B, Q, 4] cxcywh-n;
         targets[i]: obj_labels [n_i], verb_labels [n_i, V] multi-hot, {sub,obj}_boxes [n_i, 4] cxcywh-n."""
-        b, q = outputs["pred_obj_logits"].shape[:2]
+        return self.match_layers([outputs], targets)[0]
+
+    @torch.no_grad()
+    def match_layers(self, layers: Sequence[Mapping[str, torch.Tensor]],
+                     targets: Sequence[Mapping[str, torch.Tensor]]) -> list[Indices]:
+        """`forward` for every decoder layer: the layers' costs in one computation and one device→host copy."""
+        b, q = layers[0]["pred_obj_logits"].shape[:2]
         sizes = [int(t["obj_labels"].shape[0]) for t in targets]
         empty = torch.empty(0, dtype=torch.int64)
         if sum(sizes) == 0:
-            return [(empty, empty) for _ in range(b)]
-        cost = self.cost_matrix(outputs, targets).view(b, q, -1).float().cpu()
-        indices = []
-        for i, block in enumerate(cost.split(sizes, -1)):
-            rows, cols = linear_sum_assignment(block[i].numpy())
-            indices.append((torch.as_tensor(rows, dtype=torch.int64), torch.as_tensor(cols, dtype=torch.int64)))
-        return indices
+            return [[(empty, empty) for _ in range(b)] for _ in layers]
+        stacked = {key: torch.cat([out[key] for out in layers]) for key in COST_KEYS}  # layers as more images
+        costs = self.cost_matrix(stacked, targets).view(len(layers), b, q, -1).float().cpu()
+        result = []
+        for cost in costs:
+            indices = []
+            for i, block in enumerate(cost.split(sizes, -1)):
+                rows, cols = linear_sum_assignment(block[i].numpy())
+                indices.append((torch.as_tensor(rows, dtype=torch.int64), torch.as_tensor(cols, dtype=torch.int64)))
+            result.append(indices)
+        return result
