@@ -169,12 +169,14 @@ def _kill_our_session(pid: int) -> None:
 
 
 def test_per_trial_time_limit_stops_a_long_trial(workdir: Path) -> None:
-    run_cli(["tune", str(SPACE), *TINY, "trials.num_samples=1", "train.epochs=200", "trials.time_limit_s=8",
-             "scheduler.type=none", f"storage.cache_dir={workdir / 'cache'}", "--storage", str(workdir / "store"),
-             "--name", "limited"], cwd=workdir)
+    # also: a local instance without the dashboard process (ray installed without its [default] extra)
+    proc = run_cli(["tune", str(SPACE), *TINY, "trials.num_samples=1", "train.epochs=200", "trials.time_limit_s=8",
+                    "scheduler.type=none", "ray.dashboard=false", f"storage.cache_dir={workdir / 'cache'}",
+                    "--storage", str(workdir / "store"), "--name", "limited"], cwd=workdir)
     row = pd.read_parquet(workdir / "store" / "limited" / "results.parquet").iloc[0]
     assert row["status"] == "TERMINATED" and row["outcome"] == "pruned"
     assert 1 <= row["epochs_done"] < 200
+    assert "Ray dashboard" not in proc.stdout
 
 
 def test_collect_and_report_read_a_storage_uri(finished, workdir: Path) -> None:

@@ -185,6 +185,28 @@ def test_conditional_parameter_only_sampled_when_condition_holds(tmp_path: Path)
     assert "prompts.template" not in sampled and "prompts.template" not in rand.asked
 
 
+def test_fixing_a_condition_key_by_override_settles_its_dependants(tmp_path: Path) -> None:
+    # classifier.init=rand: prompts.template can never be sampled, so it leaves the search (no error)
+    rand = load_sweep(REPO / "search_spaces/defr.yaml", ["classifier.init=rand"])
+    assert "prompts.template" not in rand.params and "classifier.init" not in rand.params
+    # classifier.init=language: the condition always holds, so prompts.template is searched unconditionally
+    language = load_sweep(REPO / "search_spaces/defr.yaml", ["classifier.init=language"])
+    assert "prompts.template" in language.params and not language.spec.search["prompts.template"].when
+    # a chain: b depends on a, c on b; fixing a against b's condition drops both
+    path = write(tmp_path, MINIMAL.replace("search:", """search:
+  classifier.init: {distribution: choice, values: [language, rand]}
+  prompts.template: {distribution: choice, values: [default, gerund], when: {classifier.init: language}}
+  classifier.text_encoder: {distribution: choice, values: [minilm, bert], when: {prompts.template: gerund}}"""))
+    chained = load_sweep(path, ["classifier.init=rand"])
+    assert not {"prompts.template", "classifier.text_encoder"} & set(chained.params)
+    # written into the file (not an override), a condition that can never hold is still an error
+    fixed = write(tmp_path, MINIMAL.replace("search:", """search:
+  prompts.template: {distribution: choice, values: [default, gerund], when: {classifier.init: language}}""")
+                  .replace("config:", "config:\n  classifier: {init: rand}"), name="fixed.yaml")
+    with pytest.raises(ConfigError, match="condition can never hold"):
+        load_sweep(fixed)
+
+
 def test_grid_runs_every_combination_num_samples_times(tmp_path: Path) -> None:
     path = write(tmp_path, """
         task: defr

@@ -172,7 +172,33 @@ def apply_overrides(raw: dict[str, Any], overrides: Iterable[str]) -> dict[str, 
         if isinstance(search, dict):
             search.pop(config_key, None)
             _drop_rows_column(search, config_key)
+            _settle_conditions(search, config_key, value)
     return raw
+
+
+def _settle_conditions(search: dict[str, Any], key: str, value: Any) -> None:
+    """An override that fixes `key` settles the `when` conditions on it: a parameter whose condition now always
+    holds loses that condition; one whose condition can no longer hold is dropped (it would never be sampled), and
+    so is anything conditional on a dropped parameter. (`classifier.init=rand` drops `prompts.template`.)"""
+    dropped: set[str] = set()
+    for label, entry in list(search.items()):
+        when = entry.get("when") if isinstance(entry, dict) else None
+        if not isinstance(when, dict) or key not in when:
+            continue
+        wanted = when[key] if isinstance(when[key], list) else [when[key]]
+        if value in wanted:
+            rest = {k: v for k, v in when.items() if k != key}
+            search[label] = {k: v for k, v in entry.items() if k != "when"} | ({"when": rest} if rest else {})
+        else:
+            del search[label]
+            dropped.add(label)
+    while dropped:
+        label = dropped.pop()
+        for other, entry in list(search.items()):
+            when = entry.get("when") if isinstance(entry, dict) else None
+            if isinstance(when, dict) and label in when:
+                del search[other]
+                dropped.add(other)
 
 
 def _drop_rows_column(search: dict[str, Any], key: str) -> None:

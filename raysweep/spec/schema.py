@@ -183,6 +183,9 @@ class FailureSettings(StrictModel):
 
 class RaySettings(StrictModel):
     address: Optional[str] = None  # None: start a local instance; "auto" or "ray://host:10001": join a cluster
+    # Local instances only: false starts no dashboard process, for ray installed without its [default] extra (the
+    # dashboard's packages) or machines where nobody will look at it.
+    dashboard: bool = True
     dashboard_host: str = "127.0.0.1"
     dashboard_port: int = 8265
     report_interval_s: float = Field(0.2, gt=0)  # Train → Tune poll interval (Ray's default 2 s is slow locally)

@@ -130,7 +130,8 @@ def dashboard_port(host: str, preferred: int) -> int:
 
 
 def init_ray(sweep: Sweep, address: Optional[str], slots: int) -> None:
-    """Local instance (dashboard on 127.0.0.1) or join `address`; prints the dashboard URL."""
+    """Local instance (dashboard on 127.0.0.1 unless `ray.dashboard: false`) or join `address`; prints the dashboard
+    URL."""
     import ray
 
     settings = sweep.spec.ray
@@ -147,10 +148,11 @@ def init_ray(sweep: Sweep, address: Optional[str], slots: int) -> None:
             context = ray.init(address=address, runtime_env=runtime_env, logging_level=logging.WARNING,
                                log_to_driver=False)
         else:
+            dashboard = ({"dashboard_host": settings.dashboard_host,
+                          "dashboard_port": dashboard_port(settings.dashboard_host, settings.dashboard_port)}
+                         if settings.dashboard else {})
             context = ray.init(address="local", num_cpus=os.cpu_count(), resources={DRIVER_RESOURCE: slots},
-                               include_dashboard=True, dashboard_host=settings.dashboard_host,
-                               dashboard_port=dashboard_port(settings.dashboard_host, settings.dashboard_port),
-                               runtime_env=runtime_env,
+                               include_dashboard=settings.dashboard, **dashboard, runtime_env=runtime_env,
                                logging_level=logging.WARNING, log_to_driver=False)
     except Exception as exc:  # noqa: BLE001 - ray raises many types; the user needs one line
         text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
