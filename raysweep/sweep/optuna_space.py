@@ -22,7 +22,9 @@ def encode_value(dist: Choice | Grid, value: Any) -> Any:
     return value if _encodable(dist.values) else json.dumps(value, sort_keys=True)
 
 
-def _condition_holds(when: Mapping[str, Any] | None, chosen: Mapping[str, Any], base: Mapping[str, Any]) -> bool:
+def condition_holds(when: Mapping[str, Any] | None, chosen: Mapping[str, Any], base: Mapping[str, Any]) -> bool:
+    """Whether a parameter's `when` holds: each key's value (sampled so far, else fixed in the base config) is one
+    of the wanted values."""
     for key, wanted in (when or {}).items():
         wanted_values = wanted if isinstance(wanted, list) else [wanted]
         current = chosen[key] if key in chosen else get_path(base, key)
@@ -44,7 +46,7 @@ class DefineByRun:
     def __call__(self, trial: optuna.Trial) -> dict[str, Any]:
         chosen: dict[str, Any] = {}
         for key, dist in self.params.items():
-            if not _condition_holds(dist.when, chosen, self.base):
+            if not condition_holds(dist.when, chosen, self.base):
                 continue
             if isinstance(dist, (Choice, Grid)):
                 options = [encode_value(dist, v) for v in dist.values]

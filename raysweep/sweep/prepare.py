@@ -11,7 +11,7 @@ from typing import Any
 
 from raysweep.spec.load import Sweep, get_path
 from raysweep.spec.schema import Choice, Grid, Rows
-from raysweep.sweep.optuna_space import _condition_holds
+from raysweep.sweep.optuna_space import condition_holds
 
 
 def prepare_combinations(sweep: Sweep) -> list[dict[str, Any]]:
@@ -31,7 +31,7 @@ def prepare_combinations(sweep: Sweep) -> list[dict[str, Any]]:
         elif isinstance(dist, (Choice, Grid)) and key in relevant:
             grown = []
             for state in states:
-                if _condition_holds(dist.when, state, sweep.base_config):
+                if condition_holds(dist.when, state, sweep.base_config):
                     grown += [{**state, key: value} for value in dist.values]
                 else:
                     grown.append(state)

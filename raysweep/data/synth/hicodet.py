@@ -34,11 +34,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 import math
-import os
-import shutil
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -58,12 +54,11 @@ from raysweep.data.hicodet import (
 from raysweep.data.synth.plan import PAIRS_PER_IMAGE_P, plan_split
 from raysweep.data.synth.render import render_scene
 from raysweep.data.synth.vocabulary import COCO_CATEGORY_ID, HICO_VERB_ID, HOI_CLASSES, OBJECTS, PERSON_COCO_ID
-from raysweep.errors import ConfigError, DataError
+from raysweep.data.synth.publish import MARKER, publish  # noqa: F401 - MARKER is part of this module's API
+from raysweep.errors import ConfigError
 
-log = logging.getLogger(__name__)
 
 GENERATOR_VERSION = 2  # bump whenever the bytes produced for the same parameters change (2: scene options)
-MARKER = ".complete"
 EMPTY_TEST_FRACTION = 0.03  # test images without any interaction (real HICO-DET: 112 of 9,658)
 JPEG_QUALITY = 95
 _SPLITS = (("train", 0), ("test", 1))
@@ -186,60 +181,29 @@ def _params(seed: int, num_train: int, num_test: int, image_size: int, scene: Sc
             "num_classes": len(scene.classes), **scene.as_dict()}
 
 
-def _read_marker(folder: Path) -> dict | None:
-    try:
-        return json.loads((folder / MARKER).read_text())
-    except (OSError, ValueError):
-        return None
-
-
 def generate_hicodet(out: Path, seed: int, num_train: int, num_test: int, image_size: int, *,
                      scene: Scene = HICO_LIKE, overwrite: bool = False, progress: bool = False) -> Path:
     """Write the synthetic HICO-DET to `out` and return it; a complete folder with the same parameters is reused.
 
     Raises ConfigError for bad sizes, DataError if `out` exists but is incomplete or was made with other
-    parameters (unless `overwrite`).
+    parameters (unless `overwrite`). Written atomically (`publish`): a failure leaves nothing behind.
     """
-    out = Path(out)
     for key, value, low in (("num_train", num_train, 1), ("num_test", num_test, 2), ("image_size", image_size, 32)):
         if int(value) < low:
             raise ConfigError(f"synthetic HICO-DET: {key} must be >= {low}, got {value!r}")
     if int(seed) < 0:
         raise ConfigError(f"synthetic HICO-DET: seed must be >= 0, got {seed!r}")
-    params = _params(seed, num_train, num_test, image_size, scene)
-    if out.exists():
-        found = _read_marker(out)
-        if found == params:
-            log.debug("synthetic HICO-DET already at %s", out)
-            return out
-        if not overwrite:
-            what = "is incomplete (no .complete marker)" if found is None else f"was generated with {found}"
-            raise DataError(f"{out} {what}; delete it or pass overwrite=True to regenerate with {params}")
-        log.info("removing %s to regenerate it", out)
-        shutil.rmtree(out)
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f"{out.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
-    log.info("generating synthetic HICO-DET (%d train + %d test images, %dpx, seed %d, %d classes) in %s",
-             num_train, num_test, image_size, seed, len(scene.classes), out)
-    try:
-        (tmp / "annotations").mkdir(parents=True)
-        np.save(tmp / CORRECT_MAT_FILE, correct_matrix(scene.classes))
+    def write(folder: Path) -> None:
+        (folder / "annotations").mkdir(parents=True)
+        np.save(folder / CORRECT_MAT_FILE, correct_matrix(scene.classes))
         for split, split_id in _SPLITS:
             n = num_train if split == "train" else num_test
-            _write_split(tmp, split, split_id, int(seed), int(n), int(image_size), scene, progress)
-        (tmp / MARKER).write_text(json.dumps(params, sort_keys=True))
-        try:
-            os.rename(tmp, out)
-        except OSError:
-            # Another process renamed its copy first; same parameters mean the same bytes, so keep the winner's.
-            if _read_marker(out) != params:
-                raise
-            log.debug("synthetic HICO-DET: another process finished %s first", out)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-    return out
+            _write_split(folder, split, split_id, int(seed), int(n), int(image_size), scene, progress)
+
+    what = (f"synthetic HICO-DET ({num_train} train + {num_test} test images, {image_size}px, seed {seed}, "
+            f"{len(scene.classes)} classes)")
+    return publish(Path(out), _params(seed, num_train, num_test, image_size, scene), write, what, overwrite=overwrite)
 
 
 def synthetic_hicodet_path(cache_dir: Path, num_train: int, num_test: int, image_size: int, seed: int,

@@ -108,6 +108,13 @@ def _weights_kind(weights: str) -> Literal["random", "hub", "path", "tag"]:
     return "tag"
 
 
+def check_local_weights(cfg: ModelConfig) -> None:
+    """Fail early (ConfigError) when `model.weights` names a local checkpoint that does not exist; hub tags are
+    left to the trial, which is where a download would happen."""
+    if _weights_kind(cfg.weights) == "path":
+        _check_checkpoint_file(cfg.backbone, cfg.weights)
+
+
 def _check_checkpoint_file(backbone: str, weights: str) -> None:
     if not os.path.isfile(weights):
         raise ConfigError(

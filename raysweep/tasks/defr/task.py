@@ -290,7 +290,6 @@ def _check_few_shot_lists(path: str, num_classes: int) -> None:
 
 def _check_weights_path(config: DefrConfig) -> None:
     """A model.weights that names a local checkpoint must exist (hub downloads are tried by the trial)."""
-    from raysweep.tasks.defr import backbones
+    from raysweep.tasks.defr.backbones import check_local_weights
 
-    if backbones._weights_kind(config.model.weights) == "path":
-        backbones._check_checkpoint_file(config.model.backbone, config.model.weights)
+    check_local_weights(config.model)
