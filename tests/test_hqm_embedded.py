@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from pydantic import ValidationError
 
 from raysweep.data.hicodet import coco_id_to_index, load_hicodet, triplet_counts
@@ -109,3 +110,22 @@ def test_prepare_checks_the_pretrained_path_before_anything_runs(tmp_path: Path)
     with pytest.raises(ConfigError, match="model.pretrained"):
         HqmTask.prepare(cfg, tmp_path)
     assert not (tmp_path / "synth_hicodet").exists()
+
+
+def test_prepare_loads_the_pretrained_checkpoint_once_and_refuses_one_that_does_not_fit(tmp_path: Path) -> None:
+    from raysweep.tasks.hqm.model import build_model
+
+    small = {"num_queries": 4, "d_model": 32, "nhead": 2, "dim_feedforward": 64, "tiny_width": 8, "enc_layers": 1,
+             "dec_layers": 1}
+    synth = {"num_train": 10, "num_test": 10, "image_size": 64}
+    source = HqmConfig.model_validate({"model": small})
+    torch.save({"model": build_model(source, 80, 117).state_dict()}, tmp_path / "qpic.pth")
+    cfg = HqmConfig.model_validate({"data": {"synth": synth}, "model": {**small, "pretrained": str(tmp_path / "qpic.pth")}})
+    HqmTask.prepare(cfg, tmp_path / "cache")
+    markers = list((tmp_path / "cache" / "pretrained_checks").iterdir())
+    assert len(markers) == 1 and "qpic checkpoint" in markers[0].read_text() and "0 left fresh" in markers[0].read_text()
+    # another model size: the file does not fit, and that is known before any trial starts
+    wider = HqmConfig.model_validate({"data": {"synth": synth},
+                                      "model": {**small, "d_model": 64, "pretrained": str(tmp_path / "qpic.pth")}})
+    with pytest.raises(ConfigError, match=r"model.pretrained .*shapes do not fit"):
+        HqmTask.prepare(wider, tmp_path / "cache")

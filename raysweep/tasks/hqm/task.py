@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 from functools import cached_property
 from pathlib import Path
 from typing import Any, ClassVar, Mapping, Sequence
@@ -40,9 +41,13 @@ class HqmTask(Task):
                                                "ko_map_non_rare")
     table_keys: ClassVar[tuple[str, ...]] = ("model.backbone", "hqm.gbs", "hqm.amm", "hqm.alternation",
                                              "eval.protocol")
+    # data: the synthetic HICO-DET; model: the pretrained checkpoint is checked against each searched model shape
     prepare_keys: ClassVar[tuple[str, ...]] = ("data.root", "data.synth.num_train", "data.synth.num_test",
                                                "data.synth.image_size", "data.synth.seed", "data.synth.objects",
-                                               "data.synth.pairs_per_image", "data.synth.object_scale")
+                                               "data.synth.pairs_per_image", "data.synth.object_scale",
+                                               "model.pretrained", "model.backbone", "model.d_model", "model.nhead",
+                                               "model.enc_layers", "model.dec_layers", "model.dim_feedforward",
+                                               "model.num_queries")
     # The HICO-DET table: Default and Known-Object, each Full / Rare / Non-rare (the paper layout of `raysweep report`
     # shows the Known-Object half with --with-ko).
     table_columns: ClassVar[dict[str, str]] = {"Full": "map", "Rare": "map_rare", "Non-rare": "map_non_rare",
@@ -86,7 +91,10 @@ class HqmTask(Task):
             root = ensure_synthetic_hicodet(cache_dir, config.data.synth)
             updates["data.root"] = str(root)
             config = config.model_copy(update={"data": config.data.model_copy(update={"root": str(root)})})
-        cls(config, cache_dir).annotations  # noqa: B018 - fails early on malformed annotations
+        annotations = cls(config, cache_dir).annotations  # fails early on malformed annotations
+        if config.model.pretrained:
+            num_verbs, num_objects = annotations.correct_mat.shape
+            check_pretrained_once(config, num_objects, num_verbs, cache_dir)
         return updates
 
     # ---- per trial ----------------------------------------------------------------------------------------
@@ -195,3 +203,35 @@ def _flag(value: Any) -> bool:
     if isinstance(value, str):
         return value.strip().lower() in ("true", "1", "yes")
     return bool(value) if value is not None else False
+
+
+def check_pretrained_once(config: HqmConfig, num_objects: int, num_verbs: int, cache_dir: Path | None) -> None:
+    """Load `model.pretrained` into the configured model on the CPU, so that a checkpoint that does not fit (other
+    sizes, not a DETR / QPIC / HQM file) fails before any trial starts, with the load report logged. A marker in
+    the cache (file path, size, mtime and model config) makes the trials' own `prepare` skip the repeat."""
+    import hashlib
+    import json
+
+    from raysweep.tasks.hqm.checkpoint import load_pretrained
+    from raysweep.tasks.hqm.model import build_model
+
+    path = Path(config.model.pretrained)
+    stat = path.stat()
+    key = json.dumps([str(path.resolve()), stat.st_size, stat.st_mtime_ns, num_objects, num_verbs,
+                      config.model.model_dump(mode="json")], sort_keys=True)
+    marker = (Path(cache_dir) / "pretrained_checks" / hashlib.sha1(key.encode()).hexdigest()[:16]
+              if cache_dir is not None else None)
+    if marker is not None and marker.is_file():
+        return
+    report = load_pretrained(build_model(config, num_objects, num_verbs), path)
+    # a DETR checkpoint has no verb head and no GBS query MLP: those start fresh by design, anything else is news
+    unexpected = [k for k in report.fresh if "verb_class_embed" not in k and "query_embed_sp" not in k]
+    if unexpected:
+        log.warning("model.pretrained %s: %d parameters are not in the file and start from scratch (%s%s)", path,
+                    len(unexpected), ", ".join(unexpected[:4]), ", ..." if len(unexpected) > 4 else "")
+    if marker is not None:
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        tmp = marker.with_name(f"{marker.name}.tmp-{os.getpid()}")
+        tmp.write_text(report.summary())
+        tmp.replace(marker)
+
