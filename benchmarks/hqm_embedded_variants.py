@@ -24,6 +24,7 @@ sys.path.insert(0, str(REPO))
 
 from raysweep.spec import load_sweep  # noqa: E402
 from raysweep.sweep.worker import seed_everything  # noqa: E402
+from raysweep.tasks.base import evaluate_in_process  # noqa: E402
 
 SEARCHED = {"hqm.gbs": False, "hqm.amm": False, "optim.lr": 3e-4}
 VARIANTS = {
@@ -61,13 +62,7 @@ def run(name: str, overrides: list[str], cache: Path) -> None:
             parts.optimizer.step()
         parts.schedule.step_epoch(epoch, None)
         if task.should_evaluate(epoch) or epoch == task.epochs - 1:
-            parts.model.eval()
-            outputs = {}
-            with torch.no_grad():
-                for batch in DataLoader(parts.eval_set, batch_size=parts.eval_batch_size, collate_fn=parts.collate_fn):
-                    indices, preds = task.predict(parts.model, batch)
-                    outputs.update(zip(indices, preds))
-            metrics = task.evaluate(outputs)
+            metrics = evaluate_in_process(task, parts)
             print(f"{name}: epoch {epoch + 1}, mAP {metrics['map']:.3f} (rare {metrics['map_rare']:.3f}), "
                   f"{time.time() - started:.0f} s", flush=True)
 

@@ -14,6 +14,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from raysweep.sweep.worker import seed_everything
+from raysweep.tasks.base import evaluate_in_process
 from raysweep.tasks.defr.config import DefrConfig
 from raysweep.tasks.defr.task import DefrTask
 from raysweep.tasks.hqm.config import HqmConfig
@@ -94,17 +95,6 @@ def _overfit(task, parts, batch, steps: int) -> list[float]:
     return losses
 
 
-def _evaluate(task, parts) -> dict[str, float]:
-    parts.model.eval()
-    outputs = {}
-    with torch.no_grad():
-        for batch in DataLoader(parts.eval_set, batch_size=parts.eval_batch_size, collate_fn=parts.collate_fn):
-            indices, preds = task.predict(parts.model, batch)
-            outputs.update(zip(indices, preds))
-    assert len(outputs) == len(parts.eval_set)
-    return task.evaluate(outputs)
-
-
 def test_defr_first_step_matches_the_cpu(defr_config):
     config, cache = defr_config
     cpu, gpu = _first_loss(DefrTask, config, cache, CPU), _first_loss(DefrTask, config, cache, CUDA)
@@ -121,7 +111,7 @@ def test_defr_learns_and_evaluates_on_the_gpu(defr_config, amp):
     assert next(parts.model.parameters()).device.type == "cuda"
     losses = _overfit(task, parts, _first_batch(parts), 40)
     assert losses[-1] < 0.5 * losses[0]
-    metrics = _evaluate(task, parts)
+    metrics = evaluate_in_process(task, parts)
     assert set(task.metric_names) <= set(metrics)
     assert all(0.0 <= metrics[k] <= 1.0 for k in task.metric_names)
 
@@ -142,7 +132,7 @@ def test_hqm_learns_and_evaluates_on_the_gpu(hqm_config, gbs, amm):
     task.on_epoch_start(0)
     losses = _overfit(task, parts, _first_batch(parts), 60)
     assert sum(losses[-5:]) / 5 < 0.6 * sum(losses[:5]) / 5
-    metrics = _evaluate(task, parts)
+    metrics = evaluate_in_process(task, parts)
     assert set(task.metric_names) <= set(metrics) and 0.0 <= metrics["map"] <= 1.0
     # ten synthetic test images hold no rare class: those columns are NaN by the protocol, the rest in [0, 1]
     assert all(math.isnan(metrics[k]) or 0.0 <= metrics[k] <= 1.0 for k in task.metric_names), metrics

@@ -13,7 +13,7 @@ from PIL import Image, ImageDraw
 from pydantic import ValidationError
 from torch.utils.data import DataLoader
 
-from raysweep.tasks.base import LRSchedule
+from raysweep.tasks.base import LRSchedule, evaluate_in_process
 from raysweep.tasks.hqm.config import HqmConfig
 from raysweep.tasks.hqm.task import HqmTask
 
@@ -142,6 +142,9 @@ def test_predict_and_evaluate(mini_hicodet):
     metrics = task.evaluate(outputs)
     assert set(metrics) == set(HqmTask.metric_names)
     assert all(0.0 <= v <= 1.0 for k, v in metrics.items() if not math.isnan(v))
+    in_process = evaluate_in_process(task, parts)  # the same, as benchmarks and notebooks call it
+    assert in_process.keys() == metrics.keys()
+    assert all(math.isnan(v) if math.isnan(metrics[k]) else v == pytest.approx(metrics[k]) for k, v in in_process.items())
     # perfect predictions: the GT boxes with a confident right class and verb give mAP 1
     perfect = {}
     for i, rec in enumerate(task.annotations.test):

@@ -31,7 +31,7 @@ from typing import Any, Callable, ClassVar, Mapping, Sequence
 import torch
 from pydantic import BaseModel, ConfigDict
 from torch import nn
-from torch.utils.data import Dataset
+from torch.utils.data import DataLoader, Dataset
 
 
 class StrictModel(BaseModel):
@@ -154,3 +154,16 @@ class Task(ABC):
         """Images in a batch, for throughput; default: length of the first element."""
         first = batch[0] if isinstance(batch, (list, tuple)) else batch
         return len(first)
+
+
+def evaluate_in_process(task: Task, parts: TrainingParts) -> dict[str, float]:
+    """Predict over the whole eval set in this process and compute the metrics: the worker loop's evaluation
+    without Ray or ranks, for tests, benchmarks and notebooks."""
+    parts.model.eval()
+    outputs: dict[int, Any] = {}
+    with torch.no_grad():
+        for batch in DataLoader(parts.eval_set, batch_size=parts.eval_batch_size, collate_fn=parts.collate_fn):
+            indices, predictions = task.predict(parts.model, batch)
+            outputs.update(zip(indices, predictions))
+    return task.evaluate(outputs)
+
