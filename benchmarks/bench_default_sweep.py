@@ -10,6 +10,7 @@ every 0.5 s from /proc, then reads the experiment to report, per trial, the time
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import subprocess
@@ -39,10 +40,10 @@ def session_rss_bytes(session: int) -> int:
 
 
 def main() -> None:
-    args = sys.argv[1:]
-    space = REPO / "search_spaces" / "defr.yaml"
-    if args[:1] == ["--space"]:
-        space, args = Path(args[1]).resolve(), args[2:]
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--space", type=Path, default=REPO / "search_spaces" / "defr.yaml")
+    known, args = parser.parse_known_args()  # the rest: key=value overrides for `raysweep tune`
+    space = known.space.resolve()
     storage = Path(tempfile.mkdtemp(prefix="raysweep-bench-"))
     name = "bench"
     cmd = [sys.executable, "-m", "raysweep.cli", "tune", str(space), *args,

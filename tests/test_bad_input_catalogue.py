@@ -27,6 +27,7 @@ import pytest
 from PIL import Image
 
 from raysweep.cli import main
+from support import run_cli
 
 DIR = object()  # a file-table value meaning "an empty folder"
 Content = Union[str, bytes, object]
@@ -396,16 +397,6 @@ def _snapshot(tmp: Path) -> dict[str, bytes | None]:
             with open(path, "rb") as handle:
                 state[os.path.relpath(path, tmp)] = handle.read()
     return state
-
-
-def run_cli(argv: list[str], capsys) -> tuple[int, str, str]:
-    try:
-        main(argv)
-        code = 0
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 @pytest.fixture(autouse=True)

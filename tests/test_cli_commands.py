@@ -9,24 +9,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from raysweep.cli import main
-
-
-def run(argv: list[str], capsys) -> tuple[int, str, str]:
-    try:
-        main(argv)
-        code = 0
-    except SystemExit as exc:
-        code = exc.code or 0
-    out = capsys.readouterr()
-    return code, out.out, out.err
+from support import run_cli
 
 
 def test_env_prints_a_copy_paste_block(capsys) -> None:
     import ray
     import torch
 
-    code, out, _ = run(["env"], capsys)
+    code, out, _ = run_cli(["env"], capsys)
     assert code == 0 and out.startswith("```") and out.rstrip().endswith("```")
     assert f"torch: {torch.__version__}" in out and f"ray: {ray.__version__}" in out
     assert "optuna:" in out and "GPUs:" in out and "RAY_ADDRESS:" in out and "CUDA available:" in out
@@ -34,7 +24,7 @@ def test_env_prints_a_copy_paste_block(capsys) -> None:
 
 def test_synth_hico_then_eval_hico_json(tmp_path: Path, capsys) -> None:
     out_dir = tmp_path / "hico"
-    code, out, err = run(["data", "synth", "hico", "--out", str(out_dir), "--seed", "3", "--num-train", "60",
+    code, out, err = run_cli(["data", "synth", "hico", "--out", str(out_dir), "--seed", "3", "--num-train", "60",
                           "--num-test", "30", "--image-size", "32"], capsys)
     assert code == 0, err
     assert (out_dir / "anno.pkl").exists() and len(list((out_dir / "images" / "test2015").iterdir())) == 30
@@ -43,20 +33,20 @@ def test_synth_hico_then_eval_hico_json(tmp_path: Path, capsys) -> None:
     labels = anno["anno_test"].T
     perfect = np.where(labels == 1, 1.0, 0.0) + 0.01 * np.random.default_rng(0).random(labels.shape)
     np.save(tmp_path / "scores.npy", perfect)
-    code, out, err = run(["eval", "hico", "--anno", str(out_dir / "anno.pkl"), "--scores", str(tmp_path / "scores.npy"),
+    code, out, err = run_cli(["eval", "hico", "--anno", str(out_dir / "anno.pkl"), "--scores", str(tmp_path / "scores.npy"),
                           "--json"], capsys)
     assert code == 0, err
     result = json.loads(out)
     assert result["full"] == pytest.approx(1.0)  # classes without test positives would pull this below 1
     assert set(result) >= {"full", "few@1", "few@5", "few@10", "known_object", "per_class_ap"}
     np.save(tmp_path / "bad.npy", perfect[:, :5])
-    code, _, err = run(["eval", "hico", "--anno", str(out_dir / "anno.pkl"), "--scores", str(tmp_path / "bad.npy")], capsys)
+    code, _, err = run_cli(["eval", "hico", "--anno", str(out_dir / "anno.pkl"), "--scores", str(tmp_path / "bad.npy")], capsys)
     assert code == 2 and err.count("\n") == 1 and "bad.npy" in err and "Traceback" not in err
 
 
 def test_synth_hicodet_then_eval_hicodet(tmp_path: Path, capsys) -> None:
     root = tmp_path / "hicodet"
-    code, _, err = run(["data", "synth", "hicodet", "--out", str(root), "--num-train", "40", "--num-test", "20",
+    code, _, err = run_cli(["data", "synth", "hicodet", "--out", str(root), "--num-train", "40", "--num-test", "20",
                         "--image-size", "64"], capsys)
     assert code == 0, err
     test = json.loads((root / "annotations" / "test_hico.json").read_text())
@@ -78,13 +68,13 @@ def test_synth_hicodet_then_eval_hicodet(tmp_path: Path, capsys) -> None:
                       "sub_ids": subs, "obj_ids": objs})
     (tmp_path / "preds.json").write_text(json.dumps(preds))
     for protocol in ("qpic", "official"):
-        code, out, err = run(["eval", "hico-det", "--anno-dir", str(root), "--pred", str(tmp_path / "preds.json"),
+        code, out, err = run_cli(["eval", "hico-det", "--anno-dir", str(root), "--pred", str(tmp_path / "preds.json"),
                               "--protocol", protocol, "--json"], capsys)
         assert code == 0, err
         result = json.loads(out)
         assert result["default"]["full"] == pytest.approx(1.0, abs=1e-9)
-    code, _, err = run(["eval", "hico-det", "--anno-dir", str(root), "--pred", str(tmp_path / "preds.json"),
+    code, _, err = run_cli(["eval", "hico-det", "--anno-dir", str(root), "--pred", str(tmp_path / "preds.json"),
                         "--protocol", "matlab"], capsys)
     assert code == 2 and "qpic, official" in err
-    code, _, err = run(["eval", "hico-det", "--anno-dir", str(root), "--pred", str(tmp_path / "missing.json")], capsys)
+    code, _, err = run_cli(["eval", "hico-det", "--anno-dir", str(root), "--pred", str(tmp_path / "missing.json")], capsys)
     assert code == 2 and "missing.json" in err and "Traceback" not in err

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
+
+from support import run_cli_process
 
 REPO = Path(__file__).resolve().parents[1]
 SPACE = REPO / "search_spaces" / "hqm.yaml"
@@ -26,19 +26,10 @@ METRICS = ("map", "map_rare", "map_non_rare", "ko_map", "ko_map_rare", "ko_map_n
 COLUMNS = ("Full", "Rare", "Non-rare", "Known-Object Full", "Known-Object Rare", "Known-Object Non-rare")
 
 
-def run_cli(args: list[str], cwd: Path, timeout: float = 600) -> subprocess.CompletedProcess:
-    env = {**os.environ, "RAY_DEDUP_LOGS": "0", "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.run([sys.executable, "-m", "raysweep.cli", *args], cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=timeout)
-    if proc.returncode != 0:
-        raise AssertionError(f"raysweep {' '.join(args)} exited {proc.returncode}\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
-    return proc
-
-
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory) -> tuple[Path, Path, subprocess.CompletedProcess]:
     workdir = tmp_path_factory.mktemp("e2e_hqm")
-    proc = run_cli(["tune", str(SPACE), *TINY, f"storage.cache_dir={workdir / 'cache'}", "--storage",
+    proc = run_cli_process(["tune", str(SPACE), *TINY, f"storage.cache_dir={workdir / 'cache'}", "--storage",
                     str(workdir / "store"), "--name", "hqm"], cwd=workdir)
     return workdir, workdir / "store" / "hqm", proc
 
@@ -68,10 +59,10 @@ def test_tune_prints_the_hicodet_table_and_report_renders_both_layouts(finished)
     assert [c.strip() for c in header.split("|")[1:-1]] == ["method", "backbone", *COLUMNS, "n"]
     assert "| QPIC + GBS | tiny" in proc.stdout and "| QPIC + HQM | tiny" in proc.stdout
     parquet = experiment / "results.parquet"
-    paper = run_cli(["report", str(parquet), "--layout", "paper", "--with-ko"], cwd=workdir).stdout
+    paper = run_cli_process(["report", str(parquet), "--layout", "paper", "--with-ko"], cwd=workdir).stdout
     lines = paper.splitlines()
     assert [c.strip() for c in lines[0].split("|")[1:-1]] == ["method", "backbone", *COLUMNS, "n"]
     assert lines[2].startswith("| QPIC       | R50") and lines[3].startswith("| QPIC + HQM | R50")  # no results: –
     assert "Not in the paper (2 rows)" in paper
-    csv = run_cli(["report", str(experiment), "--format", "csv"], cwd=workdir).stdout
+    csv = run_cli_process(["report", str(experiment), "--format", "csv"], cwd=workdir).stdout
     assert "Known-Object Non-rare mean" in csv and len(csv.strip().splitlines()) == 3  # header + 2 rows

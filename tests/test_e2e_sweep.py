@@ -13,6 +13,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from support import run_cli_process
+
 REPO = Path(__file__).resolve().parents[1]
 SPACE = REPO / "search_spaces" / "defr.yaml"
 pytestmark = pytest.mark.slow
@@ -23,15 +25,6 @@ TINY = ["data.synth.num_train=80", "data.synth.num_test=40", "data.synth.image_s
         "scheduler.grace_period=1"]
 
 
-def run_cli(args: list[str], cwd: Path, timeout: float = 600, check: bool = True) -> subprocess.CompletedProcess:
-    env = {**os.environ, "RAY_DEDUP_LOGS": "0", "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.run([sys.executable, "-m", "raysweep.cli", *args], cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=timeout)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"raysweep {' '.join(args)} exited {proc.returncode}\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
-    return proc
-
-
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("e2e")
@@ -40,7 +33,7 @@ def workdir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def finished(workdir: Path) -> tuple[Path, subprocess.CompletedProcess]:
     """One finished 3-trial sweep shared by the tests below."""
-    proc = run_cli(["tune", str(SPACE), *TINY, "trials.num_samples=3", "train.epochs=2",
+    proc = run_cli_process(["tune", str(SPACE), *TINY, "trials.num_samples=3", "train.epochs=2",
                     f"storage.cache_dir={workdir / 'cache'}", "--storage", str(workdir / "store"), "--name", "exp"],
                    cwd=workdir)
     return workdir / "store" / "exp", proc
@@ -75,7 +68,7 @@ def test_sweep_writes_parquet_table_and_dashboard_url(finished) -> None:
 def test_new_experiment_never_overwrites(finished, workdir: Path) -> None:
     experiment, _ = finished
     before = (experiment / "results.parquet").read_bytes()
-    proc = run_cli(["tune", str(SPACE), *TINY, "--storage", str(workdir / "store"), "--name", "exp"], cwd=workdir,
+    proc = run_cli_process(["tune", str(SPACE), *TINY, "--storage", str(workdir / "store"), "--name", "exp"], cwd=workdir,
                    check=False)
     assert proc.returncode == 2
     assert "already exists" in proc.stderr and "--resume" in proc.stderr and "Traceback" not in proc.stderr
@@ -85,22 +78,22 @@ def test_new_experiment_never_overwrites(finished, workdir: Path) -> None:
 def test_collect_is_idempotent_and_report_renders(finished, workdir: Path) -> None:
     experiment, _ = finished
     target = workdir / "again.parquet"
-    first = run_cli(["collect", str(experiment), "-o", str(target)], cwd=workdir)
+    first = run_cli_process(["collect", str(experiment), "-o", str(target)], cwd=workdir)
     assert "3 trials" in first.stdout
     a = pd.read_parquet(target)
-    run_cli(["collect", str(experiment), "-o", str(target)], cwd=workdir)
+    run_cli_process(["collect", str(experiment), "-o", str(target)], cwd=workdir)
     b = pd.read_parquet(target)
     pd.testing.assert_frame_equal(a, b)
     pd.testing.assert_frame_equal(a, pd.read_parquet(experiment / "results.parquet"))
     for fmt, marker in (("markdown", "| backbone init"), ("latex", r"\begin{tabular}"), ("csv", "Full mean")):
-        out = run_cli(["report", str(target), "--format", fmt, "--outcome", "all"], cwd=workdir).stdout
+        out = run_cli_process(["report", str(target), "--format", fmt, "--outcome", "all"], cwd=workdir).stdout
         assert marker in out
-    bad = run_cli(["report", str(target), "--format", "html"], cwd=workdir, check=False)
+    bad = run_cli_process(["report", str(target), "--format", "html"], cwd=workdir, check=False)
     assert bad.returncode == 2 and "html" in bad.stderr
 
 
 def test_two_workers_ddp(workdir: Path) -> None:
-    proc = run_cli(["tune", str(SPACE), *TINY, "trials.num_samples=1", "train.epochs=2", "resources.num_workers=2",
+    proc = run_cli_process(["tune", str(SPACE), *TINY, "trials.num_samples=1", "train.epochs=2", "resources.num_workers=2",
                     "scheduler.type=none", f"storage.cache_dir={workdir / 'cache'}", "--storage", str(workdir / "store"),
                     "--name", "ddp"], cwd=workdir)
     frame = pd.read_parquet(workdir / "store" / "ddp" / "results.parquet")
@@ -141,10 +134,10 @@ def test_resume_after_the_tune_process_is_killed(workdir: Path) -> None:
         _kill_our_session(proc.pid)
     partial = pd.read_parquet(experiment / "results.parquet") if (experiment / "results.parquet").exists() else None
     assert partial is None  # killed before the end: no parquet yet, and certainly no half-written one
-    collected = run_cli(["collect", str(experiment)], cwd=workdir)  # works on a crashed experiment
+    collected = run_cli_process(["collect", str(experiment)], cwd=workdir)  # works on a crashed experiment
     assert "trials" in collected.stdout
 
-    resumed = run_cli(["tune", str(SPACE), *TINY, "--storage", str(store), "--name", name, "--resume"], cwd=workdir)
+    resumed = run_cli_process(["tune", str(SPACE), *TINY, "--storage", str(store), "--name", name, "--resume"], cwd=workdir)
     frame = pd.read_parquet(experiment / "results.parquet")
     assert len(frame) == 3, resumed.stdout[-3000:]
     assert frame["trial_id"].is_unique
@@ -170,7 +163,7 @@ def _kill_our_session(pid: int) -> None:
 
 def test_per_trial_time_limit_stops_a_long_trial(workdir: Path) -> None:
     # also: a local instance without the dashboard process (ray installed without its [default] extra)
-    proc = run_cli(["tune", str(SPACE), *TINY, "trials.num_samples=1", "train.epochs=200", "trials.time_limit_s=8",
+    proc = run_cli_process(["tune", str(SPACE), *TINY, "trials.num_samples=1", "train.epochs=200", "trials.time_limit_s=8",
                     "scheduler.type=none", "ray.dashboard=false", f"storage.cache_dir={workdir / 'cache'}",
                     "--storage", str(workdir / "store"), "--name", "limited"], cwd=workdir)
     row = pd.read_parquet(workdir / "store" / "limited" / "results.parquet").iloc[0]
@@ -183,8 +176,8 @@ def test_collect_and_report_read_a_storage_uri(finished, workdir: Path) -> None:
     experiment, _ = finished
     uri = f"file://{experiment}"
     target = f"file://{workdir / 'via-uri.parquet'}"
-    out = run_cli(["collect", uri, "-o", target], cwd=workdir).stdout
+    out = run_cli_process(["collect", uri, "-o", target], cwd=workdir).stdout
     assert "3 trials" in out
     pd.testing.assert_frame_equal(pd.read_parquet(workdir / "via-uri.parquet"),
                                   pd.read_parquet(experiment / "results.parquet"))
-    assert "| backbone init" in run_cli(["report", uri, "--outcome", "all"], cwd=workdir).stdout
+    assert "| backbone init" in run_cli_process(["report", uri, "--outcome", "all"], cwd=workdir).stdout

@@ -10,31 +10,21 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from raysweep.cli import main
 from raysweep.commands.embed import nearest_classes, project_2d
 from raysweep.spec.load import load_sweep
 from raysweep.sweep import runner
 from raysweep.sweep.prepare import prepare_combinations
 from raysweep.tasks.defr.task import DefrTask
+from support import run_cli
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = ["data.synth.num_train=40", "data.synth.num_test=100", "data.synth.image_size=32", "data.image_size=32"]
 
 
-def run(argv: list[str], capsys) -> tuple[int, str, str]:
-    try:
-        main(argv)
-        code = 0
-    except SystemExit as exc:
-        code = exc.code or 0
-    out = capsys.readouterr()
-    return code, out.out, out.err
-
-
 def test_embed_prints_every_combination_writes_cache_and_png(tmp_path: Path, capsys) -> None:
     png = tmp_path / "plots" / "embeddings.png"
     argv = ["embed", str(REPO / "search_spaces/defr.yaml"), *TINY, "--out", str(tmp_path / "cache"), "--plot", str(png)]
-    code, out, err = run(argv, capsys)
+    code, out, err = run_cli(argv, capsys)
     assert code == 0, err
     blocks = out.split("\n[")[1:]
     assert [re.search(r"template '(\w+)'", b).group(1) for b in blocks] == ["default", "gerund", "ensemble"]
@@ -47,16 +37,16 @@ def test_embed_prints_every_combination_writes_cache_and_png(tmp_path: Path, cap
     with Image.open(png) as image:
         assert image.format == "PNG" and image.width > 500 and image.height > 500
     stamps = [f.stat().st_mtime_ns for f in files]
-    code, again, _ = run(argv[:-2], capsys)  # second run: read from the cache, nothing rewritten
+    code, again, _ = run_cli(argv[:-2], capsys)  # second run: read from the cache, nothing rewritten
     assert code == 0 and [f.stat().st_mtime_ns for f in files] == stamps and str(files[2]) in again
 
 
 def test_embed_rejects_bad_method_and_non_defr_tasks(tmp_path: Path, capsys) -> None:
-    code, _, err = run(["embed", str(REPO / "search_spaces/defr.yaml"), "--method", "umap"], capsys)
+    code, _, err = run_cli(["embed", str(REPO / "search_spaces/defr.yaml"), "--method", "umap"], capsys)
     assert code == 2 and "--method: 'umap' is not one of pca, tsne" in err
     space = tmp_path / "hqm.yaml"
     space.write_text("task: hqm\n")
-    code, _, err = run(["embed", str(space)], capsys)
+    code, _, err = run_cli(["embed", str(space)], capsys)
     assert code == 2 and "`embed` is for task 'defr'" in err
 
 

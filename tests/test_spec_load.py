@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -13,6 +12,7 @@ from raysweep.errors import ConfigError
 from raysweep.spec import load_sweep, parse_override
 from raysweep.spec.schema import Choice, Grid
 from raysweep.sweep.optuna_space import DefineByRun, grid_points_to_evaluate
+from support import FixedTrial, write_space
 
 REPO = Path(__file__).resolve().parents[1]
 MINIMAL = """
@@ -24,12 +24,6 @@ search:
 """
 
 
-def write(tmp_path: Path, text: str, name: str = "space.yaml") -> Path:
-    path = tmp_path / name
-    path.write_text(textwrap.dedent(text))
-    return path
-
-
 @pytest.mark.parametrize("path", sorted((REPO / "search_spaces").glob("*.yaml")), ids=lambda p: p.name)
 def test_every_shipped_space_file_loads(path: Path) -> None:
     sweep = load_sweep(path)
@@ -38,7 +32,7 @@ def test_every_shipped_space_file_loads(path: Path) -> None:
 
 
 def test_minimal_file_gets_defaults(tmp_path: Path) -> None:
-    sweep = load_sweep(write(tmp_path, MINIMAL))
+    sweep = load_sweep(write_space(tmp_path, MINIMAL))
     assert sweep.name == "space"
     assert sweep.metric == "map" and sweep.mode == "max"
     assert sweep.max_epochs == 3
@@ -90,7 +84,7 @@ BAD_FILES = {
 @pytest.mark.parametrize("case", sorted(BAD_FILES), ids=str)
 def test_bad_file_fails_with_key_path(tmp_path: Path, case: str) -> None:
     text, expected = BAD_FILES[case]
-    path = write(tmp_path, text)
+    path = write_space(tmp_path, text)
     with pytest.raises(ConfigError) as info:
         load_sweep(path)
     message = str(info.value)
@@ -102,7 +96,7 @@ def test_bad_file_fails_with_key_path(tmp_path: Path, case: str) -> None:
 @pytest.mark.parametrize("case", ["unknown config key", "malformed yaml", "condition never holds (choice)"])
 def test_validate_and_tune_exit_2_with_one_line(tmp_path: Path, capsys, case: str) -> None:
     text, expected = BAD_FILES[case]
-    path = write(tmp_path, text)
+    path = write_space(tmp_path, text)
     for command in (["validate", str(path)], ["tune", str(path), "--storage", str(tmp_path / "store")]):
         with pytest.raises(SystemExit) as exit_info:
             main(command)
@@ -145,7 +139,7 @@ def test_bad_override(text: str, expected: str) -> None:
 
 
 def test_overrides_reach_sections_task_config_and_fix_searched_keys(tmp_path: Path) -> None:
-    path = write(tmp_path, MINIMAL)
+    path = write_space(tmp_path, MINIMAL)
     sweep = load_sweep(path, ["trials.num_samples=4", "data.image_size=32", "config.train.seed=7",
                               "resources.num_workers=2", "optim.lr=0.01", "name=exp1"])
     assert sweep.spec.trials.num_samples == 4
@@ -157,22 +151,6 @@ def test_overrides_reach_sections_task_config_and_fix_searched_keys(tmp_path: Pa
     assert sweep.name == "exp1"
     with pytest.raises(ConfigError, match="config.data.image_sise: unknown key .*did you mean 'image_size'"):
         load_sweep(path, ["data.image_sise=32"])
-
-
-class FixedTrial:
-    """Stands in for optuna.Trial in the define-by-run function: answers each suggest from a table."""
-
-    def __init__(self, answers):
-        self.answers, self.asked = answers, []
-
-    def suggest_categorical(self, name, choices):
-        self.asked.append(name)
-        assert self.answers[name] in choices
-        return self.answers[name]
-
-    def suggest_float(self, name, low, high, log=False, step=None):
-        self.asked.append(name)
-        return self.answers[name]
 
 
 def test_conditional_parameter_only_sampled_when_condition_holds(tmp_path: Path) -> None:
@@ -193,14 +171,14 @@ def test_fixing_a_condition_key_by_override_settles_its_dependants(tmp_path: Pat
     language = load_sweep(REPO / "search_spaces/defr.yaml", ["classifier.init=language"])
     assert "prompts.template" in language.params and not language.spec.search["prompts.template"].when
     # a chain: b depends on a, c on b; fixing a against b's condition drops both
-    path = write(tmp_path, MINIMAL.replace("search:", """search:
+    path = write_space(tmp_path, MINIMAL.replace("search:", """search:
   classifier.init: {distribution: choice, values: [language, rand]}
   prompts.template: {distribution: choice, values: [default, gerund], when: {classifier.init: language}}
   classifier.text_encoder: {distribution: choice, values: [minilm, bert], when: {prompts.template: gerund}}"""))
     chained = load_sweep(path, ["classifier.init=rand"])
     assert not {"prompts.template", "classifier.text_encoder"} & set(chained.params)
     # written into the file (not an override), a condition that can never hold is still an error
-    fixed = write(tmp_path, MINIMAL.replace("search:", """search:
+    fixed = write_space(tmp_path, MINIMAL.replace("search:", """search:
   prompts.template: {distribution: choice, values: [default, gerund], when: {classifier.init: language}}""")
                   .replace("config:", "config:\n  classifier: {init: rand}"), name="fixed.yaml")
     with pytest.raises(ConfigError, match="condition can never hold"):
@@ -208,7 +186,7 @@ def test_fixing_a_condition_key_by_override_settles_its_dependants(tmp_path: Pat
 
 
 def test_grid_runs_every_combination_num_samples_times(tmp_path: Path) -> None:
-    path = write(tmp_path, """
+    path = write_space(tmp_path, """
         task: defr
         search:
           classifier.init: {distribution: grid, values: [rand, language]}
@@ -227,7 +205,7 @@ def test_grid_runs_every_combination_num_samples_times(tmp_path: Path) -> None:
 
 
 def test_non_primitive_choice_values_round_trip(tmp_path: Path) -> None:
-    path = write(tmp_path, """
+    path = write_space(tmp_path, """
         task: defr
         search:
           data.aug_crop_scale: {distribution: choice, values: [[0.5, 1.0], [0.7, 1.0]]}

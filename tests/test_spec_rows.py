@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -11,6 +10,7 @@ from raysweep.errors import ConfigError
 from raysweep.spec.load import load_sweep
 from raysweep.spec.schema import Grid
 from raysweep.sweep.optuna_space import DefineByRun, grid_points_to_evaluate
+from support import FixedTrial, write_space
 
 SPACE = """
 task: defr
@@ -28,24 +28,8 @@ trials: {num_samples: 2}
 """
 
 
-def write(tmp_path: Path, text: str) -> Path:
-    path = tmp_path / "space.yaml"
-    path.write_text(textwrap.dedent(text))
-    return path
-
-
-class FixedTrial:
-    def __init__(self, answers):
-        self.answers, self.asked = answers, []
-
-    def suggest_categorical(self, name, choices):
-        self.asked.append(name)
-        assert self.answers[name] in choices
-        return self.answers[name]
-
-
 def test_rows_are_grid_points_combined_with_other_grids(tmp_path: Path) -> None:
-    sweep = load_sweep(write(tmp_path, SPACE))
+    sweep = load_sweep(write_space(tmp_path, SPACE))
     points = sweep.grid_points()
     assert len(points) == 3 * 2 and sweep.num_trials == 12
     assert points[0] == {"classifier.init": "rand", "loss.name": "bce", "train.epochs": 4, "train.seed": 0}
@@ -63,12 +47,12 @@ def test_rows_are_grid_points_combined_with_other_grids(tmp_path: Path) -> None:
 
 
 def test_override_fixes_a_row_column(tmp_path: Path) -> None:
-    sweep = load_sweep(write(tmp_path, SPACE), ["train.epochs=1", "loss.name=bce"])
+    sweep = load_sweep(write_space(tmp_path, SPACE), ["train.epochs=1", "loss.name=bce"])
     assert sweep.base_config["train"]["epochs"] == 1 and "train.epochs" not in sweep.params
     # Without epochs and loss, the two language rows coincide and run once.
     assert [p["classifier.init"] for p in sweep.grid_points()] == ["rand", "rand", "language", "language"]
-    only = load_sweep(write(tmp_path, SPACE), ["classifier.init=rand", "loss.name=bce", "train.epochs=1",
-                                               "prompts.template=default"])
+    only = load_sweep(write_space(tmp_path, SPACE), ["classifier.init=rand", "loss.name=bce", "train.epochs=1",
+                                                     "prompts.template=default"])
     assert "recipe" not in only.spec.search and len(only.grid_points()) == 2
 
 
@@ -84,14 +68,14 @@ def test_override_fixes_a_row_column(tmp_path: Path) -> None:
 def test_bad_rows_fail_with_their_key_path(tmp_path: Path, rows: str, message: str) -> None:
     text = f"task: defr\nsearch:\n  recipe: {rows}\n  train.seed: {{distribution: grid, values: [0]}}\n"
     with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("]", r"\]")):
-        load_sweep(write(tmp_path, text))
+        load_sweep(write_space(tmp_path, text))
 
 
 def test_rows_label_must_not_be_a_config_key_and_conditions_come_after(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="search.loss.name: a `rows` entry is named by a label"):
-        load_sweep(write(tmp_path, "task: defr\nsearch:\n  loss.name: {distribution: rows, keys: [optim.lr], "
+        load_sweep(write_space(tmp_path, "task: defr\nsearch:\n  loss.name: {distribution: rows, keys: [optim.lr], "
                                    "values: [[0.1]]}\n"))
     with pytest.raises(ConfigError, match="'loss.name' must be defined before 'optim.lr'"):
-        load_sweep(write(tmp_path, "task: defr\nsearch:\n  optim.lr: {distribution: choice, values: [0.1], "
+        load_sweep(write_space(tmp_path, "task: defr\nsearch:\n  optim.lr: {distribution: choice, values: [0.1], "
                                    "when: {loss.name: bce}}\n  recipe: {distribution: rows, keys: [loss.name], "
                                    "values: [[bce]]}\n"))

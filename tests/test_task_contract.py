@@ -18,7 +18,8 @@ from raysweep.tasks.defr.task import DefrTask
 
 def test_task_code_never_imports_ray_or_optuna() -> None:
     code = ("import sys, raysweep.tasks.defr.task, raysweep.tasks.defr.data, raysweep.metrics.hico, "
-            "raysweep.data.synth.hico\n"
+            "raysweep.data.synth.hico, raysweep.tasks.hqm.task, raysweep.tasks.hqm.checkpoint, "
+            "raysweep.metrics.hicodet, raysweep.data.synth.hicodet\n"
             "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('ray', 'optuna'))\n"
             "assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
