@@ -7,6 +7,7 @@ from typing import Optional
 from raysweep.results.tables import render_table
 
 
-def run(source: str, fmt: str, status: str, layout: Optional[str] = None, with_ko: bool = False) -> None:
+def run(source: str, fmt: str, status: str, layout: Optional[str] = None, with_ko: bool = False,
+        epoch: str = "last") -> None:
     statuses = None if status == "all" else [s.strip().lower() for s in status.split(",") if s.strip()]
-    print(render_table(source, fmt, statuses=statuses, layout=layout, with_ko=with_ko))
+    print(render_table(source, fmt, statuses=statuses, layout=layout, with_ko=with_ko, epoch=epoch))
