@@ -194,6 +194,9 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
             eval_metrics = task.evaluate(outputs) if rank == 0 else None
             eval_metrics = _broadcast(eval_metrics)
             last_metrics = {k: float(v) for k, v in eval_metrics.items() if isinstance(v, (int, float))}
+        if epoch == epochs - 1:  # the task's once-only metrics of the final model, e.g. DEFR's detection mAP
+            final = _broadcast(task.final_metrics(_unwrap(model)) if rank == 0 else None)
+            last_metrics.update({k: float(v) for k, v in (final or {}).items()})
         metrics.update(last_metrics)  # carried forward on epochs without evaluation
         metrics["evaluated"] = evaluated
         parts.schedule.step_epoch(epoch, metrics.get(loop_config.get("metric", ""), None) if evaluated else None)

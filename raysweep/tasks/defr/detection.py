@@ -149,3 +149,51 @@ def detection_metrics(result: dict) -> dict[str, float]:
 def predictions_as_json(predictions: list[dict[str, np.ndarray]]) -> list[dict[str, list]]:
     """The prediction list as plain lists for `json.dump` (the layout `raysweep eval hico-det --pred` reads)."""
     return [{key: np.asarray(value).tolist() for key, value in pred.items()} for pred in predictions]
+
+
+# ---- inside a sweep: the `detection:` block of a DEFR config ----------------------------------------------------------
+def prepare_detection(config: Any, cache_dir: Path) -> dict[str, Any]:
+    """Checks and shared data for an enabled `detection:` block, before any trial starts; dotted config updates.
+
+    detection.anno_dir null: the embedded synthetic HICO-DET with its detection views is generated into the cache,
+    and both data.root (DEFR trains on its recognition view) and detection.anno_dir point at it.
+    """
+    from raysweep.data.hicodet import load_hicodet
+    from raysweep.errors import ConfigError
+
+    det = config.detection
+    if not det.enabled:
+        return {}
+    if det.anno_dir is None:
+        if config.data.root is not None:
+            raise ConfigError(f"detection.anno_dir is null, which means the embedded synthetic HICO-DET that DEFR then "
+                              f"trains on, but data.root is {config.data.root!r}; give detection.anno_dir (a HICO-DET "
+                              f"root) or set data.root to null")
+        from raysweep.data.synth.detections import ensure_synthetic_detection_set
+
+        root = str(ensure_synthetic_detection_set(cache_dir, config.data.synth, det.synth))
+        return {"data.root": root, "detection.anno_dir": root}
+    annotations = load_hicodet(det.anno_dir)  # one DataError naming the file when it is not a HICO-DET root
+    source = Path(det.detections) if det.detections else annotations.root / DEFAULT_DETECTIONS
+    if not source.exists():
+        raise DataError(f"detection.detections {str(source)!r}: no such file or folder; give a raysweep detection "
+                        f"JSON file or a folder of per-image <stem>.json files")
+    return {}
+
+
+def final_detection_metrics(net: torch.nn.Module, config: Any, device: torch.device) -> dict[str, float]:
+    """det.map, det.map_rare, ... of a trained DEFR net under `config.detection` (its protocol)."""
+    from raysweep.data.hicodet import load_hicodet
+    from raysweep.metrics.hicodet import evaluate_hicodet
+    from raysweep.tasks.defr.backbones import normalisation_for
+    from raysweep.tasks.defr.data import NORMALISATION
+    from raysweep.tasks.defr.detection_format import load_detections
+
+    det = config.detection
+    annotations = load_hicodet(det.anno_dir)
+    source = Path(det.detections) if det.detections else annotations.root / DEFAULT_DETECTIONS
+    detections = load_detections(source, [rec["file_name"] for rec in annotations.test])
+    norm = config.data.normalisation if config.data.normalisation != "auto" else normalisation_for(config.model)
+    predictions = detect_hicodet(net, annotations, detections, det, config.data.image_size, NORMALISATION[norm],
+                                 device)
+    return detection_metrics(evaluate_hicodet(annotations, predictions, det.protocol))
