@@ -169,11 +169,12 @@ def test_a_pair_covering_the_whole_image_reproduces_the_recognition_logits(mode,
     net = _tiny_net()
     scorer = PairScorer(net, layers, mode)
     image = torch.randn(1, 3, 64, 64)
-    whole = np.array([[0.0, 0, 64, 64]])
+    boxes = np.array([[0.0, 0, 64, 64], [0.0, 0, 20, 20]])  # pair 0 covers the image, pair 1 does not
     with torch.no_grad():
         tokens = scorer.image_tokens(image)[0]
-        logits = scorer.pair_logits(tokens, cls_marks(whole, whole, 64, 64, scorer.grid))
-        torch.testing.assert_close(logits, net(image), rtol=1e-5, atol=1e-5)
+        logits = scorer.pair_logits(tokens, cls_marks(boxes, boxes, 64, 64, scorer.grid))
+        torch.testing.assert_close(logits[:1], net(image), rtol=1e-5, atol=1e-5)
+        assert not torch.allclose(logits[1], logits[0])
 
 
 def test_hard_mask_equals_dropping_the_outside_patches_in_the_last_block():
@@ -266,3 +267,47 @@ def test_bad_detection_files(tmp_path):
     (tmp_path / "space.json").write_text(json.dumps({"labels": "coco", "images": {}}))
     with pytest.raises(DataError, match="'labels' is 'coco'"):
         load_detections(tmp_path / "space.json", [])
+
+
+def _tiny_clip_net():
+    """A CLIP-style ViT (open_clip's VisionTransformer, as the paper's CLIP ViT-B/16) at 64 px with 16 px patches."""
+    from open_clip.transformer import VisionTransformer
+
+    from raysweep.tasks.defr.backbones import Backbone, _ClipViTImageTower
+    from raysweep.tasks.defr.classifier import HoiClassifier
+    from raysweep.tasks.defr.model import DefrNet
+
+    torch.manual_seed(0)
+    visual = VisionTransformer(image_size=64, patch_size=16, width=32, layers=2, heads=2, mlp_ratio=2.0, output_dim=16)
+    visual.proj = None
+    backbone = Backbone(_ClipViTImageTower(visual), width=32, family="clip", name="open_clip:tiny")
+    classifier = HoiClassifier("cosine", torch.randn(5, 32), log_scale=4.61, log_scale_trainable=False,
+                               log_scale_max=4.61)
+    return DefrNet(backbone, classifier).eval()
+
+
+@pytest.mark.parametrize("mode", ["additive_one", "hard"])
+def test_clip_vit_whole_image_pair_reproduces_recognition(mode):
+    net = _tiny_clip_net()
+    scorer = PairScorer(net, 1, mode)
+    assert scorer.kind == "clip" and scorer.grid == 4
+    image = torch.randn(1, 3, 64, 64)
+    boxes = np.array([[0.0, 0, 64, 64], [0.0, 0, 20, 20]])  # pair 0 covers the image, pair 1 does not
+    with torch.no_grad():
+        logits = scorer.pair_logits(scorer.image_tokens(image)[0], cls_marks(boxes, boxes, 64, 64, 4))
+        torch.testing.assert_close(logits[:1], net(image), rtol=1e-5, atol=1e-5)  # masks do not leak across pairs
+        assert not torch.allclose(logits[1], logits[0])
+
+
+def test_clip_vit_hard_mask_equals_dropping_the_outside_patches():
+    net = _tiny_clip_net()
+    scorer = PairScorer(net, 1, "hard")
+    visual = net.backbone.body.visual
+    image = torch.randn(1, 3, 64, 64)
+    marks = cls_marks(np.array([[0.0, 0, 20, 20]]), np.array([[40.0, 40, 64, 64]]), 64, 64, 4)
+    with torch.no_grad():
+        tokens = scorer.image_tokens(image)
+        keep = torch.tensor([0] + [1 + p for p in (~marks[0]).nonzero().flatten().tolist()])
+        block_out = scorer._clip_blocks(tokens[:, keep], scorer.masked_blocks, None)
+        expected = net.classifier(visual._pool(block_out)[0])
+        torch.testing.assert_close(scorer.pair_logits(tokens[0], marks), expected, rtol=1e-5, atol=1e-5)
