@@ -235,3 +235,15 @@ def test_synth_hicodet_detections_flag(tmp_path, capsys):
     assert (tmp_path / "d" / "detections" / "test2015.json").is_file()
     with open(tmp_path / "d" / "anno.pkl", "rb") as f:
         assert np.asarray(pickle.load(f)["anno_test"]).shape == (34, 4)
+
+
+def test_detection_task_code_never_imports_ray_or_optuna():
+    import subprocess
+    import sys
+
+    code = ("import sys, raysweep.tasks.defr.detection, raysweep.tasks.defr.detection_model, "
+            "raysweep.data.synth.detections\n"
+            "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('ray', 'optuna'))\n"
+            "assert not bad, bad\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
