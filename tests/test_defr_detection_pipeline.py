@@ -199,6 +199,7 @@ def test_detect_cli_writes_predictions_that_eval_reads(tmp_path, detection_set, 
     ("anno_missing", "not a directory"),
     ("mask_mode", "--mask-mode"),
     ("out_folder", "does not exist"),
+    ("device", "--device"),
 ])
 def test_detect_cli_bad_input_is_one_line_and_exit_2(tmp_path, detection_set, capsys, change, message):
     exp = _experiment(tmp_path, detection_set)
@@ -219,6 +220,8 @@ def test_detect_cli_bad_input_is_one_line_and_exit_2(tmp_path, detection_set, ca
         args["--anno-dir"] = str(tmp_path / "nothing")
     elif change == "mask_mode":
         extra = ["--mask-mode", "soft"]
+    elif change == "device":
+        extra = ["--device", "cuda:7" if torch.cuda.is_available() else "cuda"]
     elif change == "out_folder":
         args["--out"] = str(tmp_path / "no" / "preds.json")
     argv = ["detect", "hico-det"] + [x for kv in args.items() for x in kv] + extra

@@ -117,6 +117,24 @@ def detection_options(base, **fields: Any):
         raise UserError(f"{key}: {first['msg']} (got {first.get('input')!r})") from None
 
 
+def _device(name: Optional[str]):
+    import torch
+
+    if not name:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise UserError(f"--device {name!r}: not a device; use cpu, cuda or cuda:N") from None
+    if device.type == "cuda" and (not torch.cuda.is_available()
+                                  or (device.index or 0) >= torch.cuda.device_count()):
+        raise UserError(f"--device {name!r}: no such CUDA device here ({torch.cuda.device_count()} visible); "
+                        f"use cpu")
+    if device.type not in ("cpu", "cuda"):
+        raise UserError(f"--device {name!r}: use cpu, cuda or cuda:N")
+    return device
+
+
 def run(checkpoint: str, anno_dir: str, detections: Optional[str], out: str, evaluate: bool, protocol: str,
         device: Optional[str], **options: Any) -> None:
     import torch
@@ -135,6 +153,7 @@ def run(checkpoint: str, anno_dir: str, detections: Optional[str], out: str, eva
         raise UserError(f"--out {out!r}: folder {str(out_path.parent)!r} does not exist")
     if protocol not in ("official", "qpic"):
         raise UserError(f"--protocol: {protocol!r} is not one of official, qpic")
+    _device(device)  # a bad --device fails before any work
     state_path, experiment, trial_id = resolve_checkpoint(checkpoint)
     cfg = trial_config(experiment, trial_id)
     det_cfg = detection_options(cfg.detection, **options)
@@ -146,7 +165,7 @@ def run(checkpoint: str, anno_dir: str, detections: Optional[str], out: str, eva
     found = load_detections(source, [rec["file_name"] for rec in annotations.test])
     net = build_net_from_state(cfg, load_state(state_path), str(state_path))
     norm = cfg.data.normalisation if cfg.data.normalisation != "auto" else normalisation_for(cfg.model)
-    target = torch.device(device) if device else torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    target = _device(device)
     predictions = detect_hicodet(net, annotations, found, det_cfg, cfg.data.image_size, NORMALISATION[norm],
                                  target, progress=True)
     with tempfile.NamedTemporaryFile("w", dir=out_path.parent, suffix=".tmp", delete=False) as f:
