@@ -235,6 +235,7 @@ def test_synth_hicodet_detections_flag(tmp_path, capsys):
     code, stdout, err = run_cli(["data", "synth", "hicodet", "--out", str(tmp_path / "d"), "--num-train", "8",
                                  "--num-test", "4", "--image-size", "64", "--detections"], capsys)
     assert code == 0, err
+    assert "detections/test2015.json" in stdout
     assert (tmp_path / "d" / "detections" / "test2015.json").is_file()
     with open(tmp_path / "d" / "anno.pkl", "rb") as f:
         assert np.asarray(pickle.load(f)["anno_test"]).shape == (34, 4)

@@ -137,8 +137,6 @@ def _device(name: Optional[str]):
 
 def run(checkpoint: str, anno_dir: str, detections: Optional[str], out: str, evaluate: bool, protocol: str,
         device: Optional[str], **options: Any) -> None:
-    import torch
-
     from raysweep.data.hicodet import load_hicodet
     from raysweep.tasks.defr.backbones import normalisation_for
     from raysweep.tasks.defr.data import NORMALISATION
