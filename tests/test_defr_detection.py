@@ -311,3 +311,17 @@ def test_clip_vit_hard_mask_equals_dropping_the_outside_patches():
         block_out = scorer._clip_blocks(tokens[:, keep], scorer.masked_blocks, None)
         expected = net.classifier(visual._pool(block_out)[0])
         torch.testing.assert_close(scorer.pair_logits(tokens[0], marks), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_pairs_beyond_the_mask_budget_are_chunked_with_the_same_result(monkeypatch):
+    import raysweep.tasks.defr.detection_mask as detection_mask
+
+    net = _tiny_net()
+    scorer = PairScorer(net, 1, "hard")
+    boxes = np.array([[0.0, 0, 16 * (i % 4 + 1), 64] for i in range(7)])
+    with torch.no_grad():
+        tokens = scorer.image_tokens(torch.randn(1, 3, 64, 64))[0]
+        marks = cls_marks(boxes, boxes, 64, 64, 4)
+        whole = scorer.pair_logits(tokens, marks)
+        monkeypatch.setattr(detection_mask, "MASK_BUDGET", 2 * 17 * 17)  # two pairs per chunk
+        torch.testing.assert_close(scorer.pair_logits(tokens, marks), whole, rtol=1e-6, atol=1e-6)

@@ -26,6 +26,7 @@ from raysweep.errors import ConfigError
 
 MaskMode = Literal["additive_one", "hard"]
 MASK_MODES = ("additive_one", "hard")
+MASK_BUDGET = 1 << 28  # mask elements per masked forward (1 GiB in float32)
 
 
 def unmarked_patches(box: np.ndarray, width: float, height: float, grid: int) -> tuple[int, int, int, int]:
@@ -98,7 +99,14 @@ class PairScorer(nn.Module):
         return self._clip_blocks(x, self.shared_blocks, None)
 
     def pair_logits(self, tokens: torch.Tensor, marks: torch.Tensor) -> torch.Tensor:
-        """tokens [L, D] of one image, marks [P, patches] -> logits [P, C] (raw classifier scores)."""
+        """tokens [L, D] of one image, marks [P, patches] -> logits [P, C] (raw classifier scores).
+
+        Pairs go through in chunks whose masks hold at most MASK_BUDGET elements: a CLIP ViT-B/16 at 672 px has
+        L = 1,765 tokens and nn.MultiheadAttention wants one [L, L] mask per pair and head."""
+        per_pair = tokens.shape[0] ** 2 * (self.heads if self.kind == "clip" else 1)
+        chunk = max(1, MASK_BUDGET // per_pair)
+        if len(marks) > chunk:
+            return torch.cat([self.pair_logits(tokens, marks[s:s + chunk]) for s in range(0, len(marks), chunk)])
         bias = attention_bias(marks, self.num_prefix, self.mask_mode, tokens.dtype).to(tokens.device)
         x = tokens.unsqueeze(0).expand(len(marks), -1, -1)
         if self.kind == "timm":
