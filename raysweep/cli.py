@@ -15,8 +15,10 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
 eval_app = typer.Typer(no_args_is_help=True, help="Evaluate saved predictions offline (no Ray, no model).")
 data_app = typer.Typer(no_args_is_help=True, help="Datasets: generate the embedded synthetic ones.")
 synth_app = typer.Typer(no_args_is_help=True, help="Write a synthetic dataset in the real on-disk layout.")
+detect_app = typer.Typer(no_args_is_help=True, help="Two-stage HOI detection with a trained recognition model.")
 app.add_typer(eval_app, name="eval")
 app.add_typer(data_app, name="data")
+app.add_typer(detect_app, name="detect")
 data_app.add_typer(synth_app, name="synth")
 
 OVERRIDES = typer.Argument(None, help="key=value overrides, e.g. trials.num_samples=4 data.root=/data/hico")
@@ -130,6 +132,34 @@ def eval_hicodet(anno_dir: str = typer.Option(..., help="HICO-DET root (with ann
     print(evaluate_files(anno_dir, pred, protocol, json_out, allow_pickle))
 
 
+@detect_app.command("hico-det")
+def detect_hicodet(
+        checkpoint: str = typer.Option(..., help="a DEFR trial: <experiment>/_train/<trial id> (latest checkpoint), a "
+                                       "checkpoint_* folder or its state.pt"),
+        anno_dir: str = typer.Option(..., help="HICO-DET root in QPIC's layout (annotations/, images/test2015)"),
+        detections: Optional[str] = typer.Option(None, help="detection JSON (raysweep's format) or a folder of "
+                                                 "per-image <stem>.json; default <anno-dir>/detections/test2015.json"),
+        out: str = typer.Option(..., help="predictions to write (.json, the layout `eval hico-det --pred` reads)"),
+        mask_mode: Optional[str] = typer.Option(None, help="additive_one (the reference as coded) | hard"),
+        mask_layers: Optional[int] = typer.Option(None, help="last blocks run under the pair mask (reference: 1)"),
+        rescoring: Optional[str] = typer.Option(None, help="cache (eval/cache.py, default) | test (test.py)"),
+        score_thresh: Optional[float] = typer.Option(None, help="detection score threshold (0.2)"),
+        nms_thresh: Optional[float] = typer.Option(None, help="class-wise NMS IoU (0.5)"),
+        max_human: Optional[int] = typer.Option(None, help="humans kept per image (15)"),
+        max_object: Optional[int] = typer.Option(None, help="non-human objects kept per image (15)"),
+        resize: Optional[str] = typer.Option(None, help="bilinear (reference) | bicubic (as in training)"),
+        evaluate: bool = typer.Option(False, "--eval", help="also print the HICO-DET mAP of the predictions"),
+        protocol: str = typer.Option("official", help="with --eval: official | qpic"),
+        device: Optional[str] = typer.Option(None, help="cpu, cuda, cuda:1 (default: cuda when available)")) -> None:
+    """DEFR on HICO-DET: pair offline detections, score each pair with the recognition model's per-pair mask.
+    Options not given keep the trial's `detection:` block (reference defaults)."""
+    from raysweep.commands.detect import run
+
+    run(checkpoint, anno_dir, detections, out, evaluate, protocol, device, mask_mode=mask_mode,
+        mask_layers=mask_layers, rescoring=rescoring, score_thresh=score_thresh, nms_thresh=nms_thresh,
+        max_human=max_human, max_object=max_object, resize=resize)
+
+
 @synth_app.command("hico")
 def synth_hico(out: str = typer.Option(..., help="folder to create"), seed: int = typer.Option(0),
                num_train: int = typer.Option(800), num_test: int = typer.Option(300),
@@ -143,11 +173,13 @@ def synth_hico(out: str = typer.Option(..., help="folder to create"), seed: int 
 @synth_app.command("hicodet")
 def synth_hicodet(out: str = typer.Option(..., help="folder to create"), seed: int = typer.Option(0),
                   num_train: int = typer.Option(600), num_test: int = typer.Option(200),
-                  image_size: int = typer.Option(128)) -> None:
+                  image_size: int = typer.Option(128),
+                  detections: bool = typer.Option(False, "--detections", help="also write DEFR's detection views: "
+                                                  "detections/test2015.json and the recognition view anno.pkl")) -> None:
     """Synthetic HICO-DET in QPIC's layout (annotations/*.json, corre_hico.npy, images/)."""
     from raysweep.commands.data import synth_hicodet as run
 
-    run(out, seed, num_train, num_test, image_size)
+    run(out, seed, num_train, num_test, image_size, detections)
 
 
 def main(argv: Optional[List[str]] = None) -> None:

@@ -12,8 +12,12 @@ def synth_hico(out: str, seed: int, num_train: int, num_test: int, image_size: i
     print(f"synthetic HICO written to {path}")
 
 
-def synth_hicodet(out: str, seed: int, num_train: int, num_test: int, image_size: int) -> None:
+def synth_hicodet(out: str, seed: int, num_train: int, num_test: int, image_size: int,
+                  detections: bool = False) -> None:
     from raysweep.data.synth.hicodet import generate_hicodet
+    from raysweep.tasks.defr.detection_config import SynthDetectionsConfig
 
-    path = generate_hicodet(Path(out), seed=seed, num_train=num_train, num_test=num_test, image_size=image_size)
-    print(f"synthetic HICO-DET written to {path}")
+    path = generate_hicodet(Path(out), seed=seed, num_train=num_train, num_test=num_test, image_size=image_size,
+                            detections=SynthDetectionsConfig() if detections else None)
+    extra = " (with detections/test2015.json and the recognition view anno.pkl)" if detections else ""
+    print(f"synthetic HICO-DET written to {path}{extra}")

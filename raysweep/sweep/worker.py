@@ -197,6 +197,9 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
                 last_metrics = split_metrics  # carried forward on epochs without evaluation
             else:
                 metrics.update(split_metrics)
+        if last_epoch:  # the task's once-only metrics of the final model on test data, e.g. DEFR's detection mAP
+            final = _broadcast(task.final_metrics(_unwrap(model)) if rank == 0 else None)
+            metrics.update({f"test.{k}": float(v) for k, v in (final or {}).items()})
         metrics.update(last_metrics)
         metrics["evaluated"] = evaluated
         metrics["test_evaluated"] = test_due

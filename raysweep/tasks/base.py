@@ -164,6 +164,11 @@ class Task(ABC):
         """Metrics of `split` ("val" or "test") from every sample's output, keyed by its index in that split's
         dataset (all indices present). The loop reports them as `<split>.<metric>`."""
 
+    def final_metrics(self, model: nn.Module) -> dict[str, float]:
+        """Extra metrics computed once after the last epoch, on rank 0 (e.g. DEFR's detection mAP of the final
+        model); merged into that epoch's report. Default: none."""
+        return {}
+
     def num_samples(self, batch: Any) -> int:
         """Images in a batch, for throughput; default: length of the first element."""
         first = batch[0] if isinstance(batch, (list, tuple)) else batch

@@ -182,8 +182,12 @@ def _params(seed: int, num_train: int, num_test: int, image_size: int, scene: Sc
 
 
 def generate_hicodet(out: Path, seed: int, num_train: int, num_test: int, image_size: int, *,
-                     scene: Scene = HICO_LIKE, overwrite: bool = False, progress: bool = False) -> Path:
+                     scene: Scene = HICO_LIKE, overwrite: bool = False, progress: bool = False,
+                     detections: Any = None) -> Path:
     """Write the synthetic HICO-DET to `out` and return it; a complete folder with the same parameters is reused.
+
+    `detections` (a SynthDetectionsConfig) also writes DEFR's detection views (`synth.detections`): offline
+    detections of the test images and the HICO recognition view `anno.pkl`.
 
     Raises ConfigError for bad sizes, DataError if `out` exists but is incomplete or was made with other
     parameters (unless `overwrite`). Written atomically (`publish`): a failure leaves nothing behind.
@@ -200,10 +204,20 @@ def generate_hicodet(out: Path, seed: int, num_train: int, num_test: int, image_
         for split, split_id in _SPLITS:
             n = num_train if split == "train" else num_test
             _write_split(folder, split, split_id, int(seed), int(n), int(image_size), scene, progress)
+        if detections is not None:
+            from raysweep.data.synth.detections import write_detection_views
+
+            write_detection_views(folder, int(image_size), int(seed), detections)
 
     what = (f"synthetic HICO-DET ({num_train} train + {num_test} test images, {image_size}px, seed {seed}, "
             f"{len(scene.classes)} classes)")
-    return publish(Path(out), _params(seed, num_train, num_test, image_size, scene), write, what, overwrite=overwrite)
+    params = _params(seed, num_train, num_test, image_size, scene)
+    if detections is not None:
+        from raysweep.data.synth.detections import detection_params
+
+        params["detections"] = detection_params(detections)
+        what += " with DEFR detection views"
+    return publish(Path(out), params, write, what, overwrite=overwrite)
 
 
 def synthetic_hicodet_path(cache_dir: Path, num_train: int, num_test: int, image_size: int, seed: int,

@@ -11,6 +11,7 @@ from typing import Literal, Optional
 from pydantic import Field, field_validator, model_validator
 
 from raysweep.tasks.base import StrictModel
+from raysweep.tasks.defr.detection_config import DetectionConfig
 
 
 class SynthHicoConfig(StrictModel):
@@ -143,6 +144,7 @@ class DefrConfig(StrictModel):
     loss: LossConfig = LossConfig()
     optim: OptimConfig = OptimConfig()
     train: TrainConfig = TrainConfig()
+    detection: DetectionConfig = DetectionConfig()  # off by default; docs/defr_detection.md
 
     @field_validator("model")
     @classmethod

@@ -72,7 +72,13 @@ class DefrTask(Task):
         """
         from raysweep.errors import DataError
 
-        updates: dict[str, Any] = {}
+        from raysweep.tasks.defr.detection import prepare_detection
+
+        updates: dict[str, Any] = prepare_detection(config, cache_dir)  # {} unless detection.enabled
+        if updates:
+            config = config.model_copy(update={
+                "data": config.data.model_copy(update={"root": updates["data.root"]}),
+                "detection": config.detection.model_copy(update={"anno_dir": updates["detection.anno_dir"]})})
         if config.data.root is None:
             from raysweep.data.synth.hico import ensure_synthetic_hico
 
@@ -259,6 +265,15 @@ class DefrTask(Task):
 
     def num_samples(self, batch: Any) -> int:
         return int(batch[0].shape[0])
+
+    def final_metrics(self, model: nn.Module) -> dict[str, float]:
+        """With `detection.enabled`: the final model on HICO-DET detection (det.map, det.map_rare, ...)."""
+        if not self.config.detection.enabled:
+            return {}
+        from raysweep.tasks.defr.detection import final_detection_metrics
+
+        net = getattr(model, "module", model)  # DDP-wrapped or not
+        return final_detection_metrics(net, self.config, getattr(self, "device", torch.device("cpu")))
 
 
 # ---- checks run by DefrTask.prepare ---------------------------------------------------------------------------------
