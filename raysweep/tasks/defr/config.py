@@ -36,7 +36,9 @@ class DataConfig(StrictModel):
     aug_crop_ratio: tuple[float, float] = (0.7, 1.3)
     normalisation: Literal["auto", "clip", "half", "imagenet"] = "auto"  # auto: chosen by backbone family
     vocabulary: Optional[str] = None  # JSON/TSV giving (verb, object) per class, overriding anno.pkl's hoi_list
-    few_shot_lists: Optional[str] = None  # JSON {"few@1": [...], ...}; default: derived from training labels
+    # Few@k class lists: null = DEFR's lists on 600-class HICO, else derived from training counts; "defr",
+    # "derived", or a JSON file {"few@1": [...], ...} (see tasks/defr/few_shot.py)
+    few_shot_lists: Optional[str] = None
     max_bad_images: float = Field(0.01, ge=0.0, le=1.0)  # fraction of unreadable images tolerated (skipped)
     loader_workers: int = Field(0, ge=0)
 

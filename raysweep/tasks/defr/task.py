@@ -71,6 +71,7 @@ class DefrTask(Task):
         few-shot lists, vocabulary, checkpoint path), so bad input fails here with one DataError / ConfigError.
         """
         from raysweep.errors import DataError
+        from raysweep.tasks.defr.few_shot import few_shot_lists_for
 
         updates: dict[str, Any] = {}
         if config.data.root is None:
@@ -88,8 +89,7 @@ class DefrTask(Task):
         _check_image_folder(images / "train2015", annotations.files_train, config.data.max_bad_images)
         if not config.data.validation:
             _check_image_folder(images / "test2015", annotations.files_test, config.data.max_bad_images)
-        if config.data.few_shot_lists:
-            _check_few_shot_lists(config.data.few_shot_lists, annotations.num_classes)
+        few_shot_lists_for(config.data.few_shot_lists, annotations.num_classes)  # a bad lists file fails here
         _check_weights_path(config)
         if config.classifier.init == "language":
             task.class_embeddings()  # cached on disk, so trials and workers only read it
@@ -232,15 +232,17 @@ class DefrTask(Task):
         return [int(i) for i in indices], list(rows)
 
     def evaluate(self, outputs: Mapping[int, Any]) -> dict[str, float]:
-        from raysweep.metrics.hico import evaluate_hico, load_few_shot_lists
+        from raysweep.metrics.hico import evaluate_hico
+        from raysweep.tasks.defr.few_shot import few_shot_lists_for
 
         n = len(self._eval_labels)
         missing = [i for i in range(n) if i not in outputs]
         if missing:
             raise RuntimeError(f"evaluation is missing {len(missing)} of {n} images (first: {missing[0]})")
         scores = np.stack([outputs[i] for i in range(n)]).astype(np.float64)
-        lists = load_few_shot_lists(self.config.data.few_shot_lists) if self.config.data.few_shot_lists else None
-        result = evaluate_hico(scores, self._eval_labels, self._train_labels, few_shot_lists=lists)
+        lists, source = few_shot_lists_for(self.config.data.few_shot_lists, scores.shape[1])
+        result = evaluate_hico(scores, self._eval_labels, self._train_labels, few_shot_lists=lists,
+                               few_shot_name=source)
         return {"map": result["full"], "map_few1": result["few@1"], "map_few5": result["few@5"],
                 "map_few10": result["few@10"], "map_ko": result["known_object"]}
 
@@ -275,17 +277,6 @@ def _check_image_folder(folder: Path, files: Sequence[str], max_bad_images: floa
         raise DataError(f"{folder}: {len(bad)} of {len(sample)} images are missing or empty (checked "
                         f"{', '.join(bad[:3])}{', ...' if len(bad) > 3 else ''}); data.root must hold the images "
                         f"anno.pkl names")
-
-
-def _check_few_shot_lists(path: str, num_classes: int) -> None:
-    from raysweep.errors import DataError
-    from raysweep.metrics.hico import load_few_shot_lists
-
-    for key, classes in load_few_shot_lists(path).items():
-        outside = [i for i in classes if i >= num_classes]
-        if outside:
-            raise DataError(f"{path}: {key} has class indices outside [0, {num_classes}): {outside[:5]} "
-                            f"(data.few_shot_lists)")
 
 
 def _check_weights_path(config: DefrConfig) -> None:
