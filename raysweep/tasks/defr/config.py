@@ -63,7 +63,7 @@ class ModelConfig(StrictModel):
 
 
 TEXT_ENCODER_NAMES = ("minilm", "bert", "simcse", "clip")  # the forms embeddings._resolve accepts
-TEXT_ENCODER_PREFIXES = ("open_clip:", "st:", "hf:")
+TEXT_ENCODER_PREFIXES = ("clip:", "open_clip:", "st:", "hf:")
 
 
 class ClassifierConfig(StrictModel):
@@ -71,8 +71,10 @@ class ClassifierConfig(StrictModel):
     init: Literal["rand", "language"] = "language"
     shuffle: bool = False  # ablation: language rows assigned to the wrong classes (a seeded permutation)
     # Text encoder for language init: "minilm" (offline, 384-d), "bert" (bert-base-uncased [CLS]),
-    # "simcse", "clip" (open_clip ViT-B-32 text tower + projection), "open_clip:<arch>", "st:<sentence-transformers
-    # name or path>", "hf:<transformers name or path>".
+    # "simcse", "clip" (the text tower + projection of the CLIP backbone's own model; OpenAI ViT-B-32 under other
+    # backbones), "clip:<arch>" (OpenAI-family), "open_clip:<arch>", "st:<sentence-transformers name or path>",
+    # "hf:<transformers name or path>". Under a CLIP backbone a CLIP text tower of another model is refused unless
+    # project is "linear" (see tasks/defr/text_tower.py).
     text_encoder: str = "minilm"
     text_encoder_weights: Optional[str] = None  # local path or hub tag for the text encoder (None = its default)
     project: Literal["auto", "clip_proj", "linear", "none"] = "auto"  # text width != image width
@@ -175,4 +177,9 @@ class DefrConfig(StrictModel):
     def _check(self) -> "DefrConfig":
         if self.classifier.head == "mixing" and self.classifier.init != "language":
             raise ValueError("classifier.head 'mixing' needs classifier.init 'language' (it mixes fixed text rows)")
+        from raysweep.tasks.defr.text_tower import text_tower_mismatch
+
+        mismatch = text_tower_mismatch(self.model, self.classifier)
+        if mismatch:
+            raise ValueError(mismatch)
         return self

@@ -27,9 +27,11 @@ class DefrTask(Task):
     metric_names: ClassVar[tuple[str, ...]] = ("map", "map_few1", "map_few5", "map_few10", "map_ko")
     table_keys: ClassVar[tuple[str, ...]] = ("model.backbone", "model.weights", "classifier.init",
                                              "classifier.text_encoder", "classifier.head", "loss.name")
+    # The model keys: `clip` text embeddings come from the CLIP backbone's own model (tasks/defr/text_tower.py).
     prepare_keys: ClassVar[tuple[str, ...]] = ("classifier.init", "classifier.text_encoder",
                                                "classifier.text_encoder_weights", "prompts.template",
-                                               "prompts.no_interaction", "data.vocabulary")
+                                               "prompts.no_interaction", "data.vocabulary", "model.backbone",
+                                               "model.patch_size", "model.weights")
     table_columns: ClassVar[dict[str, str]] = {"Full": "map", "Few@1": "map_few1", "Few@5": "map_few5",
                                                "Few@10": "map_few10", "Known-Object": "map_ko"}
     paper_rows: ClassVar[tuple[dict[str, str], ...]] = PAPER_ROWS
@@ -130,6 +132,7 @@ class DefrTask(Task):
     def class_embeddings(self) -> np.ndarray:
         from raysweep.tasks.defr.embeddings import text_embeddings
         from raysweep.tasks.defr.prompts import class_prompts
+        from raysweep.tasks.defr.text_tower import resolve_text_encoder
 
         template = self.config.prompts.template
         if template.startswith("file:"):
@@ -138,8 +141,8 @@ class DefrTask(Task):
             names = self.class_names()
         prompts = class_prompts(names, self.config.prompts)
         cache = self.cache_dir if self.cache_dir is not None else None
-        return text_embeddings(prompts, self.config.classifier.text_encoder,
-                               self.config.classifier.text_encoder_weights, cache)
+        encoder, weights = resolve_text_encoder(self.config.model, self.config.classifier)
+        return text_embeddings(prompts, encoder, weights, cache)
 
     def _splits(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, str]:
         """(train files, train labels, eval files, eval labels, eval image folder)."""
