@@ -407,7 +407,7 @@ def load_few_shot_lists(path: str | Path, num_classes: int | None = None,
     try:
         raw = json.loads(path.read_text())
     except FileNotFoundError:
-        raise DataError(f"{path}: few-shot lists file not found{where}") from None
+        raise DataError(f"{path}: few-shot lists file not found") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise DataError(f"{path}: cannot read few-shot lists as JSON ({exc}){where}") from None
     if isinstance(raw, dict) and isinstance(raw.get("lists"), dict):
