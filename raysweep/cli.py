@@ -110,12 +110,16 @@ def env() -> None:
 @eval_app.command("hico")
 def eval_hico(anno: str = typer.Option(..., help="anno.pkl (DEFR's HICO annotations)"),
               scores: str = typer.Option(..., help="N_test × C scores (.npy), rows in files_test order"),
-              few_shot_lists: Optional[str] = typer.Option(None, help="JSON with published Few@1/5/10 lists"),
+              few_shot_lists: Optional[str] = typer.Option(
+                  None, help="Few@1/5/10 class lists: a JSON file, 'defr' (DEFR's lists) or 'derived' (from "
+                             "anno_train); default: 'defr' for the 600 HICO classes, else 'derived'"),
+              ties: str = typer.Option("index", help="equal scores: index (lower image index first), pessimistic "
+                                                     "or optimistic (bounds over every tie order)"),
               json_out: bool = typer.Option(False, "--json", help="one JSON object instead of a table")) -> None:
     """HICO mAP: Full / Few@1 / Few@5 / Few@10 / Known-Object."""
     from raysweep.metrics.hico_eval_cli import evaluate_files
 
-    print(evaluate_files(anno, scores, few_shot_lists, as_json=json_out))
+    print(evaluate_files(anno, scores, few_shot_lists, as_json=json_out, ties=ties))
 
 
 @eval_app.command("hico-det")

@@ -84,8 +84,11 @@ def test_prepare_combinations_respect_conditions_and_rows(tmp_path: Path) -> Non
                       ("language", "bert", "default"), ("rand", "minilm", "default"), ("rand", "minilm", "gerund")]
     assert all(set(c) == set(DefrTask.prepare_keys) for c in prepare_combinations(sweep))
     paper = prepare_combinations(load_sweep(REPO / "search_spaces/defr_paper.yaml"))
-    assert [(c["classifier.init"], c["classifier.text_encoder"]) for c in paper] == [
-        ("rand", "minilm"), ("language", "bert"), ("language", "clip"), ("language", "simcse")]
+    # The backbone is a prepare key: `clip` text embeddings come from the CLIP backbone's own model.
+    assert [(c["model.backbone"], c["classifier.init"], c["classifier.text_encoder"]) for c in paper] == [
+        ("ImageNet1k-ViT-B", "rand", "minilm"), ("ImageNet1k-ViT-B", "language", "bert"),
+        ("ImageNet1k-ViT-B", "language", "clip"), ("ImageNet1k-ViT-B", "language", "simcse"),
+        ("CLIP-ViT-B", "rand", "minilm"), ("CLIP-ViT-B", "language", "bert"), ("CLIP-ViT-B", "language", "clip")]
     fixed = prepare_combinations(load_sweep(_write(tmp_path, "task: defr\nconfig: {prompts: {template: photo}}\n")))
     assert len(fixed) == 1 and fixed[0]["prompts.template"] == "photo"
 

@@ -132,3 +132,11 @@ def test_paper_space_holds_the_published_recipes_per_row() -> None:
     # Both label rows of the paper are among the grid's rows.
     labels = [HqmTask.row_labels({**p, "model.backbone": "resnet50"}) for p in sweep.grid_points()]
     assert all(row in labels for row in PAPER_ROWS)
+
+
+def test_paper_space_gives_each_row_its_reference_final_norm_before_the_amm_heads() -> None:
+    """Only HQM's combined model file skips decoder.norm before the AMM heads; the AMM-only file applies it."""
+    sweep = load_sweep(PAPER)
+    skip = {HqmTask.row_labels({**p, "model.backbone": "resnet50"})["method"]: p["hqm.amm_skip_final_norm"]
+            for p in sweep.grid_points()}
+    assert skip == {"QPIC": False, "QPIC + GBS": False, "QPIC + AMM": False, "QPIC + HQM": True}

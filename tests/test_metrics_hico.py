@@ -259,8 +259,11 @@ def test_load_few_shot_lists_key_spellings(tmp_path):
         ("not json", "JSON"),
         ("[1, 2]", "JSON object"),
         ('{"few@2": [1]}', "unknown key 'few@2'"),
-        ('{"few@1": [1, -1]}', "non-negative integer"),
-        ('{"few@1": [1.5]}', "non-negative integer"),
+        ('{"few@1": [1, -1]}', r"few@1 has class indices below 0: \[-1\]"),
+        ('{"few@1": [1.5]}', "'few@1' must hold integer class indices, found 1.5"),
+        ('{"few@1": "1, 2"}', "'few@1' must be a list of integer class indices, got str"),
+        ('{"few@1": [true]}', "must hold integer class indices, found True"),
+        ('{"few@5": [3, 4, 3]}', r"few@5 lists class indices more than once: \[3\]"),
         ('{"few@1": [1], "few1": [2]}', "twice"),
     ],
 )

@@ -208,3 +208,10 @@ def test_latex_escapes_every_special_character() -> None:
     frame["config.loss.name"] = "a_b&c%"
     text = render_table(frame, "latex", layout="results")
     assert r"\_" in text and r"$\pm$" not in text.split(r"\midrule")[0]
+
+
+def test_footer_names_the_few_shot_classes() -> None:
+    frame = _frame([{"lr": 1e-3, "seed": 0, "val": 0.4, "test": 0.3}])
+    assert "Few@k classes: derived" in render_table(frame, layout="results")
+    frame["config.data.root"] = "/data/hico_20150920"  # real HICO: DEFR's published lists
+    assert "Few@k classes: defr-lists" in render_table(frame, layout="results")

@@ -77,6 +77,7 @@ def embed_combination(sweep, combination: dict[str, Any], cache: Path) -> Embedd
     from raysweep.errors import DataError
     from raysweep.tasks.defr.prompts import FILE_PREFIX, class_prompts
     from raysweep.tasks.defr.task import DefrTask
+    from raysweep.tasks.defr.text_tower import resolve_text_encoder
 
     config = sweep.config_for(combination)
     updates = DefrTask.prepare(config, cache)
@@ -96,7 +97,7 @@ def embed_combination(sweep, combination: dict[str, Any], cache: Path) -> Embedd
         objects = [obj for _, obj in names]
     else:
         labels, objects = [sentences[0] for sentences in prompts], [""] * num_classes
-    encoder, weights = config.classifier.text_encoder, config.classifier.text_encoder_weights
+    encoder, weights = resolve_text_encoder(config.model, config.classifier)  # `clip`: the CLIP backbone's own
     return EmbeddedClasses(encoder=encoder, weights=weights, template=config.prompts.template, embeddings=embeddings,
                            labels=labels, objects=objects, cache_file=find_cache_file(cache, encoder, weights, prompts))
 

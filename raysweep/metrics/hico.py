@@ -6,7 +6,9 @@ anno.mat NaN). Scores are raw logits; only their order matters.
 - Default setting: only ambiguous entries are ignored; -2 entries count as negatives.
 - Known-Object: entries whose label is not in {1, -1} are ignored, i.e. each class is ranked only over images
   where its object is annotated.
-- Few@k: mean of the Default APs over a fixed class list (DEFR's hard-coded lists, or derived from training labels).
+- Few@k: mean of the Default APs over a fixed class list. On real HICO (600 classes) the default is DEFR's three
+  hard-coded lists (shipped in `raysweep/data/defr_few_shot_classes.json`, source name "defr-lists"); on any other
+  class set (the synthetic data) the lists are derived from training counts ("derived (<=k training images)").
 
 All functions are plain NumPy, vectorised across classes: the full HICO test set (9,658 x 600) evaluates in a
 fraction of a second on one core (see benchmarks/bench_hico_eval.py).
@@ -14,8 +16,10 @@ fraction of a second on one core (see benchmarks/bench_hico_eval.py).
 
 from __future__ import annotations
 
+import functools
 import json
 import math
+from importlib import resources
 from pathlib import Path
 from typing import Literal, Mapping, NamedTuple, Sequence
 
@@ -26,8 +30,26 @@ from raysweep.errors import DataError, did_you_mean
 Interpolation = Literal["11point", "all_point"]
 INTERPOLATIONS: tuple[str, ...] = ("11point", "all_point")
 
+# How images with equal scores are ordered within a class's ranking (see `average_precision`).
+TieRule = Literal["index", "pessimistic", "optimistic"]
+TIE_RULES: tuple[str, ...] = ("index", "pessimistic", "optimistic")
+TIE_DESCRIPTIONS: dict[str, str] = {
+    "index": "broken by image index (lower index ranks first)",
+    "pessimistic": "pessimistic (positives rank after the negatives they tie with: a lower bound over tie orders)",
+    "optimistic": "optimistic (positives rank before the negatives they tie with: an upper bound over tie orders)",
+}
+
 FEW_SHOT_KS: tuple[int, ...] = (1, 5, 10)
 FEW_SHOT_KEYS: tuple[str, ...] = tuple(f"few@{k}" for k in FEW_SHOT_KS)
+
+# Where the Few@k class lists come from, as `few_shot_source` names it (e.g. for a table footer).
+FEW_SHOT_DEFR = "defr-lists"
+FEW_SHOT_DERIVED = "derived (<=k training images)"
+# Names accepted instead of a lists file (`data.few_shot_lists`, `eval hico --few-shot-lists`).
+FEW_SHOT_NAMED: tuple[str, ...] = ("defr", "derived")
+# HICO's class count: DEFR's lists index these 600 classes, so they are the default exactly for 600-class data.
+HICO_NUM_CLASSES = 600
+_DEFR_LISTS_RESOURCE = "defr_few_shot_classes.json"
 
 # Label values of HICO's anno.mat as DEFR stores them in anno.pkl.
 POSITIVE, AMBIGUOUS, NEGATIVE, UNKNOWN = 1, 0, -1, -2
@@ -93,13 +115,16 @@ def average_precision(
     positives: np.ndarray,
     ignore: np.ndarray | None = None,
     interpolation: Interpolation = "11point",
+    ties: TieRule = "index",
 ) -> np.ndarray:
     """Per-class AP [C] (float64) of scores [N, C] against boolean positives [N, C], skipping `ignore` [N, C].
 
     DEFR's protocol (spec §D.1), per class:
     - num_gt counts every positive, ignored or not (an ignored positive can never be recalled);
-    - images are ranked by descending score. Ties: as a stable sort, so among equal scores the lower image index
-      ranks first (DEFR's torch.argsort leaves tie order unspecified);
+    - images are ranked by descending score. Ties (`ties`): "index" (default) as a stable sort, so among equal scores
+      the lower image index ranks first (DEFR's torch.argsort leaves tie order unspecified); "pessimistic" ranks the
+      tied negatives first, then the tied ignored entries, then the tied positives, which gives the lowest AP of any
+      tie order; "optimistic" the reverse, the highest (both keep index order within each kind);
     - ignored entries pass through with tp = fp = 0; if the rank-1 entry is ignored its fp is set to float64 eps,
       so precision there is 0 instead of 0/0 (the eps stays in the cumulative FP count);
     - precision = TP / (TP + FP), recall = TP / num_gt; a class with num_gt = 0 has AP 0;
@@ -117,13 +142,30 @@ def average_precision(
             "scores, positives and ignore must all be [N, C]; got "
             f"{scores.shape}, {positives.shape}, {ignore.shape}"
         )
-    order = _descending_order(scores)
+    order = _descending_order(scores, _tie_key(positives, ignore, ties))
     pos_ranked = _ranked(positives, order)
     return _ap_from_ranked(pos_ranked, _ranked(ignore, order), positives.sum(axis=0), interpolation)
 
 
-def _descending_order(scores: np.ndarray) -> np.ndarray:
-    """Per-class ranking [C, N] of scores [N, C]: image indices by descending score, ties by ascending index.
+def _tie_key(positives: np.ndarray, ignore: np.ndarray, ties: str) -> np.ndarray | None:
+    """Secondary sort key [N, C] among equal scores (ascending ranks first); None for index order.
+
+    Counted positives, ignored entries and counted negatives are disjoint kinds. Putting every tied positive after
+    every tied negative (pessimistic) maximises each recalled positive's rank, hence minimises its precision and the
+    AP of both interpolations; the reverse maximises them. Where tied ignored entries go changes no TP or FP count.
+    """
+    if ties not in TIE_RULES:
+        raise ValueError(f"ties must be one of {TIE_RULES}, got {ties!r}")
+    if ties == "index":
+        return None
+    counted_pos = positives & ~ignore
+    key = np.where(ignore, 1, np.where(counted_pos, 2, 0)).astype(np.int8)  # pessimistic: negatives first
+    return key if ties == "pessimistic" else (2 - key)
+
+
+def _descending_order(scores: np.ndarray, tie_key: np.ndarray | None = None) -> np.ndarray:
+    """Per-class ranking [C, N] of scores [N, C]: image indices by descending score, ties by ascending `tie_key`
+    [N, C] when given, then by ascending index.
 
     A fast unstable sort is exact wherever a row has no repeated score (the order is then unique); only rows
     with ties are re-sorted with a stable sort.
@@ -135,7 +177,10 @@ def _descending_order(scores: np.ndarray) -> np.ndarray:
     ranked = np.take_along_axis(negated, order, axis=1)
     tied = (ranked[:, 1:] == ranked[:, :-1]).any(axis=1)
     if tied.any():
-        order[tied] = np.argsort(negated[tied], axis=1, kind="stable")
+        if tie_key is None:
+            order[tied] = np.argsort(negated[tied], axis=1, kind="stable")
+        else:  # lexsort is stable: the last key is primary, and equal (score, key) pairs keep index order
+            order[tied] = np.lexsort((np.ascontiguousarray(tie_key.T)[tied], negated[tied]), axis=-1)
     return order
 
 
@@ -227,21 +272,55 @@ def _mean_over(ap: np.ndarray, classes: Sequence[int]) -> float:
     return float(np.mean(ap[np.asarray(classes, dtype=np.int64)])) if len(classes) else math.nan
 
 
+def defr_few_shot_lists() -> dict[str, list[int]]:
+    """DEFR's Few@1 / Few@5 / Few@10 class lists (49 / 125 / 162 of the 600 HICO classes, 0-based, ascending),
+    read from the package data `raysweep/data/defr_few_shot_classes.json` (spec D.3)."""
+    return {key: list(classes) for key, classes in _defr_lists_cached().items()}
+
+
+@functools.lru_cache(maxsize=1)
+def _defr_lists_cached() -> dict[str, tuple[int, ...]]:
+    text = resources.files("raysweep.data").joinpath(_DEFR_LISTS_RESOURCE).read_text(encoding="utf-8")
+    raw = json.loads(text)
+    return {key: tuple(int(i) for i in raw["lists"][key]) for key in FEW_SHOT_KEYS}
+
+
+def few_shot_source(num_classes: int | None, setting: str | None = None) -> str:
+    """The name of the Few@k class lists an evaluation uses, for table footers and printed summaries.
+
+    `setting` is `data.few_shot_lists` / `eval hico --few-shot-lists`: None (the default: DEFR's lists for 600-class
+    HICO, else derived), "defr", "derived", or a lists file (named "file <path>"). With num_classes None (unknown)
+    and no setting, the data is taken to be real HICO.
+    """
+    if setting is None:
+        return FEW_SHOT_DEFR if num_classes in (None, HICO_NUM_CLASSES) else FEW_SHOT_DERIVED
+    if setting == "defr":
+        return FEW_SHOT_DEFR
+    if setting == "derived":
+        return FEW_SHOT_DERIVED
+    return f"file {setting}"
+
+
 def evaluate_hico(
     test_scores: np.ndarray,
     test_labels: np.ndarray,
     train_labels: np.ndarray | None = None,
-    few_shot_lists: Mapping[str, Sequence[int]] | None = None,
+    few_shot_lists: Mapping[str, Sequence[int]] | str | None = None,
     interpolation: Interpolation = "11point",
+    few_shot_name: str | None = None,
+    ties: TieRule = "index",
 ) -> dict:
     """DEFR's HICO metrics, as fractions in [0, 1].
 
     test_scores [N_test, C] raw logits; test_labels [N_test, C] and train_labels [N_train, C] in {1, 0, -1, -2}.
-    Few@k lists: `few_shot_lists` ({"few@1": [...], ...}) when given, else derived from `train_labels` with
-    `few_shot_classes`; a Few@k whose list is missing or empty is NaN.
+    Few@k lists (`few_shot_lists`): a mapping {"few@1": [...], ...} (named `few_shot_name`, default "given
+    lists"); "defr" (DEFR's lists, 600 classes only); "derived" (from `train_labels` with `few_shot_classes`);
+    None: "defr" when C = 600, else "derived". A Few@k whose list is missing or empty is NaN.
+    `ties`: how equal scores are ordered (see `average_precision`); "pessimistic" / "optimistic" bound every
+    metric over all tie orders.
 
     Returns {"full", "few@1", "few@5", "few@10", "known_object": float, "per_class_ap": list[float] (Default
-    setting), "few_shot_sizes": {"few@1": n, ...}}.
+    setting), "few_shot_sizes": {"few@1": n, ...}, "few_shot_source": str (see `few_shot_source`)}.
     """
     test_scores = np.asarray(test_scores)
     masks = hico_labels(test_labels)
@@ -251,27 +330,46 @@ def evaluate_hico(
 
     if interpolation not in INTERPOLATIONS:
         raise ValueError(f"interpolation must be one of {INTERPOLATIONS}, got {interpolation!r}")
-    # One ranking (and one ranked positives mask) serves both settings.
-    order = _descending_order(test_scores)
-    pos_ranked = _ranked(masks.positives, order)
     num_gt = masks.positives.sum(axis=0)
-    ap_default = _ap_from_ranked(pos_ranked, _ranked(~masks.certain, order), num_gt, interpolation)
-    ap_known = _ap_from_ranked(pos_ranked, _ranked(~(masks.known_obj & masks.certain), order), num_gt, interpolation)
+    ignore_default, ignore_known = ~masks.certain, ~(masks.known_obj & masks.certain)
+    if ties == "index":  # one ranking (and one ranked positives mask) serves both settings
+        order = _descending_order(test_scores)
+        pos_ranked = _ranked(masks.positives, order)
+        ap_default = _ap_from_ranked(pos_ranked, _ranked(ignore_default, order), num_gt, interpolation)
+        ap_known = _ap_from_ranked(pos_ranked, _ranked(ignore_known, order), num_gt, interpolation)
+    else:  # the bound's tie order depends on what each setting ignores
+        ap_default = average_precision(test_scores, masks.positives, ignore_default, interpolation, ties)
+        ap_known = average_precision(test_scores, masks.positives, ignore_known, interpolation, ties)
 
-    if few_shot_lists is not None:
+    if few_shot_lists is None:
+        few_shot_lists = "defr" if num_classes == HICO_NUM_CLASSES else "derived"
+    if isinstance(few_shot_lists, str):
+        if few_shot_lists not in FEW_SHOT_NAMED:
+            raise ValueError(f"few_shot_lists must be a mapping or one of {FEW_SHOT_NAMED}, got {few_shot_lists!r}")
+        source = few_shot_source(num_classes, few_shot_lists)
+    else:
+        source = few_shot_name or "given lists"
+    if few_shot_lists == "defr":
+        if num_classes != HICO_NUM_CLASSES:
+            raise ValueError(f"DEFR's Few@k lists index the {HICO_NUM_CLASSES} HICO classes; the scores have "
+                             f"{num_classes} classes")
+        lists = defr_few_shot_lists()
+    elif few_shot_lists == "derived":
+        if train_labels is not None:
+            train_labels = np.asarray(train_labels)
+            if train_labels.ndim != 2 or train_labels.shape[1] != num_classes:
+                raise ValueError(f"train_labels must be [N_train, {num_classes}], got {train_labels.shape}")
+            train_pos = hico_labels(train_labels).positives.sum(axis=0)
+            lists = {f"few@{k}": _few_shot_from_counts(train_pos, k).tolist() for k in FEW_SHOT_KS}
+        else:
+            lists = {key: [] for key in FEW_SHOT_KEYS}
+            source = "none (no training labels to derive them from)"
+    else:
         lists = {key: list(few_shot_lists.get(key, [])) for key in FEW_SHOT_KEYS}
         for key, classes in lists.items():
             bad = [i for i in classes if not 0 <= int(i) < num_classes]
             if bad:
                 raise ValueError(f"{key} list has class indices outside [0, {num_classes}): {bad[:5]}")
-    elif train_labels is not None:
-        train_labels = np.asarray(train_labels)
-        if train_labels.ndim != 2 or train_labels.shape[1] != num_classes:
-            raise ValueError(f"train_labels must be [N_train, {num_classes}], got {train_labels.shape}")
-        train_pos = hico_labels(train_labels).positives.sum(axis=0)
-        lists = {f"few@{k}": _few_shot_from_counts(train_pos, k).tolist() for k in FEW_SHOT_KS}
-    else:
-        lists = {key: [] for key in FEW_SHOT_KEYS}
 
     result: dict = {"full": float(ap_default.mean()) if num_classes else math.nan}
     for key in FEW_SHOT_KEYS:
@@ -279,6 +377,8 @@ def evaluate_hico(
     result["known_object"] = float(ap_known.mean()) if num_classes else math.nan
     result["per_class_ap"] = ap_default.tolist()
     result["few_shot_sizes"] = {key: len(lists[key]) for key in FEW_SHOT_KEYS}
+    result["few_shot_source"] = source
+    result["ties"] = ties
     return result
 
 
@@ -292,34 +392,52 @@ def _few_key(raw: str) -> str | None:
     return f"few@{text}" if text in {str(k) for k in FEW_SHOT_KS} else None
 
 
-def load_few_shot_lists(path: str | Path) -> dict[str, list[int]]:
+def load_few_shot_lists(path: str | Path, num_classes: int | None = None,
+                        origin: str | None = None) -> dict[str, list[int]]:
     """Read Few@k class lists from JSON {"few@1": [...], "few@5": [...], "few@10": [...]} (0-based class indices).
 
-    Keys may also be spelt "few1", "few_1" or "1". Keys that are absent give NaN for that Few@k. Raises DataError
-    for a missing or unreadable file, an unknown key, or entries that are not non-negative integers.
+    Keys may also be spelt "few1", "few_1" or "1"; the project's own format ({"lists": {...}, ...}, as
+    `raysweep/data/defr_few_shot_classes.json`) is read too. Keys that are absent give NaN for that Few@k.
+    Raises DataError, one line naming the file, the list key and `origin` (the config key or option that named the
+    file), for a missing or unreadable file, an unknown key, entries that are not integers, duplicates, or (given
+    `num_classes`) indices outside [0, num_classes).
     """
     path = Path(path)
+    where = f" ({origin})" if origin else ""
     try:
         raw = json.loads(path.read_text())
     except FileNotFoundError:
         raise DataError(f"{path}: few-shot lists file not found") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise DataError(f"{path}: cannot read few-shot lists as JSON ({exc})") from None
+        raise DataError(f"{path}: cannot read few-shot lists as JSON ({exc}){where}") from None
+    if isinstance(raw, dict) and isinstance(raw.get("lists"), dict):
+        raw = raw["lists"]
     if not isinstance(raw, dict) or not raw:
-        raise DataError(f'{path}: expected a JSON object like {{"few@1": [...], "few@5": [...], "few@10": [...]}}')
+        raise DataError(f'{path}: expected a JSON object like {{"few@1": [...], "few@5": [...], "few@10": [...]}}'
+                        f'{where}')
     lists: dict[str, list[int]] = {}
     for raw_key, values in raw.items():
         key = _few_key(raw_key)
         if key is None:
             raise DataError(
                 f"{path}: unknown key {raw_key!r}; allowed: {', '.join(FEW_SHOT_KEYS)}"
-                f"{did_you_mean(raw_key, FEW_SHOT_KEYS)}"
+                f"{did_you_mean(raw_key, FEW_SHOT_KEYS)}{where}"
             )
         if key in lists:
-            raise DataError(f"{path}: {key} is given twice (key {raw_key!r})")
-        if not isinstance(values, list) or not all(
-            isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in values
-        ):
-            raise DataError(f"{path}: {raw_key!r} must be a list of non-negative integer class indices")
+            raise DataError(f"{path}: {key} is given twice (key {raw_key!r}){where}")
+        if not isinstance(values, list):
+            raise DataError(f"{path}: {raw_key!r} must be a list of integer class indices, got "
+                            f"{type(values).__name__}{where}")
+        wrong = [v for v in values if not isinstance(v, int) or isinstance(v, bool)]
+        if wrong:
+            raise DataError(f"{path}: {raw_key!r} must hold integer class indices, found {wrong[0]!r}{where}")
+        outside = [v for v in values if v < 0 or (num_classes is not None and v >= num_classes)]
+        if outside:
+            bounds = f"outside [0, {num_classes})" if num_classes is not None else "below 0"
+            raise DataError(f"{path}: {key} has class indices {bounds}: {outside[:5]}{where}")
+        seen: set[int] = set()
+        repeated = sorted({v for v in values if v in seen or seen.add(v)})
+        if repeated:
+            raise DataError(f"{path}: {key} lists class indices more than once: {repeated[:5]}{where}")
         lists[key] = list(values)
     return lists

@@ -3,9 +3,10 @@
 Inputs:
 - `anno.pkl`: DEFR's pickled dict with `files_test` [N_test], `anno_test` [C, N_test] and `anno_train`
   [C, N_train] (class-major, labels in {1, 0, -1, -2}; NaN is read as -2). `hoi_list` is never read: real files
-  carry it in different forms. `anno_train` is needed only when no Few@k lists file is given.
+  carry it in different forms. `anno_train` is needed only for Few@k lists derived from training counts.
 - scores: `.npy` (or `.npz` holding one array) of shape [N_test, C]; row i scores the image `files_test[i]`.
-- optionally a Few@k lists JSON (see `raysweep.metrics.hico.load_few_shot_lists`), e.g. DEFR's hard-coded lists.
+- optionally a Few@k lists JSON (see `raysweep.metrics.hico.load_few_shot_lists`), or "defr" / "derived"; the default
+  is DEFR's hard-coded lists for 600-class HICO, else lists derived from anno_train.
 """
 
 from __future__ import annotations
@@ -21,10 +22,17 @@ import numpy as np
 
 from raysweep.errors import DataError
 from raysweep.metrics.hico import (
+    FEW_SHOT_DERIVED,
     FEW_SHOT_KEYS,
+    FEW_SHOT_NAMED,
+    HICO_NUM_CLASSES,
     INTERPOLATIONS,
+    TIE_DESCRIPTIONS,
+    TIE_RULES,
     Interpolation,
+    TieRule,
     evaluate_hico,
+    few_shot_source,
     hico_labels,
     load_few_shot_lists,
 )
@@ -154,38 +162,49 @@ def evaluate_files(
     few_shot_lists_path: str | Path | None = None,
     as_json: bool = False,
     interpolation: Interpolation = "11point",
+    ties: TieRule = "index",
 ) -> str:
     """Evaluate saved scores against anno.pkl; return the text to print (a table, or one JSON object).
 
-    Few@k lists come from `few_shot_lists_path` when given (e.g. DEFR's hard-coded lists), else from anno_train
-    (classes with 1..k positive training images). The JSON object has keys full, few@1, few@5, few@10,
-    known_object, per_class_ap (Default setting) as fractions, and few_shot_sizes; NaN is written as null.
-    Unpickling anno.pkl runs code named in the file (see `load_hico_anno`). Raises DataError on bad inputs.
+    Few@k lists (`few_shot_lists_path`): a lists JSON file, "defr" (DEFR's lists) or "derived" (from anno_train:
+    classes with 1..k positive training images); by default DEFR's lists when anno.pkl has the 600 HICO classes,
+    else derived. The JSON object has keys full, few@1, few@5, few@10, known_object, per_class_ap (Default setting)
+    as fractions, few_shot_sizes, few_shot_source and ties; NaN is written as null. Unpickling anno.pkl runs code
+    named in the file (see `load_hico_anno`). Raises DataError on bad inputs.
     """
     if interpolation not in INTERPOLATIONS:
         raise DataError(f"interpolation must be one of {', '.join(INTERPOLATIONS)}, got {interpolation!r}")
+    if ties not in TIE_RULES:
+        raise DataError(f"--ties {ties!r} is not a tie rule; allowed: {', '.join(TIE_RULES)}")
     anno_path, scores_path = Path(anno_path), Path(scores_path)
-    few_lists = load_few_shot_lists(few_shot_lists_path) if few_shot_lists_path is not None else None
-    anno = load_hico_anno(anno_path, need_train=few_lists is None)
+    setting = None if few_shot_lists_path is None else str(few_shot_lists_path)
+    if setting is not None and setting not in FEW_SHOT_NAMED:
+        load_few_shot_lists(setting, origin="--few-shot-lists")  # a bad file fails before anno.pkl is read
+    need_train = setting == "derived" or setting is None
+    anno = load_hico_anno(anno_path, need_train=need_train)
     num_images, num_classes = anno.test_labels.shape
     scores = load_scores(scores_path)
     _check_scores(scores_path, scores, num_images, num_classes)
-    if few_lists is not None:
-        for key, classes in few_lists.items():
-            outside = [i for i in classes if i >= num_classes]
-            if outside:
-                raise DataError(
-                    f"{few_shot_lists_path}: {key} has class indices outside [0, {num_classes}): {outside[:5]}"
-                )
+    if setting is None:
+        setting = "defr" if num_classes == HICO_NUM_CLASSES else "derived"
+    if setting == "defr" and num_classes != HICO_NUM_CLASSES:
+        raise DataError(f"--few-shot-lists defr: DEFR's lists index the {HICO_NUM_CLASSES} HICO classes, but "
+                        f"{anno_path} has {num_classes}; give a lists file or 'derived'")
+    if setting == "derived" and anno.train_labels is None:
+        anno = load_hico_anno(anno_path, need_train=True)
+    if setting in FEW_SHOT_NAMED:
+        lists, name = setting, None
+    else:
+        lists, name = load_few_shot_lists(setting, num_classes, "--few-shot-lists"), few_shot_source(num_classes, setting)
 
-    result = evaluate_hico(scores, anno.test_labels, anno.train_labels, few_lists, interpolation)
+    result = evaluate_hico(scores, anno.test_labels, anno.train_labels, lists, interpolation, few_shot_name=name,
+                           ties=ties)
     if as_json:
         return json.dumps(_json_safe(result))
-    if few_lists is not None:
-        source = str(few_shot_lists_path)
-    else:
-        source = "anno_train (classes with 1..k positive training images)"
-    return format_table(result, num_images, num_classes, interpolation, source)
+    source = result["few_shot_source"]
+    if source == FEW_SHOT_DERIVED:
+        source += " from anno_train"
+    return format_table(result, num_images, num_classes, interpolation, source, ties)
 
 
 def _json_safe(value: object) -> object:
@@ -199,7 +218,8 @@ def _json_safe(value: object) -> object:
     return value
 
 
-def format_table(result: dict, num_images: int, num_classes: int, interpolation: str, few_source: str) -> str:
+def format_table(result: dict, num_images: int, num_classes: int, interpolation: str, few_source: str,
+                 ties: str = "index") -> str:
     """The human-readable summary of `evaluate_hico`'s result, in %."""
     rows = [("Full", result["full"], num_classes)]
     rows += [(key.replace("few", "Few"), result[key], result["few_shot_sizes"][key]) for key in FEW_SHOT_KEYS]
@@ -213,4 +233,5 @@ def format_table(result: dict, num_images: int, num_classes: int, interpolation:
         shown = "n/a" if math.isnan(value) else f"{100.0 * value:.2f}"
         lines.append(f"{name:<14}{shown:>8}{count:>9}")
     lines.append(f"Class lists for Few@k: {few_source}")
+    lines.append(f"Score ties: {TIE_DESCRIPTIONS[ties]}")
     return "\n".join(lines)

@@ -126,7 +126,8 @@ def summarise(frame: pd.DataFrame, statuses: Optional[Sequence[str]] = ("complet
     selection = (str(frame["selection"].dropna().iloc[0]) if "selection" in frame.columns
                  and frame["selection"].notna().any() else None)
     summary.attrs.update(left_out=left_out, epoch=epoch, selected_rows=selected_rows, split_rows=extra_labels,
-                         val_column=val_column, objective=objective, selection=selection)
+                         val_column=val_column, objective=objective, selection=selection,
+                         notes=task_cls.table_notes(configs[0]) if configs else [])
     return summary, task_cls.table_columns
 
 
@@ -184,6 +185,7 @@ def footer(summary: pd.DataFrame, unit: str = "mAP in %") -> str:
     if attrs.get("split_rows"):
         parts.append(f"Rows differing in {', '.join(attrs['split_rows'])} are separate (no validation metric to "
                      f"select between them).")
+    parts.extend(attrs.get("notes") or [])
     left = attrs.get("left_out") or {}
     if left:
         listed = ", ".join(f"{n} {o}" for o, n in sorted(left.items()))

@@ -115,6 +115,11 @@ class Task(ABC):
         self.cache_dir = cache_dir  # where `prepare` put shared artefacts (None: task must not need them)
 
     @classmethod
+    def table_notes(cls, config: Mapping[str, Any]) -> list[str]:
+        """Sentences for the table footer that say how a trial's columns are defined (from its flat config)."""
+        return []
+
+    @classmethod
     def row_labels(cls, config: Mapping[str, Any]) -> dict[str, str]:
         """The row-label cells of the paper's table for one trial, from its flat config (dotted keys)."""
         return {key: str(config.get(key)) for key in cls.table_keys}

@@ -40,7 +40,9 @@ class DataConfig(StrictModel):
     aug_crop_ratio: tuple[float, float] = (0.7, 1.3)
     normalisation: Literal["auto", "clip", "half", "imagenet"] = "auto"  # auto: chosen by backbone family
     vocabulary: Optional[str] = None  # JSON/TSV giving (verb, object) per class, overriding anno.pkl's hoi_list
-    few_shot_lists: Optional[str] = None  # JSON {"few@1": [...], ...}; default: derived from training labels
+    # Few@k class lists: null = DEFR's lists on 600-class HICO, else derived from training counts; "defr",
+    # "derived", or a JSON file {"few@1": [...], ...} (see tasks/defr/few_shot.py)
+    few_shot_lists: Optional[str] = None
     max_bad_images: float = Field(0.01, ge=0.0, le=1.0)  # fraction of unreadable images tolerated (skipped)
     loader_workers: int = Field(0, ge=0)
 
@@ -65,7 +67,7 @@ class ModelConfig(StrictModel):
 
 
 TEXT_ENCODER_NAMES = ("minilm", "bert", "simcse", "clip")  # the forms embeddings._resolve accepts
-TEXT_ENCODER_PREFIXES = ("open_clip:", "st:", "hf:")
+TEXT_ENCODER_PREFIXES = ("clip:", "open_clip:", "st:", "hf:")
 
 
 class ClassifierConfig(StrictModel):
@@ -73,8 +75,10 @@ class ClassifierConfig(StrictModel):
     init: Literal["rand", "language"] = "language"
     shuffle: bool = False  # ablation: language rows assigned to the wrong classes (a seeded permutation)
     # Text encoder for language init: "minilm" (offline, 384-d), "bert" (bert-base-uncased [CLS]),
-    # "simcse", "clip" (open_clip ViT-B-32 text tower + projection), "open_clip:<arch>", "st:<sentence-transformers
-    # name or path>", "hf:<transformers name or path>".
+    # "simcse", "clip" (the text tower + projection of the CLIP backbone's own model; OpenAI ViT-B-32 under other
+    # backbones), "clip:<arch>" (OpenAI-family), "open_clip:<arch>", "st:<sentence-transformers name or path>",
+    # "hf:<transformers name or path>". Under a CLIP backbone a CLIP text tower of another model is refused unless
+    # project is "linear" (see tasks/defr/text_tower.py).
     text_encoder: str = "minilm"
     text_encoder_weights: Optional[str] = None  # local path or hub tag for the text encoder (None = its default)
     project: Literal["auto", "clip_proj", "linear", "none"] = "auto"  # text width != image width
@@ -179,4 +183,9 @@ class DefrConfig(StrictModel):
     def _check(self) -> "DefrConfig":
         if self.classifier.head == "mixing" and self.classifier.init != "language":
             raise ValueError("classifier.head 'mixing' needs classifier.init 'language' (it mixes fixed text rows)")
+        from raysweep.tasks.defr.text_tower import text_tower_mismatch
+
+        mismatch = text_tower_mismatch(self.model, self.classifier)
+        if mismatch:
+            raise ValueError(mismatch)
         return self

@@ -8,8 +8,9 @@ Encoders (`classifier.text_encoder`), each giving unit-norm sentence embeddings:
 - "simcse": HF `princeton-nlp/sup-simcse-bert-base-uncased`, `pooler_output` ([CLS] through the BERT pooler, which
   for supervised SimCSE checkpoints holds the trained MLP). This is the SimCSE package's default for supervised
   checkpoints (`pooler="cls"`), which DEFR called through `model.encode`;
-- "clip" (open_clip ViT-B-32) / "open_clip:<arch>": the text tower, EOT token after `ln_final` times
-  `text_projection` (512-d for ViT-B); weights default to the "openai" tag;
+- "clip" (OpenAI ViT-B-32) / "clip:<arch>" (an OpenAI-family CLIP: QuickGELU) / "open_clip:<arch>": the text
+  tower, EOT token after `ln_final` times `text_projection` (512-d for ViT-B); weights default to the "openai" tag.
+  Under a CLIP backbone the task first turns "clip" into the backbone's own model (`text_tower.resolve_text_encoder`);
 - "st:<name or path>": any sentence-transformers model, with its own pooling;
 - "hf:<name or path>": any transformers encoder, `last_hidden_state[:, 0]`.
 
@@ -35,7 +36,8 @@ from raysweep.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
-ENCODER_FORMS = ("'minilm', 'bert', 'simcse', 'clip', 'open_clip:<arch>', 'st:<sentence-transformers name or path>', "
+ENCODER_FORMS = ("'minilm', 'bert', 'simcse', 'clip' (the CLIP backbone's own text tower; else OpenAI ViT-B-32), "
+                 "'clip:<arch>', 'open_clip:<arch>', 'st:<sentence-transformers name or path>', "
                  "'hf:<transformers name or path>'")
 BERT_NAME = "bert-base-uncased"
 SIMCSE_NAME = "princeton-nlp/sup-simcse-bert-base-uncased"
@@ -46,7 +48,7 @@ BATCH_SIZE = 64
 
 def is_clip_encoder(encoder: str) -> bool:
     """Whether `encoder` embeds text into a CLIP joint space (so CLIP's visual projection relates it to images)."""
-    return encoder == "clip" or encoder.startswith("open_clip:")
+    return encoder == "clip" or encoder.startswith(("clip:", "open_clip:"))
 
 
 def text_embeddings(prompts: list[list[str]], encoder: str, weights: Optional[str],
@@ -170,6 +172,8 @@ def _resolve(encoder: str, weights: Optional[str]):
         return "hf_pooler", weights or SIMCSE_NAME
     if encoder == "clip":
         return "open_clip", (CLIP_ARCH, weights or "hub", True)
+    if encoder.startswith("clip:") and len(encoder) > len("clip:"):
+        return "open_clip", (encoder[len("clip:"):], weights or "hub", True)
     if encoder.startswith("open_clip:") and len(encoder) > len("open_clip:"):
         return "open_clip", (encoder[len("open_clip:"):], weights or "hub", False)
     raise ConfigError(f"classifier.text_encoder {encoder!r} is not a known text encoder; allowed: {ENCODER_FORMS}")

@@ -14,6 +14,7 @@ from raysweep.tasks.defr.classifier import HoiClassifier, build_classifier
 from raysweep.tasks.defr.config import ClassifierConfig, DefrConfig
 from raysweep.tasks.defr.embeddings import clip_visual_projection, is_clip_encoder, text_embeddings
 from raysweep.tasks.defr.prompts import class_prompts
+from raysweep.tasks.defr.text_tower import resolve_text_encoder
 
 log = logging.getLogger(__name__)
 
@@ -74,8 +75,8 @@ def build_defr_net(cfg: DefrConfig, class_names: list[tuple[str, str]], cache_di
     embeddings, clip_proj = None, backbone.clip_proj
     if cfg.classifier.init == "language":
         prompts = class_prompts(class_names, cfg.prompts)
-        embeddings = text_embeddings(prompts, cfg.classifier.text_encoder, cfg.classifier.text_encoder_weights,
-                                     cache_dir)
+        encoder, weights = resolve_text_encoder(cfg.model, cfg.classifier)
+        embeddings = text_embeddings(prompts, encoder, weights, cache_dir)
         clip_proj = back_projection_matrix(backbone, cfg.classifier, embeddings.shape[1], cache_dir)
     classifier = build_classifier(cfg.classifier, backbone.width, len(class_names), embeddings, cfg.train.seed,
                                   clip_proj)

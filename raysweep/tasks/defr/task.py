@@ -27,9 +27,11 @@ class DefrTask(Task):
     metric_names: ClassVar[tuple[str, ...]] = ("map", "map_few1", "map_few5", "map_few10", "map_ko")
     table_keys: ClassVar[tuple[str, ...]] = ("model.backbone", "model.weights", "classifier.init",
                                              "classifier.text_encoder", "classifier.head", "loss.name")
+    # The model keys: `clip` text embeddings come from the CLIP backbone's own model (tasks/defr/text_tower.py).
     prepare_keys: ClassVar[tuple[str, ...]] = ("classifier.init", "classifier.text_encoder",
                                                "classifier.text_encoder_weights", "prompts.template",
-                                               "prompts.no_interaction", "data.vocabulary")
+                                               "prompts.no_interaction", "data.vocabulary", "model.backbone",
+                                               "model.patch_size", "model.weights")
     table_columns: ClassVar[dict[str, str]] = {"Full": "map", "Few@1": "map_few1", "Few@5": "map_few5",
                                                "Few@10": "map_few10", "Known-Object": "map_ko"}
     paper_rows: ClassVar[tuple[dict[str, str], ...]] = PAPER_ROWS
@@ -62,6 +64,12 @@ class DefrTask(Task):
         loss = _LOSS_NAMES.get(str(config.get("loss.name")), str(config.get("loss.name")))
         return {"backbone init": backbone_init, "classifier init": classifier_init, "loss": loss}
 
+    @classmethod
+    def table_notes(cls, config: Mapping[str, Any]) -> list[str]:
+        from raysweep.tasks.defr.few_shot import few_shot_source_of_config
+
+        return [f"Few@k classes: {few_shot_source_of_config(config)}."]
+
     # ---- shared, once per sweep ---------------------------------------------------------------------------
     @classmethod
     def prepare(cls, config: DefrConfig, cache_dir: Path) -> dict[str, Any]:
@@ -71,6 +79,7 @@ class DefrTask(Task):
         few-shot lists, vocabulary, checkpoint path), so bad input fails here with one DataError / ConfigError.
         """
         from raysweep.errors import DataError
+        from raysweep.tasks.defr.few_shot import few_shot_lists_for
 
         from raysweep.tasks.defr.detection import prepare_detection
 
@@ -93,8 +102,7 @@ class DefrTask(Task):
         images = Path(config.data.root) / "images"
         _check_image_folder(images / "train2015", annotations.files_train, config.data.max_bad_images)
         _check_image_folder(images / "test2015", annotations.files_test, config.data.max_bad_images)
-        if config.data.few_shot_lists:
-            _check_few_shot_lists(config.data.few_shot_lists, annotations.num_classes)
+        few_shot_lists_for(config.data.few_shot_lists, annotations.num_classes)  # a bad lists file fails here
         _check_weights_path(config)
         if config.classifier.init == "language":
             task.class_embeddings()  # cached on disk, so trials and workers only read it
@@ -139,6 +147,7 @@ class DefrTask(Task):
     def class_embeddings(self) -> np.ndarray:
         from raysweep.tasks.defr.embeddings import text_embeddings
         from raysweep.tasks.defr.prompts import class_prompts
+        from raysweep.tasks.defr.text_tower import resolve_text_encoder
 
         template = self.config.prompts.template
         if template.startswith("file:"):
@@ -147,8 +156,8 @@ class DefrTask(Task):
             names = self.class_names()
         prompts = class_prompts(names, self.config.prompts)
         cache = self.cache_dir if self.cache_dir is not None else None
-        return text_embeddings(prompts, self.config.classifier.text_encoder,
-                               self.config.classifier.text_encoder_weights, cache)
+        encoder, weights = resolve_text_encoder(self.config.model, self.config.classifier)
+        return text_embeddings(prompts, encoder, weights, cache)
 
     def _splits(self) -> dict[str, tuple[np.ndarray, np.ndarray, str]]:
         """{"train" | "val" | "test": (files, labels, image folder)}; "val" only with data.validation."""
@@ -249,8 +258,9 @@ class DefrTask(Task):
         return [int(i) for i in indices], list(rows)
 
     def evaluate(self, outputs: Mapping[int, Any], split: str = "test") -> dict[str, float]:
-        """Few@k classes come from the training images the model saw (or the configured lists), for both splits."""
-        from raysweep.metrics.hico import evaluate_hico, load_few_shot_lists
+        """Few@k classes: DEFR's lists on 600-class HICO, else those rare in the training images the model saw."""
+        from raysweep.metrics.hico import evaluate_hico
+        from raysweep.tasks.defr.few_shot import few_shot_lists_for
 
         labels = self._labels[split]
         n = len(labels)
@@ -258,8 +268,8 @@ class DefrTask(Task):
         if missing:
             raise RuntimeError(f"{split} evaluation is missing {len(missing)} of {n} images (first: {missing[0]})")
         scores = np.stack([outputs[i] for i in range(n)]).astype(np.float64)
-        lists = load_few_shot_lists(self.config.data.few_shot_lists) if self.config.data.few_shot_lists else None
-        result = evaluate_hico(scores, labels, self._labels["train"], few_shot_lists=lists)
+        lists, source = few_shot_lists_for(self.config.data.few_shot_lists, scores.shape[1])
+        result = evaluate_hico(scores, labels, self._labels["train"], few_shot_lists=lists, few_shot_name=source)
         return {"map": result["full"], "map_few1": result["few@1"], "map_few5": result["few@5"],
                 "map_few10": result["few@10"], "map_ko": result["known_object"]}
 
@@ -303,17 +313,6 @@ def _check_image_folder(folder: Path, files: Sequence[str], max_bad_images: floa
         raise DataError(f"{folder}: {len(bad)} of {len(sample)} images are missing or empty (checked "
                         f"{', '.join(bad[:3])}{', ...' if len(bad) > 3 else ''}); data.root must hold the images "
                         f"anno.pkl names")
-
-
-def _check_few_shot_lists(path: str, num_classes: int) -> None:
-    from raysweep.errors import DataError
-    from raysweep.metrics.hico import load_few_shot_lists
-
-    for key, classes in load_few_shot_lists(path).items():
-        outside = [i for i in classes if i >= num_classes]
-        if outside:
-            raise DataError(f"{path}: {key} has class indices outside [0, {num_classes}): {outside[:5]} "
-                            f"(data.few_shot_lists)")
 
 
 def _check_weights_path(config: DefrConfig) -> None:
