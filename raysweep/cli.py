@@ -116,6 +116,24 @@ def eval_hicodet(anno_dir: str = typer.Option(..., help="HICO-DET root (with ann
     print(evaluate_files(anno_dir, pred, protocol, json_out, allow_pickle))
 
 
+@eval_app.command("vcoco")
+def eval_vcoco(anno_dir: str = typer.Option(..., help="V-COCO folder: QPIC's layout (annotations/test_vcoco.json) "
+                                            "or the official files (vcoco_test.json, instances, ids)"),
+               pred: str = typer.Option(..., help="detections in the official structure (.json; .pkl needs "
+                                        "--allow-pickle)"),
+               scenario: str = typer.Option("both", help="1 | 2 | both"),
+               json_out: bool = typer.Option(False, "--json", help="one JSON object instead of a table"),
+               gt: str = typer.Option("auto", help="auto | qpic | official: which ground truth (auto: the official "
+                                      "files when present)"),
+               numerics: str = typer.Option("float32", help="float32 (as the official evaluator) | float64 (exact)"),
+               persons_without_hoi: str = typer.Option("ignore", help="QPIC layout only: ignore | negative"),
+               allow_pickle: bool = typer.Option(False, "--allow-pickle", help="read .pkl (executes code!)")) -> None:
+    """V-COCO agent AP and role AP, Scenario 1 and 2 (the official evaluator's definitions)."""
+    from raysweep.commands.eval_vcoco import run
+
+    run(anno_dir, pred, scenario, json_out, gt, numerics, persons_without_hoi, allow_pickle)
+
+
 @synth_app.command("hico")
 def synth_hico(out: str = typer.Option(..., help="folder to create"), seed: int = typer.Option(0),
                num_train: int = typer.Option(800), num_test: int = typer.Option(300),
@@ -132,6 +150,16 @@ def synth_hicodet(out: str = typer.Option(..., help="folder to create"), seed: i
                   image_size: int = typer.Option(128)) -> None:
     """Synthetic HICO-DET in QPIC's layout (annotations/*.json, corre_hico.npy, images/)."""
     from raysweep.commands.data import synth_hicodet as run
+
+    run(out, seed, num_train, num_test, image_size)
+
+
+@synth_app.command("vcoco")
+def synth_vcoco(out: str = typer.Option(..., help="folder to create"), seed: int = typer.Option(0),
+                num_train: int = typer.Option(600), num_test: int = typer.Option(200),
+                image_size: int = typer.Option(128)) -> None:
+    """Synthetic V-COCO in QPIC's layout (annotations/*.json, corre_vcoco.npy, images/) + official GT files."""
+    from raysweep.commands.data import synth_vcoco as run
 
     run(out, seed, num_train, num_test, image_size)
 
