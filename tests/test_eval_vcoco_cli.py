@@ -22,7 +22,7 @@ from raysweep.data.vcoco import (
 from raysweep.data.vcoco_official import load_official_ground_truth
 from raysweep.errors import DataError
 from raysweep.metrics.vcoco_predictions import AGENT_KEYS, ROLE_KEYS
-from tests.support import run_cli
+from support import run_cli
 
 
 @pytest.fixture(scope="module")

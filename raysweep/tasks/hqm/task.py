@@ -1,4 +1,4 @@
-"""QPIC + HQM as a sweepable task: HOI detection on HICO-DET (spec §E-§H)."""
+"""QPIC + HQM as a sweepable task: HOI detection on HICO-DET (spec §E-§H) or V-COCO (`data.dataset: vcoco`)."""
 
 from __future__ import annotations
 
@@ -37,12 +37,14 @@ def param_groups(model: nn.Module, lr_backbone: float) -> list[dict]:
 class HqmTask(Task):
     name: ClassVar[str] = "hqm"
     config_model: ClassVar[type[HqmConfig]] = HqmConfig
+    # HICO-DET reports the first six; V-COCO reports map (= role_ap_s1, its headline number, so one objective serves
+    # both datasets), role_ap_s1, role_ap_s2 and agent_ap.
     metric_names: ClassVar[tuple[str, ...]] = ("map", "map_rare", "map_non_rare", "ko_map", "ko_map_rare",
-                                               "ko_map_non_rare")
+                                               "ko_map_non_rare", "role_ap_s1", "role_ap_s2", "agent_ap")
     table_keys: ClassVar[tuple[str, ...]] = ("model.backbone", "hqm.gbs", "hqm.amm", "hqm.alternation",
                                              "eval.protocol")
     # data: the synthetic HICO-DET; model: the pretrained checkpoint is checked against each searched model shape
-    prepare_keys: ClassVar[tuple[str, ...]] = ("data.root", "data.synth.num_train", "data.synth.num_test",
+    prepare_keys: ClassVar[tuple[str, ...]] = ("data.dataset", "data.root", "data.synth.num_train", "data.synth.num_test",
                                                "data.synth.image_size", "data.synth.seed", "data.synth.objects",
                                                "data.synth.pairs_per_image", "data.synth.object_scale",
                                                "model.pretrained", "model.backbone", "model.d_model", "model.nhead",
@@ -86,14 +88,20 @@ class HqmTask(Task):
             raise ConfigError(f"model.pretrained: no such file {config.model.pretrained!r}; give the path of a "
                               f"DETR / QPIC / HQM checkpoint (.pth)")
         if config.data.root is None:
-            from raysweep.data.synth.hicodet import ensure_synthetic_hicodet
+            if config.data.dataset == "vcoco":
+                from raysweep.data.synth.vcoco import ensure_synthetic_vcoco as ensure
+            else:
+                from raysweep.data.synth.hicodet import ensure_synthetic_hicodet as ensure
 
-            root = ensure_synthetic_hicodet(cache_dir, config.data.synth)
+            root = ensure(cache_dir, config.data.synth)
             updates["data.root"] = str(root)
             config = config.model_copy(update={"data": config.data.model_copy(update={"root": str(root)})})
-        annotations = cls(config, cache_dir).annotations  # fails early on malformed annotations
+        task = cls(config, cache_dir)
+        task.annotations  # fails early on malformed annotations
+        if config.data.dataset == "vcoco" and config.eval.vcoco_ground_truth == "official":
+            task.vcoco_ground_truth  # noqa: B018 - and on missing or malformed official files
         if config.model.pretrained:
-            num_verbs, num_objects = annotations.correct_mat.shape
+            num_objects, num_verbs = task.head_sizes
             check_pretrained_once(config, num_objects, num_verbs, cache_dir)
         return updates
 
@@ -107,14 +115,44 @@ class HqmTask(Task):
 
     @cached_property
     def annotations(self):
-        from raysweep.data.hicodet import load_hicodet
-
         if self.config.data.root is None:
             raise RuntimeError("data.root is unresolved: HqmTask.prepare must run first")
+        if self.config.data.dataset == "vcoco":
+            from raysweep.data.vcoco import load_vcoco
+
+            return load_vcoco(Path(self.config.data.root))
+        from raysweep.data.hicodet import load_hicodet
+
         return load_hicodet(Path(self.config.data.root))
 
+    @property
+    def head_sizes(self) -> tuple[int, int]:
+        """(object classes without no-object, verb classes): 80 / 117 on HICO-DET, 81 (80 + missing) / 29 on V-COCO."""
+        num_verbs, num_objects = self.annotations.correct_mat.shape
+        if self.config.data.dataset == "vcoco":
+            from raysweep.tasks.hqm.vcoco import NUM_OBJECT_CLASSES
+
+            num_objects = NUM_OBJECT_CLASSES
+        return num_objects, num_verbs
+
+    @cached_property
+    def vcoco_ground_truth(self):
+        """The V-COCO test ground truth the evaluator reads (eval.vcoco_ground_truth)."""
+        from raysweep.data.vcoco import ground_truth_from_records
+
+        if self.config.eval.vcoco_ground_truth == "official":
+            from raysweep.data.vcoco_official import find_official_files, load_official_ground_truth
+            from raysweep.errors import DataError
+
+            root = Path(self.config.data.root)
+            files = find_official_files(root) or find_official_files(root / "official")
+            if files is None:
+                raise DataError(f"eval.vcoco_ground_truth: official, but {str(root)!r} (or its official/ folder) "
+                                f"lacks vcoco_test.json, instances_vcoco_all_2014.json and vcoco_test.ids")
+            return load_official_ground_truth(*files)
+        return ground_truth_from_records(self.annotations.test)
+
     def build(self, device: torch.device, rank: int = 0, world_size: int = 1) -> TrainingParts:
-        from raysweep.data.hicodet import IMAGE_DIRS
         from raysweep.tasks.hqm.checkpoint import load_pretrained
         from raysweep.tasks.hqm.criterion import build_criterion
         from raysweep.tasks.hqm.data import HicoDetTestSet, HicoDetTrainSet, collate
@@ -122,7 +160,13 @@ class HqmTask(Task):
         from raysweep.tasks.hqm.transforms import eval_transforms, train_transforms
 
         cfg, ann = self.config, self.annotations
-        num_verbs, num_objects = ann.correct_mat.shape
+        num_objects, num_verbs = self.head_sizes
+        if cfg.data.dataset == "vcoco":
+            from raysweep.data.vcoco import IMAGE_DIRS
+            from raysweep.tasks.hqm.vcoco import VcocoTrainSet as TrainSet
+        else:
+            from raysweep.data.hicodet import IMAGE_DIRS
+            TrainSet = HicoDetTrainSet
         model = build_model(cfg, num_objects, num_verbs)
         if cfg.model.pretrained:
             self.load_report = load_pretrained(model, cfg.model.pretrained)
@@ -130,7 +174,7 @@ class HqmTask(Task):
         self.criterion = build_criterion(cfg, num_objects).to(device)
 
         d, root = cfg.data, Path(cfg.data.root)
-        train_set = HicoDetTrainSet(
+        train_set = TrainSet(
             ann.train, root / IMAGE_DIRS["train"],
             train_transforms(d.train_scales, d.max_size, d.crop_resize_scales, d.crop_min, d.crop_max,
                              d.color_jitter, d.augment),
@@ -181,6 +225,8 @@ class HqmTask(Task):
         missing = [i for i in range(n) if i not in outputs]
         if missing:
             raise RuntimeError(f"evaluation is missing {len(missing)} of {n} images (first: {missing[0]})")
+        if self.config.data.dataset == "vcoco":
+            return self.evaluate_vcoco([outputs[i] for i in range(n)])
         result = evaluate_hicodet(self.annotations, [outputs[i] for i in range(n)], self.config.eval.protocol)
 
         def value(v: float | None) -> float:  # a group without classes (e.g. no rare class) has no mean
@@ -190,6 +236,18 @@ class HqmTask(Task):
         return {"map": value(default["full"]), "map_rare": value(default["rare"]),
                 "map_non_rare": value(default["non_rare"]), "ko_map": value(ko["full"]),
                 "ko_map_rare": value(ko["rare"]), "ko_map_non_rare": value(ko["non_rare"])}
+
+    def evaluate_vcoco(self, predictions: Sequence[Any]) -> dict[str, float]:
+        """Official agent / role AP of the post-processed queries (one official detection per query)."""
+        from raysweep.metrics.vcoco import evaluate_vcoco
+        from raysweep.tasks.hqm.vcoco import detections_for_records
+
+        ann = self.annotations
+        result = evaluate_vcoco(self.vcoco_ground_truth, detections_for_records(ann.test, predictions,
+                                                                                ann.correct_mat))
+        m = result.means
+        return {"map": m["role_ap_s1"], "role_ap_s1": m["role_ap_s1"], "role_ap_s2": m["role_ap_s2"],
+                "agent_ap": m["agent_ap"]}
 
     def num_samples(self, batch: Any) -> int:
         return len(batch[0])
