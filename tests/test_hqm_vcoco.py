@@ -156,3 +156,41 @@ def test_perfect_predictions_score_one_in_both_scenarios(prepared, ground_truth)
     metrics = task.evaluate(_perfect(load_vcoco(root).test))
     assert metrics["role_ap_s1"] == pytest.approx(1.0) and metrics["role_ap_s2"] == pytest.approx(1.0)
     assert task.vcoco_ground_truth.source.startswith(ground_truth if ground_truth == "official" else "qpic")
+
+
+# ---- raysweep report -----------------------------------------------------------------------------------------------
+def _frame(rows: list[tuple[str, bool, bool, float]]):
+    import pandas as pd
+
+    records = []
+    for i, (dataset, gbs, amm, value) in enumerate(rows):
+        record = {"task": "hqm", "trial_id": f"t{i}", "status": "TERMINATED", "outcome": "completed",
+                  "config.data.dataset": dataset, "config.hqm.gbs": gbs, "config.hqm.amm": amm,
+                  "config.model.backbone": "resnet50", "config.hqm.alternation": "ajl", "config.eval.protocol": "qpic"}
+        metrics = ("role_ap_s1", "role_ap_s2", "agent_ap") if dataset == "vcoco" else HqmTask.metric_names[:6]
+        record.update({f"last.{m}": value + k / 100 for k, m in enumerate(metrics)})
+        records.append(record)
+    return pd.DataFrame(records)
+
+
+def test_report_lays_vcoco_results_out_as_scenario_1_and_2():
+    from raysweep.results.tables import render_table
+    from raysweep.tasks.hqm.paper import VCOCO_PAPER_NUMBERS
+
+    text = render_table(_frame([("vcoco", False, False, 0.5), ("vcoco", False, False, 0.6)]))
+    lines = text.splitlines()
+    assert "Scenario 1" in lines[0] and "Scenario 2" in lines[0] and "Full" not in lines[0]
+    assert lines[2].startswith("| QPIC ") and "55.00 ± 7.07" in lines[2] and "56.00 ± 7.07" in lines[2]
+    assert "R101" in lines[3] and "–" in lines[3] and "QPIC + HQM" in lines[4]
+    assert VCOCO_PAPER_NUMBERS[0] == {"Scenario 1": 58.8, "Scenario 2": 61.0}
+
+
+def test_report_of_a_sweep_over_both_datasets_has_a_dataset_column():
+    from raysweep.results.tables import render_table
+
+    text = render_table(_frame([("hicodet", False, False, 0.3), ("vcoco", True, True, 0.6)]))
+    header, _, *rows = text.splitlines()
+    assert header.startswith("| dataset") and "Full" in header and "Scenario 1" in header
+    hico = next(r for r in rows if r.startswith("| HICO-DET") and "| QPIC " in r)
+    vcoco = next(r for r in rows if r.startswith("| V-COCO") and "QPIC + HQM" in r)
+    assert "30.00" in hico and "60.00" in vcoco

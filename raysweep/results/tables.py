@@ -45,7 +45,7 @@ def summarise(frame: pd.DataFrame, statuses: Optional[Sequence[str]] = ("complet
     """(one row per table row with `<col> mean`, `<col> std`, `n`), and the table's display → metric columns."""
     if frame.empty:
         return pd.DataFrame(), {}
-    task_cls = get_task(str(frame["task"].iloc[0]))
+    task_cls = _table_task(frame)
     if statuses is not None:
         wanted = {s.lower() for s in statuses} | ({"completed"} if "terminated" in {s.lower() for s in statuses} else set())
         frame = frame[frame["outcome"].str.lower().isin(wanted) | frame["status"].str.lower().isin(wanted)]
@@ -114,7 +114,7 @@ def default_layout(frame: pd.DataFrame) -> str:
     """"paper" when the task has paper rows and some trial (any outcome) is one of them, else "results"."""
     if frame.empty:
         return "results"
-    task_cls = get_task(str(frame["task"].iloc[0]))
+    task_cls = _table_task(frame)
     if not task_cls.paper_rows:
         return "results"
     label_cols = list(task_cls.paper_rows[0])
@@ -124,7 +124,7 @@ def default_layout(frame: pd.DataFrame) -> str:
 
 
 def _render_paper(frame: pd.DataFrame, fmt: str, statuses: Optional[Sequence[str]], with_ko: bool) -> str:
-    task_cls = get_task(str(frame["task"].iloc[0]))
+    task_cls = _table_task(frame)
     if not task_cls.paper_rows:
         raise UserError(f"--layout paper: task {task_cls.name!r} has no paper table; use --layout results")
     summary, _ = summarise(frame, statuses)
@@ -175,6 +175,14 @@ def _render(label_cols: list[str], columns: list[str], records: list[dict], fmt:
     line = lambda cells: "| " + " | ".join(c.ljust(w) for c, w in zip(cells, widths)) + " |"  # noqa: E731
     rule = "|" + "|".join(("-" * (w + 1) + ":") if i >= len(label_cols) else ("-" * (w + 2)) for i, w in enumerate(widths)) + "|"
     return "\n".join([line(header), rule] + [line(row) for row in body])
+
+
+def _table_task(frame: pd.DataFrame):
+    """The task class whose table attributes fit these trials (a task may lay datasets out differently:
+    `table_for(configs)`), else the task itself."""
+    task_cls = get_task(str(frame["task"].iloc[0]))
+    table_for = getattr(task_cls, "table_for", None)
+    return table_for(_trial_configs(frame)) if table_for is not None and len(frame) else task_cls
 
 
 def _trial_configs(frame: pd.DataFrame) -> list[dict]:

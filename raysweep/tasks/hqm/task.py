@@ -15,7 +15,7 @@ from torch import nn
 from raysweep.tasks.base import Task, TrainingParts
 from raysweep.tasks.common import schedules
 from raysweep.tasks.hqm.config import HqmConfig
-from raysweep.tasks.hqm.paper import PAPER_ROWS
+from raysweep.tasks.hqm.paper import DATASET_NAMES, PAPER_ROWS, VCOCO_PAPER_ROWS
 
 log = logging.getLogger(__name__)
 
@@ -72,10 +72,22 @@ class HqmTask(Task):
                   (True, True): "QPIC + HQM"}[(gbs, amm)]
         if gbs and amm and (config.get("hqm.alternation") or "ajl") != "ajl":
             method += f" ({config.get('hqm.alternation')} alternation)"
-        if (config.get("eval.protocol") or "qpic") != "qpic":
+        if (config.get("eval.protocol") or "qpic") != "qpic" and (config.get("data.dataset") or "hicodet") != "vcoco":
             method += f", {config.get('eval.protocol')} eval"
         backbone = str(config.get("model.backbone"))
         return {"method": method, "backbone": _BACKBONE_NAMES.get(backbone, backbone)}
+
+    @classmethod
+    def table_for(cls, configs: Sequence[Mapping[str, Any]]) -> type["HqmTask"]:
+        """The table a set of trials is laid out in: HICO-DET's (Full / Rare / Non-rare), V-COCO's as the papers
+        print it (role AP, Scenario 1 / Scenario 2), or, for a sweep over both datasets, both column groups with a
+        dataset column in front of the rows."""
+        datasets = {str(c.get("data.dataset") or "hicodet") for c in configs} or {"hicodet"}
+        if datasets == {"hicodet"}:
+            return cls
+        if datasets == {"vcoco"}:
+            return _VcocoTable
+        return _BothDatasetsTable
 
     # ---- shared, once per sweep ---------------------------------------------------------------------------
     @classmethod
@@ -251,6 +263,28 @@ class HqmTask(Task):
 
     def num_samples(self, batch: Any) -> int:
         return len(batch[0])
+
+
+class _VcocoTable(HqmTask):
+    """Table attributes of V-COCO results (role AP %, point-instr left out), as the QPIC and HQM READMEs print them."""
+
+    table_columns: ClassVar[dict[str, str]] = {"Scenario 1": "role_ap_s1", "Scenario 2": "role_ap_s2"}
+    paper_rows: ClassVar[tuple[dict[str, str], ...]] = VCOCO_PAPER_ROWS
+
+
+class _BothDatasetsTable(HqmTask):
+    """One table for a sweep over both datasets: a dataset column, HICO-DET's and V-COCO's columns side by side."""
+
+    table_columns: ClassVar[dict[str, str]] = {**HqmTask.table_columns, **_VcocoTable.table_columns}
+    paper_rows: ClassVar[tuple[dict[str, str], ...]] = (
+        tuple({"dataset": "HICO-DET", **row} for row in PAPER_ROWS)
+        + tuple({"dataset": "V-COCO", **row} for row in VCOCO_PAPER_ROWS))
+    row_order: ClassVar[dict[str, tuple[str, ...]]] = {"dataset": ("HICO-DET", "V-COCO"), **HqmTask.row_order}
+
+    @classmethod
+    def row_labels(cls, config: Mapping[str, Any]) -> dict[str, str]:
+        dataset = str(config.get("data.dataset") or "hicodet")
+        return {"dataset": DATASET_NAMES.get(dataset, dataset), **HqmTask.row_labels(config)}
 
 
 _BACKBONE_NAMES = {"resnet18": "R18", "resnet34": "R34", "resnet50": "R50", "resnet101": "R101"}
