@@ -127,11 +127,13 @@ def eval_vcoco(anno_dir: str = typer.Option(..., help="V-COCO folder: QPIC's lay
                                       "files when present)"),
                numerics: str = typer.Option("float32", help="float32 (as the official evaluator) | float64 (exact)"),
                persons_without_hoi: str = typer.Option("ignore", help="QPIC layout only: ignore | negative"),
+               protocol: str = typer.Option("official", help="official | qpic (QPIC's internal evaluator; --pred "
+                                            "then holds QPIC's post-processor outputs aligned with test_vcoco.json)"),
                allow_pickle: bool = typer.Option(False, "--allow-pickle", help="read .pkl (executes code!)")) -> None:
     """V-COCO agent AP and role AP, Scenario 1 and 2 (the official evaluator's definitions)."""
     from raysweep.commands.eval_vcoco import run
 
-    run(anno_dir, pred, scenario, json_out, gt, numerics, persons_without_hoi, allow_pickle)
+    run(anno_dir, pred, scenario, json_out, gt, numerics, persons_without_hoi, allow_pickle, protocol)
 
 
 @synth_app.command("hico")

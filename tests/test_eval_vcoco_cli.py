@@ -179,3 +179,32 @@ def test_official_file_with_wrong_action_order_is_named(tmp_path, synth):
     (folder / "vcoco_test.json").write_text(json.dumps(data))
     with pytest.raises(DataError, match=r"record 0: action_name 'stand'; the official order has 'hold' here"):
         load_official_ground_truth(*[folder / p.name for p in official_paths(synth)])
+
+
+def test_qpic_protocol_reads_post_processor_outputs(synth, tmp_path, capsys):
+    from raysweep.data.hicodet import coco_id_to_index
+
+    records = load_vcoco(synth).test
+    preds = []
+    for rec in records:  # one query per GT (subject, object) pair with its verbs
+        pairs: dict = {}
+        for h in rec["hoi_annotation"]:
+            pairs.setdefault((h["subject_id"], h["object_id"]), []).append(h["category_id"])
+        boxes, labels, scores = [], [], []
+        for (s, o), verbs in pairs.items():
+            boxes += [rec["annotations"][s]["bbox"], rec["annotations"][o]["bbox"] if o >= 0 else [0, 0, 1, 1]]
+            labels += [0, coco_id_to_index(rec["annotations"][o]["category_id"]) if o >= 0 else 80]
+            scores.append([0.9 if v in verbs else 0.0 for v in range(29)])
+        preds.append({"boxes": boxes, "labels": labels, "verb_scores": scores,
+                      "sub_ids": list(range(0, 2 * len(pairs), 2)), "obj_ids": list(range(1, 2 * len(pairs), 2))})
+    pred = tmp_path / "qpic.json"
+    pred.write_text(json.dumps(preds))
+    code, out, err = run_cli(["eval", "vcoco", "--anno-dir", str(synth), "--pred", str(pred), "--protocol", "qpic",
+                              "--json"], capsys)
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["protocol"] == "qpic" and result["map_all"] == pytest.approx(1.0)
+    pred.write_text(json.dumps(preds[:3]))
+    code, _, err = run_cli(["eval", "vcoco", "--anno-dir", str(synth), "--pred", str(pred), "--protocol", "qpic"],
+                           capsys)
+    assert code == 2 and "expected a list of 40 per-image prediction dicts" in err

@@ -36,16 +36,23 @@ def load_ground_truth(anno_dir: str | Path, gt: str = "auto", persons_without_ho
                                      source=f"qpic-layout {TEST_FILE}")
 
 
+PROTOCOLS = ("official", "qpic")
+
+
 def run(anno_dir: str, pred: str, scenario: str = "both", as_json: bool = False, gt: str = "auto",
-        numerics: str = "float32", persons_without_hoi: str = "ignore", allow_pickle: bool = False) -> None:
+        numerics: str = "float32", persons_without_hoi: str = "ignore", allow_pickle: bool = False,
+        protocol: str = "official") -> None:
     from raysweep.metrics.vcoco import NUMERICS, evaluate_vcoco
     from raysweep.metrics.vcoco_predictions import detections_from_dicts, load_predictions
 
     for option, value, allowed in (("--scenario", scenario, SCENARIO_CHOICES), ("--gt", gt, GROUND_TRUTHS),
-                                   ("--numerics", numerics, NUMERICS),
+                                   ("--numerics", numerics, NUMERICS), ("--protocol", protocol, PROTOCOLS),
                                    ("--persons-without-hoi", persons_without_hoi, ("ignore", "negative"))):
         if value not in allowed:
             raise UserError(f"{option}: {value!r} is not one of {', '.join(allowed)}")
+    if protocol == "qpic":
+        print(run_qpic(anno_dir, pred, as_json, allow_pickle))
+        return
     ground_truth = load_ground_truth(anno_dir, gt, persons_without_hoi)
     dets = detections_from_dicts(load_predictions(pred, allow_pickle=allow_pickle), source=str(pred))
     result = evaluate_vcoco(ground_truth, dets, numerics=numerics)
@@ -77,3 +84,23 @@ def format_table(result, scenarios: tuple[int, ...] = (1, 2)) -> str:
              f"agent AP (official, sum / 26): {pct(m['agent_ap'])}   (mean over actions with positives: "
              f"{pct(m['agent_ap_nanmean'])})"]
     return "\n".join(lines)
+
+
+def run_qpic(anno_dir: str, pred: str, as_json: bool, allow_pickle: bool) -> str:
+    """QPIC's internal evaluator: QPIC-layout annotations, predictions in QPIC's post-processor layout aligned with
+    test_vcoco.json (per image boxes, labels, verb_scores [k, 29], sub_ids, obj_ids)."""
+    from raysweep.data.vcoco import load_vcoco
+    from raysweep.metrics.vcoco_predictions import load_predictions
+    from raysweep.metrics.vcoco_qpic import evaluate_vcoco_qpic, validate_qpic_predictions
+
+    ann = load_vcoco(anno_dir)
+    preds = validate_qpic_predictions(load_predictions(pred, allow_pickle=allow_pickle), len(ann.test), str(pred))
+    result = evaluate_vcoco_qpic(ann.test, preds, ann.correct_mat)
+    if as_json:
+        from raysweep.data.vcoco import VERBS
+
+        return json.dumps({"protocol": "qpic", "map_all": result["map_all"], "map_thesis": result["map_thesis"],
+                           "ap_per_verb": {v: (None if x != x else float(x)) for v, x in zip(VERBS, result["ap"])}})
+    return (f"V-COCO, QPIC's internal evaluator (neither Scenario 1 nor 2; not what the papers publish), "
+            f"{len(ann.test)} images\nmAP all {100 * result['map_all']:.2f}   mAP thesis (24 verbs) "
+            f"{100 * result['map_thesis']:.2f}")
