@@ -61,16 +61,16 @@ class VcocoDetections:
 
 def _column(dets: Sequence[Mapping], key: str, width: int, source: str) -> np.ndarray:
     """[D, width] float64 from one key of every dict; None becomes NaN. Errors name the detection and key."""
-    values = []
     try:
-        for d in dets:
-            values.append(d[key])
-    except KeyError:
-        raise DataError(f"{source}: detection {len(values)}: missing key {key!r} (every detection needs image_id, "
-                        f"person_box, the 26 '<action>_agent' and the 25 '<action>_<role>' keys)") from None
-    except TypeError:
-        raise DataError(f"{source}: detection {len(values)}: expected a dict, got {type(dets[len(values)]).__name__}"
-                        ) from None
+        values = [d[key] for d in dets]
+    except (KeyError, TypeError, IndexError):
+        for i, d in enumerate(dets):  # find the culprit (errors only)
+            if not isinstance(d, Mapping):
+                raise DataError(f"{source}: detection {i}: expected a dict, got {type(d).__name__}") from None
+            if key not in d:
+                raise DataError(f"{source}: detection {i}: missing key {key!r} (every detection needs image_id, "
+                                f"person_box, the 26 '<action>_agent' and the 25 '<action>_<role>' keys)") from None
+        raise
     try:
         arr = np.array(values, dtype=np.float64)
     except (TypeError, ValueError):
