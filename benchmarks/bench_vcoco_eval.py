@@ -73,15 +73,15 @@ def make_benchmark_data(n_images: int = 4946, dets_per_image: int = 25, seed: in
         near = rng.random(d) < 0.35
         src = rng.integers(0, n_person, d)
         det.person_boxes[:] = np.where(near[:, None], boxes[src] + rng.normal(0, 6, (d, 4)), _random_boxes(rng, d))
-        det.agent_scores[:] = rng.random((d, NUM_ACTIONS)).astype(np.float32)
-        det.agent_scores[rng.random((d, NUM_ACTIONS)) < 0.05] = np.nan
-        for a, r in ROLE_PAIRS:
+        det.agent_scores[:] = rng.random((NUM_ACTIONS, d)).astype(np.float32)
+        det.agent_scores[rng.random((NUM_ACTIONS, d)) < 0.05] = np.nan
+        for k, (a, r) in enumerate(ROLE_PAIRS):
             rid = role_ids[src, a, r]
             target = np.where((rid >= 0)[:, None], boxes[np.maximum(rid, 0)], np.nan)
             box = np.where(near[:, None], target + rng.normal(0, 6, (d, 4)), _random_boxes(rng, d))
             box[rng.random(d) < 0.1] = 0.0
-            det.role_boxes[:, a, r] = box
-            det.role_scores[:, a, r] = rng.random(d).astype(np.float32)
+            det.role_boxes[k] = box
+            det.role_scores[k] = rng.random(d).astype(np.float32)
         parts.append(det)
     return builder.build("benchmark"), VcocoDetections.concatenate(parts)
 
@@ -152,10 +152,10 @@ def reference_vcoco(gt: VcocoGroundTruth, dets: VcocoDetections, threshold: floa
                     lists[0].append(0), lists[1].append(1)
 
         for a in range(NUM_ACTIONS):
-            run(dets.agent_scores[rows, a], agent[a], lambda j, jmax, a=a: gt_actions[jmax, a] == 1)
+            run(dets.agent_scores[a, rows], agent[a], lambda j, jmax, a=a: gt_actions[jmax, a] == 1)
         for k, (a, r) in enumerate(ROLE_PAIRS):
             gt_roles = gt.role_boxes[p0:p1, a, r].astype(np.float32)
-            pred_roles = dets.role_boxes[rows, a, r].astype(np.float32)
+            pred_roles = dets.role_boxes[k, rows].astype(np.float32)
             for s in (1, 2):
                 def right(j: int, jmax: int, a: int = a, s: int = s) -> bool:
                     if gt_actions[jmax, a] != 1:
@@ -166,7 +166,7 @@ def reference_vcoco(gt: VcocoGroundTruth, dets: VcocoDetections, threshold: floa
                         return bool((pred_roles[j] == 0).all() or np.isnan(pred_roles[j]).all())
                     return bool(_overlap(gt_roles[jmax][None], pred_roles[j])[0] >= threshold)
 
-                run(dets.role_scores[rows, a, r], role[s][k], right)
+                run(dets.role_scores[k, rows], role[s][k], right)
     agent_ap = np.array([_ap_from_lists(*agent[a], int(npos[a])) for a in range(NUM_ACTIONS)], dtype=np.float32)
     role_ap = {s: np.array([_ap_from_lists(*role[s][k], int(npos[a])) for k, (a, _) in enumerate(ROLE_PAIRS)],
                            dtype=np.float32) for s in (1, 2)}

@@ -53,20 +53,22 @@ def test_a_missing_object_query_becomes_nan_role_boxes_and_max_agent_scores():
     pred = {"boxes": np.array([[1, 2, 30, 40], [5, 5, 9, 9]], dtype=np.float32), "labels": np.array([0, 80]),
             "verb_scores": verb_scores, "sub_ids": np.array([0]), "obj_ids": np.array([1])}
     det = to_official_detections(42, pred, extended_correct_mat(correct))
-    from raysweep.data.vcoco import ACTION_NAMES
+    from raysweep.data.vcoco import ACTION_NAMES, ROLE_PAIR_NAMES
 
     a = {n: i for i, n in enumerate(ACTION_NAMES)}
+    r = {n: i for i, n in enumerate(ROLE_PAIR_NAMES)}
     assert det.image_ids.tolist() == [42] and det.person_boxes[0].tolist() == [1, 2, 30, 40]
-    assert np.isnan(det.role_boxes[0, a["sit"], 0]).all() and det.role_scores[0, a["sit"], 0] == pytest.approx(0.6)
-    assert det.agent_scores[0, a["sit"]] == pytest.approx(0.6)
-    assert det.agent_scores[0, a["eat"]] == pytest.approx(0.5)  # max of eat_obj and eat_instr
-    assert np.isnan(det.role_boxes[0, a["eat"], 0]).all() and det.role_scores[0, a["eat"], 0] == pytest.approx(0.3)
-    assert det.agent_scores[0, a["stand"]] == 0.0  # agent-only verbs: their score, here 0
+    assert np.isnan(det.role_boxes[r["sit_instr"], 0]).all() and det.role_scores[r["sit_instr"], 0] == pytest.approx(0.6)
+    assert det.agent_scores[a["sit"], 0] == pytest.approx(0.6)
+    assert det.agent_scores[a["eat"], 0] == pytest.approx(0.5)  # max of eat_obj and eat_instr
+    assert np.isnan(det.role_boxes[r["eat_obj"], 0]).all() and det.role_scores[r["eat_obj"], 0] == pytest.approx(0.3)
+    assert det.role_scores[r["eat_instr"], 0] == pytest.approx(0.5)
+    assert det.agent_scores[a["stand"], 0] == 0.0  # agent-only verbs: their score, here 0
     # a real object label keeps its box, and the validity matrix masks verbs the object cannot take
     correct[V["sit_instr"], 3] = 0
     pred["labels"] = np.array([0, 3])
     det = to_official_detections(42, pred, extended_correct_mat(correct))
-    assert det.role_boxes[0, a["eat"], 0].tolist() == [5, 5, 9, 9] and det.role_scores[0, a["sit"], 0] == 0.0
+    assert det.role_boxes[r["eat_obj"], 0].tolist() == [5, 5, 9, 9] and det.role_scores[r["sit_instr"], 0] == 0.0
 
 
 def test_detr_checkpoint_gets_a_fresh_missing_row_before_no_object():

@@ -224,7 +224,7 @@ def test_malformed_role_entry_names_the_detection():
 
 def test_null_scores_read_as_nan():
     d = detection(1, PERSON, walk_agent=None)
-    assert math.isnan(detections_from_dicts([d]).agent_scores[0, A["walk"]])
+    assert math.isnan(detections_from_dicts([d]).agent_scores[A["walk"], 0])
 
 
 # ---- GT from QPIC's layout -----------------------------------------------------------------------------------------
@@ -258,8 +258,8 @@ def test_vectorised_equals_the_official_structured_loop(seed):
     bench = _bench()
     gt, dets = bench.make_benchmark_data(n_images=60, dets_per_image=8, seed=seed)
     # ties in score and an image without persons exercise the order rules
-    dets.agent_scores[::7] = np.round(dets.agent_scores[::7], 1)
-    dets.role_scores[::5] = np.round(dets.role_scores[::5], 1)
+    dets.agent_scores[:, ::7] = np.round(dets.agent_scores[:, ::7], 1)
+    dets.role_scores[:, ::5] = np.round(dets.role_scores[:, ::5], 1)
     agent_ap, role_ap = bench.reference_vcoco(gt, dets)
     res = evaluate_vcoco(gt, dets)
     np.testing.assert_array_equal(res.agent_ap, agent_ap)

@@ -186,12 +186,12 @@ def evaluate_vcoco(gt: VcocoGroundTruth, dets: VcocoDetections, *, numerics: str
     does[m.has_person] = gt.actions[m.person[m.has_person]] == 1
     store = np.float32 if numerics == "float32" else np.float64  # the official stores APs in float32 arrays
 
-    agent_ap = np.array([_ap(m, dets.agent_scores[m.det, a], person_ok & does[:, a], int(npos[a]), ftype)
+    agent_ap = np.array([_ap(m, dets.agent_scores[a][m.det], person_ok & does[:, a], int(npos[a]), ftype)
                          for a in range(NUM_ACTIONS)], dtype=store)
     role_ap = {s: np.zeros(len(ROLE_PAIRS), dtype=store) for s in SCENARIOS}
     for k, (a, r) in enumerate(ROLE_PAIRS):
         gt_role = gt.role_boxes[m.person, a, r].astype(ftype)  # [E, 4], NaN = no role object
-        pred_role = dets.role_boxes[m.det, a, r].astype(ftype)
+        pred_role = dets.role_boxes[k][m.det].astype(ftype)
         no_gt_role = np.isnan(gt_role).all(axis=1)
         ov = iou_plus1(np.where(no_gt_role[:, None], ftype(0), gt_role), pred_role)
         role_match = ov >= thr
@@ -199,7 +199,7 @@ def evaluate_vcoco(gt: VcocoGroundTruth, dets: VcocoDetections, *, numerics: str
         empty_pred = (pred_role == 0).all(axis=1) | np.isnan(pred_role).all(axis=1)
         for s in SCENARIOS:
             ok = np.where(no_gt_role, empty_pred if s == 1 else True, role_match)
-            role_ap[s][k] = _ap(m, dets.role_scores[m.det, a, r], base & ok, int(npos[a]), ftype)
+            role_ap[s][k] = _ap(m, dets.role_scores[k][m.det], base & ok, int(npos[a]), ftype)
 
     means = summary_means(agent_ap, role_ap)
     return VcocoResult(agent_ap=agent_ap, role_ap=role_ap, npos=npos, numerics=numerics,

@@ -18,7 +18,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from raysweep.data.vcoco import ACTIONS, MAX_ROLES, NUM_ACTIONS
+from raysweep.data.vcoco import ACTIONS, NUM_ACTIONS, ROLE_PAIRS
 from raysweep.errors import DataError
 from raysweep.metrics.hicodet_predictions import load_predictions
 
@@ -26,20 +26,24 @@ __all__ = ["VcocoDetections", "detections_from_dicts", "detections_to_dicts", "l
            "ROLE_KEYS"]
 
 AGENT_KEYS: tuple[str, ...] = tuple(f"{a}_agent" for a, _ in ACTIONS)
-# (key, action index, role slot) for the 25 role pairs
-ROLE_KEYS: tuple[tuple[str, int, int], ...] = tuple(
-    (f"{a}_{r}", ai, ri) for ai, (a, roles) in enumerate(ACTIONS) for ri, r in enumerate(roles))
+# (key, action index, role slot) for the 25 role pairs, in ROLE_PAIRS order
+ROLE_KEYS: tuple[tuple[str, int, int], ...] = tuple((f"{ACTIONS[a][0]}_{ACTIONS[a][1][r]}", a, r) for a, r in ROLE_PAIRS)
+NUM_ROLE_PAIRS = len(ROLE_PAIRS)
 
 
 @dataclass
 class VcocoDetections:
-    """All detections as arrays, in submission order. NaN scores mark absent (action, role) entries."""
+    """All detections as arrays, in submission order. NaN scores mark absent (action, role) entries.
+
+    Action-major (one contiguous column per action / role pair), so the evaluator's per-action gathers stay cheap at
+    QPIC's 100 detections per image.
+    """
 
     image_ids: np.ndarray  # [D] int64 (COCO image ids)
     person_boxes: np.ndarray  # [D, 4] float64
-    agent_scores: np.ndarray  # [D, 26] float64
-    role_boxes: np.ndarray  # [D, 26, 2, 4] float64 (NaN for actions / slots without that role)
-    role_scores: np.ndarray  # [D, 26, 2] float64 (NaN for actions / slots without that role)
+    agent_scores: np.ndarray  # [26, D] float64
+    role_boxes: np.ndarray  # [25, D, 4] float64, role pairs in ROLE_PAIRS order
+    role_scores: np.ndarray  # [25, D] float64
 
     def __len__(self) -> int:
         return len(self.image_ids)
@@ -47,16 +51,17 @@ class VcocoDetections:
     @classmethod
     def empty(cls, n: int = 0) -> "VcocoDetections":
         return cls(image_ids=np.zeros(n, dtype=np.int64), person_boxes=np.zeros((n, 4)),
-                   agent_scores=np.full((n, NUM_ACTIONS), np.nan),
-                   role_boxes=np.full((n, NUM_ACTIONS, MAX_ROLES, 4), np.nan),
-                   role_scores=np.full((n, NUM_ACTIONS, MAX_ROLES), np.nan))
+                   agent_scores=np.full((NUM_ACTIONS, n), np.nan),
+                   role_boxes=np.full((NUM_ROLE_PAIRS, n, 4), np.nan),
+                   role_scores=np.full((NUM_ROLE_PAIRS, n), np.nan))
 
     @classmethod
     def concatenate(cls, parts: Sequence["VcocoDetections"]) -> "VcocoDetections":
         if not parts:
             return cls.empty()
-        return cls(*(np.concatenate([getattr(p, f) for p in parts]) for f in
-                     ("image_ids", "person_boxes", "agent_scores", "role_boxes", "role_scores")))
+        return cls(*(np.concatenate([getattr(p, f) for p in parts], axis=axis) for f, axis in
+                     (("image_ids", 0), ("person_boxes", 0), ("agent_scores", 1), ("role_boxes", 1),
+                      ("role_scores", 1))))
 
 
 def _column(dets: Sequence[Mapping], key: str, width: int, source: str) -> np.ndarray:
@@ -110,11 +115,11 @@ def detections_from_dicts(dets: Any, source: str = "predictions") -> VcocoDetect
         raise DataError(f"{source}: detection {i}: person_box = {dets[i]['person_box']!r} must be four finite "
                         f"numbers")
     for a, key in enumerate(AGENT_KEYS):
-        out.agent_scores[:, a] = _column(dets, key, 1, source)
-    for key, a, r in ROLE_KEYS:
+        out.agent_scores[a] = _column(dets, key, 1, source)
+    for k, (key, _, _) in enumerate(ROLE_KEYS):
         col = _column(dets, key, 5, source).reshape(n, 5)
-        out.role_boxes[:, a, r] = col[:, :4]
-        out.role_scores[:, a, r] = col[:, 4]
+        out.role_boxes[k] = col[:, :4]
+        out.role_scores[k] = col[:, 4]
     return out
 
 
@@ -124,8 +129,8 @@ def detections_to_dicts(dets: VcocoDetections) -> list[dict]:
     for i in range(len(dets)):
         d: dict[str, Any] = {"image_id": int(dets.image_ids[i]), "person_box": dets.person_boxes[i].tolist()}
         for a, key in enumerate(AGENT_KEYS):
-            d[key] = float(dets.agent_scores[i, a])
-        for key, a, r in ROLE_KEYS:
-            d[key] = [*dets.role_boxes[i, a, r].tolist(), float(dets.role_scores[i, a, r])]
+            d[key] = float(dets.agent_scores[a, i])
+        for k, (key, _, _) in enumerate(ROLE_KEYS):
+            d[key] = [*dets.role_boxes[k, i].tolist(), float(dets.role_scores[k, i])]
         out.append(d)
     return out

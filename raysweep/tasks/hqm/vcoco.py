@@ -22,6 +22,7 @@ from raysweep.data.vcoco import (
     MISSING_OBJECT,
     NUM_ACTIONS,
     NUM_VERBS,
+    ROLE_PAIRS,
     VERB_ACTION,
     image_id_from_file_name,
 )
@@ -129,13 +130,14 @@ def to_official_detections(image_id: int, prediction: Mapping[str, np.ndarray], 
     obj_boxes = np.where((obj_label == MISSING_OBJECT)[:, None], np.nan, boxes[obj])
     for a in range(NUM_ACTIONS):
         if _AGENT_ONLY[a] >= 0:
-            out.agent_scores[:, a] = scores[:, _AGENT_ONLY[a]]
+            out.agent_scores[a] = scores[:, _AGENT_ONLY[a]]
             continue
         for v in _ROLE_VERBS[a]:
             r = VERB_ACTION[v][1]
-            out.role_boxes[:, a, r] = obj_boxes
-            out.role_scores[:, a, r] = scores[:, v]
-        out.agent_scores[:, a] = scores[:, _ROLE_VERBS[a]].max(axis=1)
+            k = ROLE_PAIRS.index((a, r))
+            out.role_boxes[k] = obj_boxes
+            out.role_scores[k] = scores[:, v]
+        out.agent_scores[a] = scores[:, _ROLE_VERBS[a]].max(axis=1)
     return out
 
 
