@@ -141,6 +141,15 @@ def test_duplicate_on_one_person_is_one_tp_and_one_fp_per_action():
     assert res.agent_ap[A["smile"]] == 1.0  # covered is per action: the walk matches do not cover smile
 
 
+def test_two_equal_scores_on_one_person_rank_the_false_positive_first():
+    # The official per-image loop takes the later detection first (argsort()[::-1]): it becomes the TP; the final
+    # argsort()[::-1] over all scores then puts the earlier one (the FP) first: AP 0.5, not 1.
+    b = GroundTruthBuilder()
+    gt_image(b, 4, [PERSON], 1, {0: ["walk"]})
+    dets = [detection(4, PERSON, walk_agent=0.5), detection(4, PERSON, walk_agent=0.5)]
+    assert evaluate(b, dets).agent_ap[A["walk"]] == pytest.approx(0.5)
+
+
 def test_right_person_wrong_action_is_fp_and_counts_in_the_ranking():
     b = GroundTruthBuilder()
     p1 = [300, 10, 399, 209]

@@ -145,25 +145,34 @@ def _match_persons(gt: VcocoGroundTruth, dets: VcocoDetections, ftype: type) -> 
                     ovmax=ovmax[keep], num_in_gt=len(det))
 
 
-def _ap(m: _Matched, scores: np.ndarray, correct: np.ndarray, npos: int, ftype: type) -> float:
+def _ranking_base(m: _Matched) -> np.ndarray:
+    """Eligible rows ordered by (image descending, detection ascending): the official ranking's tie order.
+
+    The official code appends each image's detections in descending score order (ties: later detection first) and
+    ranks them all with argsort()[::-1], so equal scores come out from the last image first and, inside an image,
+    earlier detection first. A stable sort by descending score over this base order gives the same ranking.
+    """
+    return np.lexsort((m.det, -m.image))
+
+
+def _ap(m: _Matched, base: np.ndarray, scores: np.ndarray, correct: np.ndarray, npos: int, ftype: type) -> float:
     """AP of one action (or role) given each eligible detection's score (NaN = none) and whether it would be a TP
     if its person were not yet covered."""
     if npos == 0:
         return float("nan")
     scores = scores.astype(ftype)
-    valid = np.flatnonzero(~np.isnan(scores))
-    if not len(valid):
+    valid = ~np.isnan(scores)
+    if not valid.any():
         return 0.0
-    s = scores[valid]
-    # per image in descending score, ties: later detection first (the official argsort()[::-1])
-    seq = valid[np.lexsort((-m.det[valid], -s, m.image[valid]))]
-    hit = np.flatnonzero(correct[seq])
-    tp = np.zeros(len(seq), dtype=ftype)
+    order = base[valid[base]]
+    order = order[np.argsort(-scores[order], kind="stable")]
+    is_tp = np.zeros(len(scores), dtype=bool)
+    hit = np.flatnonzero(valid & correct)
     if len(hit):
-        _, first = np.unique(m.person[seq[hit]], return_index=True)
-        tp[hit[first]] = 1
-    rank = np.argsort(scores[seq], kind="stable")[::-1]
-    tp = tp[rank]
+        # per GT person, the detection the official per-image loop reaches first: highest score, ties: later one
+        first = hit[np.lexsort((-m.det[hit], -scores[hit], m.person[hit]))]
+        is_tp[first[np.r_[True, m.person[first][1:] != m.person[first][:-1]]]] = True
+    tp = is_tp[order].astype(ftype)
     tp_cum = np.cumsum(tp, dtype=ftype)
     fp_cum = np.cumsum(ftype(1) - tp, dtype=ftype)
     rec = tp_cum / ftype(npos)
@@ -186,7 +195,8 @@ def evaluate_vcoco(gt: VcocoGroundTruth, dets: VcocoDetections, *, numerics: str
     does[m.has_person] = gt.actions[m.person[m.has_person]] == 1
     store = np.float32 if numerics == "float32" else np.float64  # the official stores APs in float32 arrays
 
-    agent_ap = np.array([_ap(m, dets.agent_scores[a][m.det], person_ok & does[:, a], int(npos[a]), ftype)
+    base = _ranking_base(m)
+    agent_ap = np.array([_ap(m, base, dets.agent_scores[a][m.det], person_ok & does[:, a], int(npos[a]), ftype)
                          for a in range(NUM_ACTIONS)], dtype=store)
     role_ap = {s: np.zeros(len(ROLE_PAIRS), dtype=store) for s in SCENARIOS}
     for k, (a, r) in enumerate(ROLE_PAIRS):
@@ -195,11 +205,11 @@ def evaluate_vcoco(gt: VcocoGroundTruth, dets: VcocoDetections, *, numerics: str
         no_gt_role = np.isnan(gt_role).all(axis=1)
         ov = iou_plus1(np.where(no_gt_role[:, None], ftype(0), gt_role), pred_role)
         role_match = ov >= thr
-        base = person_ok & does[:, a]
+        right_person = person_ok & does[:, a]
         empty_pred = (pred_role == 0).all(axis=1) | np.isnan(pred_role).all(axis=1)
         for s in SCENARIOS:
             ok = np.where(no_gt_role, empty_pred if s == 1 else True, role_match)
-            role_ap[s][k] = _ap(m, dets.role_scores[k][m.det], base & ok, int(npos[a]), ftype)
+            role_ap[s][k] = _ap(m, base, dets.role_scores[k][m.det], right_person & ok, int(npos[a]), ftype)
 
     means = summary_means(agent_ap, role_ap)
     return VcocoResult(agent_ap=agent_ap, role_ap=role_ap, npos=npos, numerics=numerics,
