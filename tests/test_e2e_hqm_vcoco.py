@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-
 from support import run_cli_process
 
 REPO = Path(__file__).resolve().parents[1]
@@ -33,7 +32,7 @@ def finished(tmp_path_factory) -> tuple[Path, Path, subprocess.CompletedProcess]
 
 
 def test_two_trial_vcoco_sweep_writes_the_role_aps(finished) -> None:
-    _, experiment, proc = finished
+    _, experiment, _ = finished
     frame = pd.read_parquet(experiment / "results.parquet")
     assert len(frame) == 2 and set(frame["status"]) == {"TERMINATED"} and frame["epochs_done"].eq(2).all()
     assert frame["config.data.dataset"].eq("vcoco").all()

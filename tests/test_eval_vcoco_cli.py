@@ -8,8 +8,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from support import run_cli
 
-from raysweep.data.synth.vcoco import EMBEDDED, correct_matrix, generate_vcoco, official_paths
+from raysweep.data.synth.vcoco import (
+    EMBEDDED,
+    correct_matrix,
+    generate_vcoco,
+    official_paths,
+)
 from raysweep.data.vcoco import (
     ACTIONS,
     CORRECT_MAT_FILE,
@@ -22,7 +28,6 @@ from raysweep.data.vcoco import (
 from raysweep.data.vcoco_official import load_official_ground_truth
 from raysweep.errors import DataError
 from raysweep.metrics.vcoco_predictions import AGENT_KEYS, ROLE_KEYS
-from support import run_cli
 
 
 @pytest.fixture(scope="module")
@@ -131,7 +136,7 @@ def test_eval_cli_table_names_the_ground_truth_and_both_scenarios(synth, tmp_pat
 def test_bad_options_are_one_line_exit_2(synth, tmp_path, capsys, args, message):
     pred = tmp_path / "pred.json"
     pred.write_text("[]")
-    code, out, err = run_cli(["eval", "vcoco", "--anno-dir", str(synth), "--pred", str(pred), *args], capsys)
+    code, _, err = run_cli(["eval", "vcoco", "--anno-dir", str(synth), "--pred", str(pred), *args], capsys)
     assert code == 2 and message in err and len(err.strip().splitlines()) == 1
 
 

@@ -16,7 +16,11 @@ from raysweep.tasks.base import evaluate_in_process
 from raysweep.tasks.hqm.checkpoint import detr_to_qpic
 from raysweep.tasks.hqm.config import HqmConfig
 from raysweep.tasks.hqm.task import HqmTask
-from raysweep.tasks.hqm.vcoco import build_vcoco_pair_targets, extended_correct_mat, to_official_detections
+from raysweep.tasks.hqm.vcoco import (
+    build_vcoco_pair_targets,
+    extended_correct_mat,
+    to_official_detections,
+)
 
 V = {name: i for i, name in enumerate(VERBS)}
 
@@ -115,7 +119,7 @@ def test_train_steps_and_evaluation_on_the_synthetic_vcoco(prepared):
     missing = 0
     for it, batch in enumerate(loader):
         missing += sum(int((t["obj_labels"] == 80).sum()) for t in batch[1])
-        loss, logs = task.train_step(parts.model, batch, 0, it)
+        loss, _ = task.train_step(parts.model, batch, 0, it)
         assert math.isfinite(loss.item())
         parts.optimizer.zero_grad()
         loss.backward()

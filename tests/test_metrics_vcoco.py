@@ -20,7 +20,11 @@ from raysweep.data.vcoco import (
 )
 from raysweep.errors import ConfigError, DataError
 from raysweep.metrics.vcoco import evaluate_vcoco, summary_means, voc_ap
-from raysweep.metrics.vcoco_predictions import AGENT_KEYS, ROLE_KEYS, detections_from_dicts
+from raysweep.metrics.vcoco_predictions import (
+    AGENT_KEYS,
+    ROLE_KEYS,
+    detections_from_dicts,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 NAN4 = [math.nan] * 4
@@ -37,7 +41,7 @@ def detection(image_id: int, person_box, **entries) -> dict:
     return d
 
 
-def gt_image(builder: GroundTruthBuilder, image_id: int, boxes, persons: int, labels: dict, roles: dict = None):
+def gt_image(builder: GroundTruthBuilder, image_id: int, boxes, persons: int, labels: dict, roles: dict | None = None):
     """labels: {person: [action names]} (persons missing from it are ignored); roles: {(person, role name): box row}."""
     n = len(boxes)
     actions = np.full((n, NUM_ACTIONS), -1, dtype=np.int8)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 from raysweep.errors import DataError, UserError
@@ -15,9 +16,19 @@ def load_ground_truth(anno_dir: str | Path, gt: str = "auto", persons_without_ho
     """The test ground truth from `anno_dir`: QPIC's layout (test_vcoco.json) or the official files
     (vcoco_test.json, instances_vcoco_all_2014.json, vcoco_test.ids, directly or in the v-coco repository's
     data/ layout). "auto" takes the official files when all three are there."""
-    from raysweep.data.vcoco import TEST_FILE, ground_truth_from_records, load_test_records, resolve_root
-    from raysweep.data.vcoco_official import IDS_FILE, INSTANCES_JSON, VCOCO_JSON, find_official_files, \
-        load_official_ground_truth
+    from raysweep.data.vcoco import (
+        TEST_FILE,
+        ground_truth_from_records,
+        load_test_records,
+        resolve_root,
+    )
+    from raysweep.data.vcoco_official import (
+        IDS_FILE,
+        INSTANCES_JSON,
+        VCOCO_JSON,
+        find_official_files,
+        load_official_ground_truth,
+    )
 
     folder = Path(anno_dir)
     if not folder.is_dir():
@@ -43,7 +54,10 @@ def run(anno_dir: str, pred: str, scenario: str = "both", as_json: bool = False,
         numerics: str = "float32", persons_without_hoi: str = "ignore", allow_pickle: bool = False,
         protocol: str = "official") -> None:
     from raysweep.metrics.vcoco import NUMERICS, evaluate_vcoco
-    from raysweep.metrics.vcoco_predictions import detections_from_dicts, load_predictions
+    from raysweep.metrics.vcoco_predictions import (
+        detections_from_dicts,
+        load_predictions,
+    )
 
     for option, value, allowed in (("--scenario", scenario, SCENARIO_CHOICES), ("--gt", gt, GROUND_TRUTHS),
                                    ("--numerics", numerics, NUMERICS), ("--protocol", protocol, PROTOCOLS),
@@ -73,16 +87,16 @@ def format_table(result, scenarios: tuple[int, ...] = (1, 2)) -> str:
     m = result.means
 
     def pct(x: float) -> str:
-        return "n/a" if x != x else f"{100 * x:.2f}"
+        return "n/a" if math.isnan(x) else f"{100 * x:.2f}"
 
-    lines = [f"V-COCO, ground truth: {result.ground_truth} ({result.num_images} images, {result.num_detections} "
-             f"detections; numerics {result.numerics})",
+    lines = [(f"V-COCO, ground truth: {result.ground_truth} ({result.num_images} images, {result.num_detections} "
+              f"detections; numerics {result.numerics})"),
              f"{'':<28}" + "".join(f"{f'Scenario {s}':>12}" for s in scenarios),
              f"{'role AP (24, papers)':<28}" + "".join(f"{pct(m[f'role_ap_s{s}']):>12}" for s in scenarios),
              f"{'role AP (25, official)':<28}" + "".join(f"{pct(m[f'role_ap_s{s}_with_point']):>12}"
                                                          for s in scenarios),
-             f"agent AP (official, sum / 26): {pct(m['agent_ap'])}   (mean over actions with positives: "
-             f"{pct(m['agent_ap_nanmean'])})"]
+             (f"agent AP (official, sum / 26): {pct(m['agent_ap'])}   (mean over actions with positives: "
+              f"{pct(m['agent_ap_nanmean'])})")]
     return "\n".join(lines)
 
 
@@ -91,7 +105,10 @@ def run_qpic(anno_dir: str, pred: str, as_json: bool, allow_pickle: bool) -> str
     test_vcoco.json (per image boxes, labels, verb_scores [k, 29], sub_ids, obj_ids)."""
     from raysweep.data.vcoco import load_vcoco
     from raysweep.metrics.vcoco_predictions import load_predictions
-    from raysweep.metrics.vcoco_qpic import evaluate_vcoco_qpic, validate_qpic_predictions
+    from raysweep.metrics.vcoco_qpic import (
+        evaluate_vcoco_qpic,
+        validate_qpic_predictions,
+    )
 
     ann = load_vcoco(anno_dir)
     preds = validate_qpic_predictions(load_predictions(pred, allow_pickle=allow_pickle), len(ann.test), str(pred))
@@ -100,7 +117,7 @@ def run_qpic(anno_dir: str, pred: str, as_json: bool, allow_pickle: bool) -> str
         from raysweep.data.vcoco import VERBS
 
         return json.dumps({"protocol": "qpic", "map_all": result["map_all"], "map_thesis": result["map_thesis"],
-                           "ap_per_verb": {v: (None if x != x else float(x)) for v, x in zip(VERBS, result["ap"])}})
+                           "ap_per_verb": {v: (None if math.isnan(x) else float(x)) for v, x in zip(VERBS, result["ap"])}})
     return (f"V-COCO, QPIC's internal evaluator (neither Scenario 1 nor 2; not what the papers publish), "
             f"{len(ann.test)} images\nmAP all {100 * result['map_all']:.2f}   mAP thesis (24 verbs) "
             f"{100 * result['map_thesis']:.2f}")

@@ -28,7 +28,12 @@ from typing import Any
 
 import numpy as np
 
-from raysweep.data.hicodet import NUM_OBJECTS, PERSON_COCO_ID, VALID_COCO_IDS, coco_id_to_index
+from raysweep.data.hicodet import (
+    NUM_OBJECTS,
+    PERSON_COCO_ID,
+    VALID_COCO_IDS,
+    coco_id_to_index,
+)
 from raysweep.errors import DataError
 
 # (action, roles after the agent), in the official order of vcoco_*.json.

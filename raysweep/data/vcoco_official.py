@@ -18,7 +18,14 @@ from typing import Any
 import numpy as np
 
 from raysweep.data.hicodet import PERSON_COCO_ID
-from raysweep.data.vcoco import ACTIONS, MAX_ROLES, NUM_ACTIONS, GroundTruthBuilder, VcocoGroundTruth, clean_box
+from raysweep.data.vcoco import (
+    ACTIONS,
+    MAX_ROLES,
+    NUM_ACTIONS,
+    GroundTruthBuilder,
+    VcocoGroundTruth,
+    clean_box,
+)
 from raysweep.errors import DataError
 
 # Where the official files sit under a folder: the v-coco repository's own layout, or all three side by side.

@@ -13,8 +13,9 @@ key must be present, as the official evaluator requires; extra keys are ignored.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -22,8 +23,14 @@ from raysweep.data.vcoco import ACTIONS, NUM_ACTIONS, ROLE_PAIRS
 from raysweep.errors import DataError
 from raysweep.metrics.hicodet_predictions import load_predictions
 
-__all__ = ["VcocoDetections", "detections_from_dicts", "detections_to_dicts", "load_predictions", "AGENT_KEYS",
-           "ROLE_KEYS"]
+__all__ = [
+    "AGENT_KEYS",
+    "ROLE_KEYS",
+    "VcocoDetections",
+    "detections_from_dicts",
+    "detections_to_dicts",
+    "load_predictions",
+]
 
 AGENT_KEYS: tuple[str, ...] = tuple(f"{a}_agent" for a, _ in ACTIONS)
 # (key, action index, role slot) for the 25 role pairs, in ROLE_PAIRS order
@@ -49,14 +56,14 @@ class VcocoDetections:
         return len(self.image_ids)
 
     @classmethod
-    def empty(cls, n: int = 0) -> "VcocoDetections":
+    def empty(cls, n: int = 0) -> VcocoDetections:
         return cls(image_ids=np.zeros(n, dtype=np.int64), person_boxes=np.zeros((n, 4)),
                    agent_scores=np.full((NUM_ACTIONS, n), np.nan),
                    role_boxes=np.full((NUM_ROLE_PAIRS, n, 4), np.nan),
                    role_scores=np.full((NUM_ROLE_PAIRS, n), np.nan))
 
     @classmethod
-    def concatenate(cls, parts: Sequence["VcocoDetections"]) -> "VcocoDetections":
+    def concatenate(cls, parts: Sequence[VcocoDetections]) -> VcocoDetections:
         if not parts:
             return cls.empty()
         return cls(*(np.concatenate([getattr(p, f) for p in parts], axis=axis) for f, axis in

@@ -20,7 +20,8 @@ What it does, reproduced here with the per-image work vectorised:
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 

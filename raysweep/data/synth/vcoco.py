@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from raysweep.data.hicodet import NUM_OBJECTS, PERSON_COCO_ID, coco_id_to_index
 from raysweep.data.synth.plan import plan_split
 from raysweep.data.synth.publish import publish
