@@ -213,3 +213,30 @@ def test_qpic_protocol_reads_post_processor_outputs(synth, tmp_path, capsys):
     code, _, err = run_cli(["eval", "vcoco", "--anno-dir", str(synth), "--pred", str(pred), "--protocol", "qpic"],
                            capsys)
     assert code == 2 and "expected a list of 40 per-image prediction dicts" in err
+
+
+def test_data_synth_vcoco_command_writes_both_ground_truths(tmp_path, capsys):
+    out = tmp_path / "v"
+    code, stdout, err = run_cli(["data", "synth", "vcoco", "--out", str(out), "--num-train", "3", "--num-test", "4",
+                                 "--image-size", "48"], capsys)
+    assert code == 0, err
+    assert "synthetic V-COCO written to" in stdout
+    assert (out / TEST_FILE).is_file() and all(p.is_file() for p in official_paths(out))
+    code, _, err = run_cli(["data", "synth", "vcoco", "--out", str(out), "--seed", "1"], capsys)
+    assert code == 2 and "other parameters" in err and len(err.strip().splitlines()) == 1
+
+
+def test_official_pickle_with_numpy_values_reads_with_allow_pickle(synth, tmp_path, capsys):
+    import pickle
+
+    dets = [{k: (np.asarray(v, dtype=np.float32) if isinstance(v, list) else v) for k, v in d.items()}
+            for d in oracle(load_vcoco(synth).test)]
+    pred = tmp_path / "detections.pkl"
+    with open(pred, "wb") as f:
+        pickle.dump(dets, f, protocol=2)  # as QPIC's generate_vcoco_official.py writes it
+    code, _, err = run_cli(["eval", "vcoco", "--anno-dir", str(synth), "--pred", str(pred)], capsys)
+    assert code == 2 and "--allow-pickle" in err
+    code, out, err = run_cli(["eval", "vcoco", "--anno-dir", str(synth), "--pred", str(pred), "--allow-pickle",
+                              "--json"], capsys)
+    assert code == 0, err
+    assert json.loads(out)["role_ap_s1"] == pytest.approx(1.0)
