@@ -207,6 +207,13 @@ def test_detections_of_images_outside_the_ground_truth_are_ignored_and_personles
     assert res.agent_ap[A["walk"]] == pytest.approx(0.5)  # [FP (image 2), TP]
 
 
+def test_ground_truth_without_any_person_gives_nan_aps_not_an_error():
+    b = GroundTruthBuilder()
+    gt_image(b, 2, [SANDWICH], 0, {})
+    res = evaluate(b, [detection(2, PERSON, walk_agent=0.7, eat_obj=[*SANDWICH, 0.5])])
+    assert np.isnan(res.agent_ap).all() and np.isnan(res.role_ap[1]).all() and res.num_detections == 1
+
+
 def test_unknown_numerics_is_refused():
     with pytest.raises(ConfigError, match="float32"):
         evaluate(eat_sandwich_gt(), [], numerics="double")

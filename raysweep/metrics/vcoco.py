@@ -139,7 +139,7 @@ def _match_persons(gt: VcocoGroundTruth, dets: VcocoDetections, ftype: type) -> 
         at_max = np.flatnonzero(iou == ovmax[pair_det])
         first_det, first = np.unique(pair_det[at_max], return_index=True)
         person[first_det] = pair_person[at_max[first]]
-    ignored = has_person & (gt.actions[person] < 0).any(axis=1)
+    ignored = has_person & (gt.actions[person] < 0).any(axis=1) if total else np.zeros(len(det), dtype=bool)
     keep = ~ignored
     return _Matched(det=det[keep], image=image[keep], has_person=has_person[keep], person=person[keep],
                     ovmax=ovmax[keep], num_in_gt=len(det))
@@ -200,7 +200,8 @@ def evaluate_vcoco(gt: VcocoGroundTruth, dets: VcocoDetections, *, numerics: str
                          for a in range(NUM_ACTIONS)], dtype=store)
     role_ap = {s: np.zeros(len(ROLE_PAIRS), dtype=store) for s in SCENARIOS}
     for k, (a, r) in enumerate(ROLE_PAIRS):
-        gt_role = gt.role_boxes[m.person, a, r].astype(ftype)  # [E, 4], NaN = no role object
+        gt_role = (gt.role_boxes[m.person, a, r].astype(ftype) if len(gt.person_boxes)  # [E, 4], NaN = no role
+                   else np.full((len(m.det), 4), np.nan, dtype=ftype))
         pred_role = dets.role_boxes[k][m.det].astype(ftype)
         no_gt_role = np.isnan(gt_role).all(axis=1)
         ov = iou_plus1(np.where(no_gt_role[:, None], ftype(0), gt_role), pred_role)
