@@ -162,6 +162,24 @@ def detect_hicodet(
     run(checkpoint, anno_dir, detections, out, evaluate, protocol, device, mask_mode=mask_mode,
         mask_layers=mask_layers, rescoring=rescoring, score_thresh=score_thresh, nms_thresh=nms_thresh,
         max_human=max_human, max_object=max_object, resize=resize)
+@eval_app.command("vcoco")
+def eval_vcoco(anno_dir: str = typer.Option(..., help="V-COCO folder: QPIC's layout (annotations/test_vcoco.json) "
+                                            "or the official files (vcoco_test.json, instances, ids)"),
+               pred: str = typer.Option(..., help="detections in the official structure (.json; .pkl needs "
+                                        "--allow-pickle)"),
+               scenario: str = typer.Option("both", help="1 | 2 | both"),
+               json_out: bool = typer.Option(False, "--json", help="one JSON object instead of a table"),
+               gt: str = typer.Option("auto", help="auto | qpic | official: which ground truth (auto: the official "
+                                      "files when present)"),
+               numerics: str = typer.Option("float32", help="float32 (as the official evaluator) | float64 (exact)"),
+               persons_without_hoi: str = typer.Option("ignore", help="QPIC layout only: ignore | negative"),
+               protocol: str = typer.Option("official", help="official | qpic (QPIC's internal evaluator; --pred "
+                                            "then holds QPIC's post-processor outputs aligned with test_vcoco.json)"),
+               allow_pickle: bool = typer.Option(False, "--allow-pickle", help="read .pkl (executes code!)")) -> None:
+    """V-COCO agent AP and role AP, Scenario 1 and 2 (the official evaluator's definitions)."""
+    from raysweep.commands.eval_vcoco import run
+
+    run(anno_dir, pred, scenario, json_out, gt, numerics, persons_without_hoi, allow_pickle, protocol)
 
 
 @synth_app.command("hico")
@@ -184,6 +202,16 @@ def synth_hicodet(out: str = typer.Option(..., help="folder to create"), seed: i
     from raysweep.commands.data import synth_hicodet as run
 
     run(out, seed, num_train, num_test, image_size, detections)
+
+
+@synth_app.command("vcoco")
+def synth_vcoco(out: str = typer.Option(..., help="folder to create"), seed: int = typer.Option(0),
+                num_train: int = typer.Option(600), num_test: int = typer.Option(200),
+                image_size: int = typer.Option(128)) -> None:
+    """Synthetic V-COCO in QPIC's layout (annotations/*.json, corre_vcoco.npy, images/) + official GT files."""
+    from raysweep.commands.data import synth_vcoco as run
+
+    run(out, seed, num_train, num_test, image_size)
 
 
 def main(argv: Optional[List[str]] = None) -> None:

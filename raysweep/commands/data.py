@@ -21,3 +21,10 @@ def synth_hicodet(out: str, seed: int, num_train: int, num_test: int, image_size
                             detections=SynthDetectionsConfig() if detections else None)
     extra = " (with detections/test2015.json and the recognition view anno.pkl)" if detections else ""
     print(f"synthetic HICO-DET written to {path}{extra}")
+
+
+def synth_vcoco(out: str, seed: int, num_train: int, num_test: int, image_size: int) -> None:
+    from raysweep.data.synth.vcoco import generate_vcoco
+
+    path = generate_vcoco(Path(out), seed=seed, num_train=num_train, num_test=num_test, image_size=image_size)
+    print(f"synthetic V-COCO written to {path} (official ground-truth files in {path / 'official'})")

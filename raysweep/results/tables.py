@@ -73,7 +73,7 @@ def summarise(frame: pd.DataFrame, statuses: Optional[Sequence[str]] = ("complet
         return pd.DataFrame(), {}
     if epoch not in EPOCHS:
         raise UserError(f"--epoch: {epoch!r} is not one of {', '.join(EPOCHS)}")
-    task_cls = get_task(str(frame["task"].iloc[0]))
+    task_cls = _table_task(frame)
     left_out: dict[str, int] = {}
     if statuses is not None:
         wanted = {s.lower() for s in statuses} | ({"completed"} if "terminated" in {s.lower() for s in statuses} else set())
@@ -258,7 +258,7 @@ def default_layout(frame: pd.DataFrame) -> str:
     """"paper" when the task has paper rows and some trial (any outcome) is one of them, else "results"."""
     if frame.empty:
         return "results"
-    task_cls = get_task(str(frame["task"].iloc[0]))
+    task_cls = _table_task(frame)
     if not task_cls.paper_rows:
         return "results"
     label_cols = list(task_cls.paper_rows[0])
@@ -269,7 +269,7 @@ def default_layout(frame: pd.DataFrame) -> str:
 
 def _render_paper(frame: pd.DataFrame, fmt: str, statuses: Optional[Sequence[str]], with_ko: bool,
                   epoch: str) -> str:
-    task_cls = get_task(str(frame["task"].iloc[0]))
+    task_cls = _table_task(frame)
     if not task_cls.paper_rows:
         raise UserError(f"--layout paper: task {task_cls.name!r} has no paper table; use --layout results")
     summary, _ = summarise(frame, statuses, epoch)
@@ -333,6 +333,14 @@ def _render_plain(header: list[str], body: list[list[str]], fmt: str, first_valu
     rule = "|" + "|".join(("-" * (w + 1) + ":") if i >= first_value_column else ("-" * (w + 2))
                           for i, w in enumerate(widths)) + "|"
     return "\n".join([line(header), rule] + [line(row) for row in body])
+
+
+def _table_task(frame: pd.DataFrame):
+    """The task class whose table attributes fit these trials (a task may lay datasets out differently:
+    `table_for(configs)`), else the task itself."""
+    task_cls = get_task(str(frame["task"].iloc[0]))
+    table_for = getattr(task_cls, "table_for", None)
+    return table_for(_trial_configs(frame)) if table_for is not None and len(frame) else task_cls
 
 
 def _trial_configs(frame: pd.DataFrame) -> list[dict]:

@@ -81,7 +81,8 @@ def detr_to_qpic(sd: Mapping[str, torch.Tensor], num_obj_classes: int = 80,
                  valid_ids: Sequence[int] = VALID_COCO_IDS) -> tuple[dict[str, torch.Tensor], list[str]]:
     """QPIC's convert_parameters: -> (QPIC-layout dict, the keys it created). class_embed / bbox_embed are dropped.
 
-    The object classifier is only converted when the model has the 80 COCO classes (else it stays fresh).
+    The object classifier is only converted when the model has the 80 COCO classes, or 81 (V-COCO's 80 + missing,
+    whose row is inserted fresh before no-object); otherwise it stays fresh.
     """
     out = {k: v for k, v in sd.items() if not k.startswith(("class_embed.", "bbox_embed."))}
     made = []
@@ -95,6 +96,17 @@ def detr_to_qpic(sd: Mapping[str, torch.Tensor], num_obj_classes: int = 80,
         for p in ("weight", "bias"):
             out[f"obj_class_embed.{p}"] = sd[f"class_embed.{p}"][idx].clone()
             made.append(f"obj_class_embed.{p}")
+    elif num_obj_classes == len(valid_ids) + 1 and "class_embed.weight" in sd:
+        # V-COCO (`convert_parameters.py --dataset vcoco`): one fresh row, PyTorch's Linear default init, for the
+        # "missing object" class between the 80 COCO rows and the no-object row.
+        weight, bias = sd["class_embed.weight"], sd["class_embed.bias"]
+        fresh = nn.Linear(weight.shape[1], 1)
+        rows = torch.tensor(list(valid_ids))
+        no_object = torch.tensor([DETR_NO_OBJECT_ROW])
+        out["obj_class_embed.weight"] = torch.cat([weight[rows], fresh.weight.detach().to(weight.dtype),
+                                                   weight[no_object]]).clone()
+        out["obj_class_embed.bias"] = torch.cat([bias[rows], fresh.bias.detach().to(bias.dtype), bias[no_object]])
+        made += ["obj_class_embed.weight", "obj_class_embed.bias"]
     elif "class_embed.weight" in sd:
         log.warning("DETR's class_embed covers the 80 COCO classes but the model has %d object classes; "
                     "obj_class_embed is left fresh", num_obj_classes)

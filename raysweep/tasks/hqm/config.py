@@ -46,8 +46,11 @@ class SynthHicoDetConfig(StrictModel):
 
 
 class DataConfig(StrictModel):
-    # Folder with annotations/{trainval_hico.json, test_hico.json, corre_hico.npy} and images/{train2015,test2015};
-    # null = the embedded synthetic HICO-DET, generated into the cache.
+    # "hicodet", or "vcoco": V-COCO in QPIC's layout (29 verb classes, 80 objects + "missing"; docs/hqm.md).
+    dataset: Literal["hicodet", "vcoco"] = "hicodet"
+    # Folder with annotations/{trainval_hico.json, test_hico.json, corre_hico.npy} and images/{train2015,test2015}
+    # (V-COCO: annotations/{trainval_vcoco.json, test_vcoco.json, corre_vcoco.npy}, images/{train2014,val2014});
+    # null = the embedded synthetic dataset, generated into the cache.
     root: Optional[str] = None
     synth: SynthHicoDetConfig = SynthHicoDetConfig()
     # Shorter side for training, chosen at random (paper: 480, 512, ..., 800) and the cap on the longer side (1333).
@@ -183,6 +186,10 @@ class EvalConfig(StrictModel):
     # "qpic": QPIC's Python evaluator (top 100 triplets per image, GT-less images never yield FPs);
     # "official": the HO-RCNN protocol (spec §H.2).
     protocol: Literal["qpic", "official"] = "qpic"
+    # V-COCO only (always the official evaluator's agent / role AP): the ground truth it reads. "qpic": rebuilt from
+    # test_vcoco.json (persons without any hoi are ignored, no clipping); "official": vcoco_test.json, the COCO
+    # instances file and vcoco_test.ids, found in data.root, data.root/official or v-coco's data/ layout there.
+    vcoco_ground_truth: Literal["qpic", "official"] = "qpic"
 
 
 class HqmConfig(StrictModel):

@@ -1,4 +1,4 @@
-"""QPIC + HQM as a sweepable task: HOI detection on HICO-DET (spec §E-§H)."""
+"""QPIC + HQM as a sweepable task: HOI detection on HICO-DET (spec §E-§H) or V-COCO (`data.dataset: vcoco`)."""
 
 from __future__ import annotations
 
@@ -12,11 +12,10 @@ from typing import Any, ClassVar, Mapping, Sequence
 import torch
 from torch import nn
 
-from raysweep.data.hicodet import HicoDetAnnotations
 from raysweep.tasks.base import Task, TrainingParts
 from raysweep.tasks.common import schedules
 from raysweep.tasks.hqm.config import HqmConfig
-from raysweep.tasks.hqm.paper import PAPER_ROWS
+from raysweep.tasks.hqm.paper import DATASET_NAMES, PAPER_ROWS, VCOCO_PAPER_ROWS
 
 log = logging.getLogger(__name__)
 
@@ -38,12 +37,14 @@ def param_groups(model: nn.Module, lr_backbone: float) -> list[dict]:
 class HqmTask(Task):
     name: ClassVar[str] = "hqm"
     config_model: ClassVar[type[HqmConfig]] = HqmConfig
+    # HICO-DET reports the first six; V-COCO reports map (= role_ap_s1, its headline number, so one objective serves
+    # both datasets), role_ap_s1, role_ap_s2 and agent_ap.
     metric_names: ClassVar[tuple[str, ...]] = ("map", "map_rare", "map_non_rare", "ko_map", "ko_map_rare",
-                                               "ko_map_non_rare")
+                                               "ko_map_non_rare", "role_ap_s1", "role_ap_s2", "agent_ap")
     table_keys: ClassVar[tuple[str, ...]] = ("model.backbone", "hqm.gbs", "hqm.amm", "hqm.alternation",
                                              "eval.protocol")
     # data: the synthetic HICO-DET; model: the pretrained checkpoint is checked against each searched model shape
-    prepare_keys: ClassVar[tuple[str, ...]] = ("data.root", "data.synth.num_train", "data.synth.num_test",
+    prepare_keys: ClassVar[tuple[str, ...]] = ("data.dataset", "data.root", "data.synth.num_train", "data.synth.num_test",
                                                "data.synth.image_size", "data.synth.seed", "data.synth.objects",
                                                "data.synth.pairs_per_image", "data.synth.object_scale",
                                                "model.pretrained", "model.backbone", "model.d_model", "model.nhead",
@@ -71,10 +72,22 @@ class HqmTask(Task):
                   (True, True): "QPIC + HQM"}[(gbs, amm)]
         if gbs and amm and (config.get("hqm.alternation") or "ajl") != "ajl":
             method += f" ({config.get('hqm.alternation')} alternation)"
-        if (config.get("eval.protocol") or "qpic") != "qpic":
+        if (config.get("eval.protocol") or "qpic") != "qpic" and (config.get("data.dataset") or "hicodet") != "vcoco":
             method += f", {config.get('eval.protocol')} eval"
         backbone = str(config.get("model.backbone"))
         return {"method": method, "backbone": _BACKBONE_NAMES.get(backbone, backbone)}
+
+    @classmethod
+    def table_for(cls, configs: Sequence[Mapping[str, Any]]) -> type["HqmTask"]:
+        """The table a set of trials is laid out in: HICO-DET's (Full / Rare / Non-rare), V-COCO's as the papers
+        print it (role AP, Scenario 1 / Scenario 2), or, for a sweep over both datasets, both column groups with a
+        dataset column in front of the rows."""
+        datasets = {str(c.get("data.dataset") or "hicodet") for c in configs} or {"hicodet"}
+        if datasets == {"hicodet"}:
+            return cls
+        if datasets == {"vcoco"}:
+            return _VcocoTable
+        return _BothDatasetsTable
 
     # ---- shared, once per sweep ---------------------------------------------------------------------------
     @classmethod
@@ -87,14 +100,20 @@ class HqmTask(Task):
             raise ConfigError(f"model.pretrained: no such file {config.model.pretrained!r}; give the path of a "
                               f"DETR / QPIC / HQM checkpoint (.pth)")
         if config.data.root is None:
-            from raysweep.data.synth.hicodet import ensure_synthetic_hicodet
+            if config.data.dataset == "vcoco":
+                from raysweep.data.synth.vcoco import ensure_synthetic_vcoco as ensure
+            else:
+                from raysweep.data.synth.hicodet import ensure_synthetic_hicodet as ensure
 
-            root = ensure_synthetic_hicodet(cache_dir, config.data.synth)
+            root = ensure(cache_dir, config.data.synth)
             updates["data.root"] = str(root)
             config = config.model_copy(update={"data": config.data.model_copy(update={"root": str(root)})})
-        annotations = cls(config, cache_dir).annotations  # fails early on malformed annotations
+        task = cls(config, cache_dir)
+        task.annotations  # fails early on malformed annotations
+        if config.data.dataset == "vcoco" and config.eval.vcoco_ground_truth == "official":
+            task.vcoco_ground_truth  # noqa: B018 - and on missing or malformed official files
         if config.model.pretrained:
-            num_verbs, num_objects = annotations.correct_mat.shape
+            num_objects, num_verbs = task.head_sizes
             check_pretrained_once(config, num_objects, num_verbs, cache_dir)
         return updates
 
@@ -108,10 +127,14 @@ class HqmTask(Task):
 
     @cached_property
     def annotations(self):
-        from raysweep.data.hicodet import load_hicodet
-
         if self.config.data.root is None:
             raise RuntimeError("data.root is unresolved: HqmTask.prepare must run first")
+        if self.config.data.dataset == "vcoco":
+            from raysweep.data.vcoco import load_vcoco
+
+            return load_vcoco(Path(self.config.data.root))
+        from raysweep.data.hicodet import load_hicodet
+
         return load_hicodet(Path(self.config.data.root))
 
     def should_evaluate_test(self, epoch: int) -> bool:
@@ -119,7 +142,7 @@ class HqmTask(Task):
         return every > 0 and self.should_evaluate(epoch) and (epoch + 1) % every == 0
 
     @cached_property
-    def splits(self) -> dict[str, HicoDetAnnotations]:
+    def splits(self) -> dict[str, Any]:
         """Annotation views whose `train` is what the model trains on and whose `test` is what a split evaluates:
         {"train", "test"} and, with data.validation, "val" (a stratified holdout of the training images).
 
@@ -140,8 +163,34 @@ class HqmTask(Task):
         val = [ann.train[i] for i in val_idx]
         return {"train": replace(ann, train=train), "val": replace(ann, test=val), "test": ann}
 
+    @property
+    def head_sizes(self) -> tuple[int, int]:
+        """(object classes without no-object, verb classes): 80 / 117 on HICO-DET, 81 (80 + missing) / 29 on V-COCO."""
+        num_verbs, num_objects = self.annotations.correct_mat.shape
+        if self.config.data.dataset == "vcoco":
+            from raysweep.tasks.hqm.vcoco import NUM_OBJECT_CLASSES
+
+            num_objects = NUM_OBJECT_CLASSES
+        return num_objects, num_verbs
+
+    @cached_property
+    def vcoco_ground_truth(self):
+        """The V-COCO test ground truth the evaluator reads (eval.vcoco_ground_truth)."""
+        from raysweep.data.vcoco import ground_truth_from_records
+
+        if self.config.eval.vcoco_ground_truth == "official":
+            from raysweep.data.vcoco_official import find_official_files, load_official_ground_truth
+            from raysweep.errors import DataError
+
+            root = Path(self.config.data.root)
+            files = find_official_files(root) or find_official_files(root / "official")
+            if files is None:
+                raise DataError(f"eval.vcoco_ground_truth: official, but {str(root)!r} (or its official/ folder) "
+                                f"lacks vcoco_test.json, instances_vcoco_all_2014.json and vcoco_test.ids")
+            return load_official_ground_truth(*files)
+        return ground_truth_from_records(self.annotations.test)
+
     def build(self, device: torch.device, rank: int = 0, world_size: int = 1) -> TrainingParts:
-        from raysweep.data.hicodet import IMAGE_DIRS
         from raysweep.tasks.hqm.checkpoint import load_pretrained
         from raysweep.tasks.hqm.criterion import build_criterion
         from raysweep.tasks.hqm.data import HicoDetTestSet, HicoDetTrainSet, collate
@@ -149,7 +198,13 @@ class HqmTask(Task):
         from raysweep.tasks.hqm.transforms import eval_transforms, train_transforms
 
         cfg, ann = self.config, self.annotations
-        num_verbs, num_objects = ann.correct_mat.shape
+        num_objects, num_verbs = self.head_sizes
+        if cfg.data.dataset == "vcoco":
+            from raysweep.data.vcoco import IMAGE_DIRS
+            from raysweep.tasks.hqm.vcoco import VcocoTrainSet as TrainSet
+        else:
+            from raysweep.data.hicodet import IMAGE_DIRS
+            TrainSet = HicoDetTrainSet
         model = build_model(cfg, num_objects, num_verbs)
         if cfg.model.pretrained:
             self.load_report = load_pretrained(model, cfg.model.pretrained)
@@ -158,7 +213,7 @@ class HqmTask(Task):
 
         d, root = cfg.data, Path(cfg.data.root)
         splits = self.splits
-        train_set = HicoDetTrainSet(
+        train_set = TrainSet(
             splits["train"].train, root / IMAGE_DIRS["train"],
             train_transforms(d.train_scales, d.max_size, d.crop_resize_scales, d.crop_min, d.crop_max,
                              d.color_jitter, d.augment),
@@ -212,6 +267,8 @@ class HqmTask(Task):
         missing = [i for i in range(n) if i not in outputs]
         if missing:
             raise RuntimeError(f"{split} evaluation is missing {len(missing)} of {n} images (first: {missing[0]})")
+        if self.config.data.dataset == "vcoco":
+            return self.evaluate_vcoco([outputs[i] for i in range(n)], split)
         result = evaluate_hicodet(annotations, [outputs[i] for i in range(n)], self.config.eval.protocol)
 
         def value(v: float | None) -> float:  # a group without classes (e.g. no rare class) has no mean
@@ -222,15 +279,52 @@ class HqmTask(Task):
                 "map_non_rare": value(default["non_rare"]), "ko_map": value(ko["full"]),
                 "ko_map_rare": value(ko["rare"]), "ko_map_non_rare": value(ko["non_rare"])}
 
+    def evaluate_vcoco(self, predictions: Sequence[Any], split: str = "test") -> dict[str, float]:
+        """Official agent / role AP of the post-processed queries (one official detection per query). The
+        validation split's ground truth always comes from its records (the official files cover test only)."""
+        from raysweep.data.vcoco import ground_truth_from_records
+        from raysweep.metrics.vcoco import evaluate_vcoco
+        from raysweep.tasks.hqm.vcoco import detections_for_records
+
+        records = self.splits[split].test
+        truth = self.vcoco_ground_truth if split == "test" else ground_truth_from_records(records)
+        result = evaluate_vcoco(truth, detections_for_records(records, predictions, self.annotations.correct_mat))
+        m = result.means
+        return {"map": m["role_ap_s1"], "role_ap_s1": m["role_ap_s1"], "role_ap_s2": m["role_ap_s2"],
+                "agent_ap": m["agent_ap"]}
+
     def num_samples(self, batch: Any) -> int:
         return len(batch[0])
 
 
 def hoi_classes(record: Mapping[str, Any]) -> set[tuple[int, int]]:
-    """The (verb id, object COCO id) HOI classes annotated in one HICO-DET record (what the split stratifies on)."""
+    """The (verb id, object COCO id) classes annotated in one HICO-DET or V-COCO record (what the validation split
+    stratifies on); an action without an object (V-COCO) counts as (verb, -1)."""
     boxes = record["annotations"]
-    return {(int(h["category_id"]), int(boxes[h["object_id"]]["category_id"])) for h in record["hoi_annotation"]
-            if 0 <= h["object_id"] < len(boxes)}
+    return {(int(h["category_id"]), int(boxes[h["object_id"]]["category_id"]) if 0 <= h["object_id"] < len(boxes)
+             else -1) for h in record["hoi_annotation"]}
+
+
+class _VcocoTable(HqmTask):
+    """Table attributes of V-COCO results (role AP %, point-instr left out), as the QPIC and HQM READMEs print them."""
+
+    table_columns: ClassVar[dict[str, str]] = {"Scenario 1": "role_ap_s1", "Scenario 2": "role_ap_s2"}
+    paper_rows: ClassVar[tuple[dict[str, str], ...]] = VCOCO_PAPER_ROWS
+
+
+class _BothDatasetsTable(HqmTask):
+    """One table for a sweep over both datasets: a dataset column, HICO-DET's and V-COCO's columns side by side."""
+
+    table_columns: ClassVar[dict[str, str]] = {**HqmTask.table_columns, **_VcocoTable.table_columns}
+    paper_rows: ClassVar[tuple[dict[str, str], ...]] = (
+        tuple({"dataset": "HICO-DET", **row} for row in PAPER_ROWS)
+        + tuple({"dataset": "V-COCO", **row} for row in VCOCO_PAPER_ROWS))
+    row_order: ClassVar[dict[str, tuple[str, ...]]] = {"dataset": ("HICO-DET", "V-COCO"), **HqmTask.row_order}
+
+    @classmethod
+    def row_labels(cls, config: Mapping[str, Any]) -> dict[str, str]:
+        dataset = str(config.get("data.dataset") or "hicodet")
+        return {"dataset": DATASET_NAMES.get(dataset, dataset), **HqmTask.row_labels(config)}
 
 
 _BACKBONE_NAMES = {"resnet18": "R18", "resnet34": "R34", "resnet50": "R50", "resnet101": "R101"}
