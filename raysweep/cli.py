@@ -46,12 +46,14 @@ def validate(space: str = typer.Argument(..., help="search-space YAML"),
 
 @app.command()
 def collect(experiment: str = typer.Argument(..., help="experiment folder or URI (<storage>/<name>)"),
-            output: Optional[str] = typer.Option(None, "-o", "--output", help="parquet to write "
-                                                 "(default: <experiment>/results.parquet)")) -> None:
-    """Rebuild the parquet from an experiment, also while it runs or after a crash."""
+            output: Optional[str] = typer.Option(None, "-o", "--output", help="file to write: *.parquet or *.csv "
+                                                 "(default: <experiment>/results.parquet)"),
+            flat_names: bool = typer.Option(False, "--flat-names", help="SQL-safe column names: "
+                                            "config.optim.lr -> config__optim__lr")) -> None:
+    """Rebuild the parquet (or a CSV) from an experiment, also while it runs or after a crash."""
     from raysweep.commands.collect import run
 
-    run(experiment, output)
+    run(experiment, output, flat_names)
 
 
 @app.command()
