@@ -19,6 +19,8 @@ app.add_typer(eval_app, name="eval")
 app.add_typer(data_app, name="data")
 data_app.add_typer(synth_app, name="synth")
 
+OVERWRITE = typer.Option(False, "--overwrite", help="replace a folder at --out made with other parameters (or "
+                         "left incomplete); without it such a folder is an error")
 OVERRIDES = typer.Argument(None, help="key=value overrides, e.g. trials.num_samples=4 data.root=/data/hico")
 
 
@@ -80,9 +82,11 @@ def embed(space: str = typer.Argument(..., help="search-space YAML of a DEFR swe
                                              "embeddings.png"),
           method: str = typer.Option("pca", "--method", help="pca | tsne")) -> None:
     """Compute (or read cached) class text embeddings for every text encoder × prompt of a sweep; show neighbours."""
+    from raysweep import progress
     from raysweep.commands.embed import run
 
-    run(space, overrides or [], out, plot, method)
+    with progress.shown():
+        run(space, overrides or [], out, plot, method)
 
 
 @app.command()
@@ -111,31 +115,33 @@ def eval_hicodet(anno_dir: str = typer.Option(..., help="HICO-DET root (with ann
                  json_out: bool = typer.Option(False, "--json", help="one JSON object instead of a table"),
                  allow_pickle: bool = typer.Option(False, "--allow-pickle", help="read .pkl (executes code!)")) -> None:
     """HICO-DET mAP: Full / Rare / Non-rare, Default and Known-Object."""
+    from raysweep import progress
     from raysweep.metrics.hicodet_eval_cli import evaluate_files
 
     if protocol not in ("qpic", "official"):
         raise UserError(f"--protocol: {protocol!r} is not one of qpic, official")
-    print(evaluate_files(anno_dir, pred, protocol, json_out, allow_pickle))
+    with progress.shown():
+        print(evaluate_files(anno_dir, pred, protocol, json_out, allow_pickle))
 
 
 @synth_app.command("hico")
 def synth_hico(out: str = typer.Option(..., help="folder to create"), seed: int = typer.Option(0),
                num_train: int = typer.Option(800), num_test: int = typer.Option(300),
-               image_size: int = typer.Option(64)) -> None:
+               image_size: int = typer.Option(64), overwrite: bool = OVERWRITE) -> None:
     """Synthetic HICO (anno.pkl + images/train2015, test2015) for the embedded default."""
     from raysweep.commands.data import synth_hico as run
 
-    run(out, seed, num_train, num_test, image_size)
+    run(out, seed, num_train, num_test, image_size, overwrite)
 
 
 @synth_app.command("hicodet")
 def synth_hicodet(out: str = typer.Option(..., help="folder to create"), seed: int = typer.Option(0),
                   num_train: int = typer.Option(600), num_test: int = typer.Option(200),
-                  image_size: int = typer.Option(128)) -> None:
+                  image_size: int = typer.Option(128), overwrite: bool = OVERWRITE) -> None:
     """Synthetic HICO-DET in QPIC's layout (annotations/*.json, corre_hico.npy, images/)."""
     from raysweep.commands.data import synth_hicodet as run
 
-    run(out, seed, num_train, num_test, image_size)
+    run(out, seed, num_train, num_test, image_size, overwrite)
 
 
 def main(argv: Optional[List[str]] = None) -> None:

@@ -88,7 +88,9 @@ class HqmTask(Task):
         if config.data.root is None:
             from raysweep.data.synth.hicodet import ensure_synthetic_hicodet
 
-            root = ensure_synthetic_hicodet(cache_dir, config.data.synth)
+            from raysweep import progress
+
+            root = ensure_synthetic_hicodet(cache_dir, config.data.synth, progress=progress.enabled())
             updates["data.root"] = str(root)
             config = config.model_copy(update={"data": config.data.model_copy(update={"root": str(root)})})
         annotations = cls(config, cache_dir).annotations  # fails early on malformed annotations
