@@ -1,65 +1,138 @@
-"""Ray's W&B and MLflow logger callbacks, adjusted to raysweep's conventions (see `raysweep.sweep.tracking`).
+"""W&B and MLflow as Tune callbacks in the sweep's own process, through each library's own API.
+
+Ray's `WandbLoggerCallback` runs a logging actor and a queue actor per trial; on a small machine those extra
+processes starve the trials (a 2-trial sweep on 2 CPUs stalled), and its step is Tune's iteration counter, which
+restarts on --resume. Here each tracker keeps one run per trial in this process: W&B runs side by side
+(`reinit="create_new"`), MLflow through `MlflowClient` with one `log_batch` per report.
 
 Module-level classes so that Tune can pickle them with the run config (`Tuner.restore` on --resume); imported only
-when a tracker is on, since importing them imports wandb / mlflow.
+when a tracker is on, since importing them imports wandb / mlflow. Conventions: `raysweep.sweep.tracking`.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import logging
+import time
+from typing import Any, Optional
 
-from ray.air.integrations.mlflow import MLflowLoggerCallback
-from ray.air.integrations.wandb import WandbLoggerCallback
+from ray.tune import Callback
 
 from raysweep.sweep.tracking import TRIAL_TAG, full_config, measurements
 
-
-class TrialWandbCallback(WandbLoggerCallback):
-    """Ray's W&B callback with run id and name = trial id, the full config, and step = epoch."""
-
-    def __init__(self, base_config: dict[str, Any], **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.base_config = base_config
-
-    def log_trial_start(self, trial) -> None:
-        init = dict(id=trial.trial_id, name=trial.trial_id, resume="allow", reinit=True, allow_val_change=True,
-                    group=self.group, project=self.project, config=full_config(self.base_config, trial.config))
-        init.update(self.kwargs)
-        self._start_logging_actor(trial, [*self._exclude_results, *self.excludes, "config"], **init)
-
-    def log_trial_result(self, iteration: int, trial, result: dict) -> None:
-        numbers: dict[str, Any] = measurements(result)
-        if "epoch" in numbers:
-            numbers["training_iteration"] = int(numbers["epoch"])  # Ray's actor logs with step=training_iteration
-        super().log_trial_result(iteration, trial, numbers)
+log = logging.getLogger(__name__)
 
 
-class TrialMLflowCallback(MLflowLoggerCallback):
-    """Ray's MLflow callback with run name = trial id, the full config, step = epoch; a resumed trial continues its
-    run (found by the `raysweep.trial_id` tag) instead of opening a second one."""
+def _epoch(result: dict[str, Any]) -> int:
+    return int(result.get("epoch") or result.get("training_iteration") or 0)
 
-    def __init__(self, base_config: dict[str, Any], **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.base_config = base_config
 
-    def log_trial_start(self, trial) -> None:
-        if trial in self._trial_runs:
-            return
-        util = self.mlflow_util
-        client = util._get_client()
-        found = client.search_runs([util.experiment_id], filter_string=f"tags.`{TRIAL_TAG}` = '{trial.trial_id}'",
-                                   max_results=1)
+class TrialWandbCallback(Callback):
+    """One W&B run per trial: id and name = trial id, config = the full trial config, step = epoch. Files go into the
+    trial's folder (`<trial folder>/wandb/`); offline runs are synced later with `wandb sync`."""
+
+    def __init__(self, base_config: dict[str, Any], project: str, group: str, entity: Optional[str] = None,
+                 mode: Optional[str] = None) -> None:
+        self.base_config, self.project, self.group, self.entity, self.mode = base_config, project, group, entity, mode
+        self._runs: dict[str, Any] = {}
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_runs": {}}  # live runs stay in this process
+
+    def _start(self, trial: Any) -> Any:
+        import wandb
+
+        run = self._runs.get(trial.trial_id)
+        if run is None:
+            run = wandb.init(id=trial.trial_id, name=trial.trial_id, project=self.project, group=self.group,
+                             entity=self.entity, mode=self.mode, dir=trial.local_path, resume="allow",
+                             reinit="create_new", config=full_config(self.base_config, trial.config),
+                             settings=wandb.Settings(silent=True, console="off", x_disable_stats=True))
+            self._runs[trial.trial_id] = run
+        return run
+
+    def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._start(trial)
+
+    def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
+        self._start(trial).log(measurements(result), step=_epoch(result))
+
+    def _finish(self, trial: Any, exit_code: int) -> None:
+        run = self._runs.pop(trial.trial_id, None)
+        if run is not None:
+            run.finish(exit_code=exit_code)
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._finish(trial, 0)
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._finish(trial, 1)
+
+    def on_experiment_end(self, trials: list, **info: Any) -> None:
+        for trial_id in list(self._runs):
+            self._runs.pop(trial_id).finish()
+
+
+class TrialMLflowCallback(Callback):
+    """One MLflow run per trial: run name = trial id (also the `raysweep.trial_id` tag), params = the full trial
+    config, metrics with step = epoch; a resumed trial continues its run instead of opening a second one."""
+
+    def __init__(self, base_config: dict[str, Any], tracking_uri: str, experiment_name: str,
+                 tags: Optional[dict[str, str]] = None) -> None:
+        self.base_config, self.tracking_uri, self.experiment_name = base_config, tracking_uri, experiment_name
+        self.tags = dict(tags or {})
+        self._client: Any = None
+        self._experiment_id: Optional[str] = None
+        self._runs: dict[str, str] = {}
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_client": None, "_experiment_id": None, "_runs": {}}
+
+    def setup(self, **info: Any) -> None:
+        from mlflow.tracking import MlflowClient
+
+        self._client = MlflowClient(tracking_uri=self.tracking_uri)
+        found = self._client.get_experiment_by_name(self.experiment_name)
+        self._experiment_id = found.experiment_id if found else self._client.create_experiment(self.experiment_name)
+
+    def _run_id(self, trial: Any) -> str:
+        if trial.trial_id in self._runs:
+            return self._runs[trial.trial_id]
+        if self._client is None:
+            self.setup()
+        from mlflow.entities import Param, RunTag
+
+        found = self._client.search_runs([self._experiment_id], max_results=1,
+                                         filter_string=f"tags.`{TRIAL_TAG}` = '{trial.trial_id}'")
         if found:
             run_id = found[0].info.run_id
-            client.update_run(run_id, status="RUNNING")
+            self._client.update_run(run_id, status="RUNNING")
         else:
-            run_id = util.start_run(tags={**self.tags, TRIAL_TAG: trial.trial_id}, run_name=trial.trial_id).info.run_id
-            util.log_params(run_id=run_id, params_to_log=full_config(self.base_config, trial.config))
-        self._trial_runs[trial] = run_id
+            run = self._client.create_run(self._experiment_id, run_name=trial.trial_id,
+                                          tags={**self.tags, TRIAL_TAG: trial.trial_id})
+            run_id = run.info.run_id
+            params = [Param(key, str(value)) for key, value in full_config(self.base_config, trial.config).items()]
+            for start in range(0, len(params), 100):  # MLflow takes at most 100 params per batch
+                self._client.log_batch(run_id, params=params[start:start + 100], tags=[RunTag(TRIAL_TAG, trial.trial_id)])
+        self._runs[trial.trial_id] = run_id
+        return run_id
 
-    def log_trial_result(self, iteration: int, trial, result: dict) -> None:
-        if trial not in self._trial_runs:
-            self.log_trial_start(trial)
-        numbers = measurements(result)
-        step = int(numbers.get("epoch", result.get("training_iteration", iteration)))
-        self.mlflow_util.log_metrics(run_id=self._trial_runs[trial], metrics_to_log=numbers, step=step)
+    def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._run_id(trial)
+
+    def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
+        from mlflow.entities import Metric
+
+        now, step = int(time.time() * 1000), _epoch(result)
+        metrics = [Metric(key, value, now, step) for key, value in measurements(result).items()]
+        self._client.log_batch(self._run_id(trial), metrics=metrics)
+
+    def _end(self, trial: Any, status: str) -> None:
+        run_id = self._runs.pop(trial.trial_id, None)
+        if run_id is not None:
+            self._client.set_terminated(run_id, status)
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._end(trial, "FINISHED")
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._end(trial, "FAILED")

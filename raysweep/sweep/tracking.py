@@ -1,14 +1,14 @@
 """Experiment trackers from the space file's `tracking:` section, as Tune callbacks in the sweep's own process.
 
-W&B and MLflow go through Ray's logger callbacks (`WandbLoggerCallback`, `MLflowLoggerCallback`), adjusted so that
-every tracker shows the same thing: one run per trial named after the trial id (`a1b2c_00003`, the `trial_id` column
+W&B and MLflow are Tune callbacks over each library's own API (`raysweep.sweep.tracker_callbacks`), so that every
+tracker shows the same thing: one run per trial named after the trial id (`a1b2c_00003`, the `trial_id` column
 of results.parquet), the trial's full config (base config + sampled values, dotted keys) logged once, and its
 reported numbers once per epoch with step = epoch (Tune's iteration counter restarts on --resume; the epoch does not).
 TensorBoard needs nothing: Ray's `TBXLoggerCallback` writes `<experiment>/<trial folder>/events.out.tfevents.*`
 (scalars `ray/tune/<metric>`); `tracking.tensorboard: false` leaves it out.
 
-Credentials never pass through raysweep's files: W&B reads WANDB_API_KEY (or `wandb login`'s ~/.netrc) itself and
-Ray hands the variable to its logging actors; MLflow reads its MLFLOW_* variables.
+Credentials never pass through raysweep's files: W&B reads WANDB_API_KEY (or `wandb login`'s ~/.netrc) itself, in
+the sweep's process; MLflow reads its MLFLOW_* variables.
 """
 
 from __future__ import annotations
@@ -92,21 +92,18 @@ def tracking_callbacks(sweep: Sweep, experiment_dir: str, name: str) -> list:
     if settings.wandb:
         from raysweep.sweep.tracker_callbacks import TrialWandbCallback
 
-        extra = {"mode": settings.wandb_mode} if settings.wandb_mode else {}
-        if settings.wandb_entity:
-            extra["entity"] = settings.wandb_entity
         callbacks.append(TrialWandbCallback(
             base_config=sweep.base_config, project=settings.wandb_project or os.environ.get("WANDB_PROJECT") or name,
-            group=name, excludes=list(BOOKKEEPING), **extra))
+            group=name, entity=settings.wandb_entity, mode=settings.wandb_mode))
     if settings.mlflow:
         from raysweep.sweep.tracker_callbacks import TrialMLflowCallback
 
         uri = mlflow_uri(sweep, experiment_dir)
         if uri.startswith("file:"):
             os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")  # MLflow 3 asks to opt in to its file store
-        callbacks.append(TrialMLflowCallback(
-            base_config=sweep.base_config, tracking_uri=uri,
-            experiment_name=settings.mlflow_experiment or name, tags={"raysweep.experiment": name}))
+        callbacks.append(TrialMLflowCallback(base_config=sweep.base_config, tracking_uri=uri,
+                                             experiment_name=settings.mlflow_experiment or name,
+                                             tags={"raysweep.experiment": name}))
     if not settings.tensorboard:
         from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 
