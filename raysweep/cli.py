@@ -32,6 +32,9 @@ def tune(space: str = typer.Argument(..., help="search-space YAML, e.g. search_s
          resume: bool = typer.Option(False, "--resume", help="continue an interrupted experiment of this name"),
          address: Optional[str] = typer.Option(None, help="join a Ray cluster: auto or ray://host:10001")) -> None:
     """Run a sweep; ends with the results table and the path of results.parquet."""
+    from raysweep.progress import notice
+
+    notice(f"Checking {space} (loading the task code) ...")
     from raysweep.commands.tune import run
 
     run(space, overrides or [], name=name, storage=storage, resume=resume, address=address)

@@ -88,6 +88,7 @@ def test_dashboard_line_says_how_to_get_in(monkeypatch) -> None:
     assert "'Authorization: Bearer <token>'" in line
     monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
     assert dashboard_line("127.0.0.1:8265") == "Ray dashboard: http://127.0.0.1:8265"
+    assert dashboard_line(None) is None  # ray.dashboard: false
 
 
 @pytest.mark.parametrize("value,text", [(0.43124, "0.4312"), (3e-5, "3e-05"), (7, "7"), (None, "-"), ("bce", "bce")])

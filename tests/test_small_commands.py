@@ -60,8 +60,26 @@ def test_data_synth_refusal_names_the_overwrite_flag_and_the_flag_works(tmp_path
     assert json.loads((out_dir / ".complete").read_text())["seed"] == 1
 
 
-def test_data_synth_shows_a_progress_bar(tmp_path: Path, capsys) -> None:
+def test_data_synth_shows_a_progress_bar(tmp_path: Path, capsys, monkeypatch) -> None:
+    monkeypatch.setenv("RAYSWEEP_PROGRESS", "1")  # shown on a terminal; forced here, where stderr is captured
     code, _, err = run_cli(["data", "synth", "hicodet", "--out", str(tmp_path / "det"), "--num-train", "8",
                             "--num-test", "4", "--image-size", "64"], capsys)
     assert code == 0
     assert "synthetic HICO-DET train2015" in err and "img" in err
+
+
+def test_progress_only_where_wanted(monkeypatch, capsys) -> None:
+    from raysweep import progress
+    from raysweep.sweep.console import preparing
+
+    monkeypatch.setenv("RAYSWEEP_PROGRESS", "0")
+    with preparing("nothing"):
+        assert not progress.enabled()
+    assert capsys.readouterr().err == ""
+    monkeypatch.setenv("RAYSWEEP_PROGRESS", "1")
+    with preparing("data"):
+        assert progress.enabled() and list(progress.bar(range(3), desc="x")) == [0, 1, 2]
+    err = capsys.readouterr().err
+    assert err.startswith("Preparing data ...\n") and err.rstrip().endswith("ready (0 s)")
+    monkeypatch.delenv("RAYSWEEP_PROGRESS")
+    assert progress.wanted() is False  # pytest's stderr is no terminal: logs and pipes stay clean

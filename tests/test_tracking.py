@@ -61,7 +61,7 @@ def test_mlflow_file_store_run_per_trial(tmp_path: Path, monkeypatch) -> None:
     epochs(callback, trial_in(experiment / "t1", "abc12_00000"), [0.2, 0.3, 0.25])
     epochs(callback, trial_in(experiment / "t2", "abc12_00001"), [0.1])
     mlflow.set_tracking_uri(mlflow_uri(sweep, str(experiment)))
-    assert mlflow_uri(sweep, str(experiment)) == f"file://{experiment}/mlruns"
+    assert mlflow_uri(sweep, str(experiment)) == f"file://{experiment}/_mlruns"
     runs = mlflow.search_runs(experiment_names=["exp"]).set_index("tags.mlflow.runName")
     assert sorted(runs.index) == ["abc12_00000", "abc12_00001"]
     first = runs.loc["abc12_00000"]

@@ -1,15 +1,18 @@
-"""`raysweep data synth ...`: write the embedded synthetic datasets in their real layouts, with a progress bar."""
+"""`raysweep data synth ...`: write the embedded synthetic datasets in their real layouts, with a progress bar
+(where progress is wanted: raysweep.progress)."""
 
 from __future__ import annotations
 
 from pathlib import Path
+
+from raysweep.progress import wanted
 
 
 def synth_hico(out: str, seed: int, num_train: int, num_test: int, image_size: int, overwrite: bool = False) -> None:
     from raysweep.data.synth.hico import generate_hico
 
     path = generate_hico(Path(out), seed=seed, num_train=num_train, num_test=num_test, image_size=image_size,
-                         overwrite=overwrite, progress=True)
+                         overwrite=overwrite, progress=wanted())
     print(f"synthetic HICO written to {path}")
 
 
@@ -18,5 +21,5 @@ def synth_hicodet(out: str, seed: int, num_train: int, num_test: int, image_size
     from raysweep.data.synth.hicodet import generate_hicodet
 
     path = generate_hicodet(Path(out), seed=seed, num_train=num_train, num_test=num_test, image_size=image_size,
-                            overwrite=overwrite, progress=True)
+                            overwrite=overwrite, progress=wanted())
     print(f"synthetic HICO-DET written to {path}")

@@ -202,7 +202,7 @@ class TrackingSettings(StrictModel):
     wandb_entity: Optional[str] = None  # default: WANDB_ENTITY, else the key's default entity
     wandb_mode: Optional[Literal["online", "offline", "disabled"]] = None  # default: WANDB_MODE, else online
     mlflow: bool = False
-    mlflow_uri: Optional[str] = None  # default: MLFLOW_TRACKING_URI, else a file store <experiment>/mlruns
+    mlflow_uri: Optional[str] = None  # default: MLFLOW_TRACKING_URI, else a file store <experiment>/_mlruns
     mlflow_experiment: Optional[str] = None  # default: the experiment name
     tensorboard: bool = True  # Ray's event files in each trial folder (tensorboard --logdir <experiment>)
 

@@ -140,16 +140,16 @@ class TrialTable(ProgressReporter):
 
 
 @contextlib.contextmanager
-def preparing(what: str, out: Optional[TextIO] = None) -> Iterator[None]:
-    """'Preparing <what> ...' before a slow step and 'ready (N s)' after, with progress bars on inside."""
+def preparing(what: str) -> Iterator[None]:
+    """'Preparing <what> ...' before a slow step and 'ready (N s)' after, with progress bars inside (on stderr, where
+    progress is wanted: see raysweep.progress)."""
     from raysweep import progress
 
-    stream = out or sys.stdout
-    print(f"Preparing {what} ...", file=stream, flush=True)
+    progress.notice(f"Preparing {what} ...")
     started = time.time()
     with progress.shown():
         yield
-    print(f"  ready ({time.time() - started:.0f} s)", file=stream, flush=True)
+    progress.notice(f"  ready ({time.time() - started:.0f} s)")
 
 
 def auth_token_source() -> Optional[str]:
@@ -164,11 +164,11 @@ def auth_token_source() -> Optional[str]:
     return os.environ.get("RAY_AUTH_TOKEN_PATH") or "~/.ray/auth_token"
 
 
-def dashboard_line(url: Optional[str]) -> str:
+def dashboard_line(url: Optional[str]) -> Optional[str]:
     """The dashboard URL and, under token authentication (Ray's default for a local instance since 2.59: without
-    the token every data request answers 401), the way in."""
+    the token every data request answers 401), the way in. None without a dashboard."""
     if not url:
-        return "Ray dashboard: off (ray.dashboard: false)"
+        return None
     line = f"Ray dashboard: http://{url}"
     source = auth_token_source()
     if source:

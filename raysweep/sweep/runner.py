@@ -147,7 +147,9 @@ def init_ray(sweep: Sweep, address: Optional[str], slots: int) -> None:
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # the classic trial table: status, epoch, loss, objective
     if address:
         check_reachable(address)
-    print(f"Joining the Ray cluster at {address} ..." if address else "Starting a local Ray instance ...", flush=True)
+    from raysweep.progress import notice
+
+    notice(f"Joining the Ray cluster at {address} ..." if address else "Starting a local Ray instance ...")
     try:
         if address:
             context = ray.init(address=address, runtime_env=runtime_env, logging_level=logging.WARNING,
@@ -168,7 +170,9 @@ def init_ray(sweep: Sweep, address: Optional[str], slots: int) -> None:
         raise UserError(f"{where}: cannot start or connect ({text})") from None
     from raysweep.sweep.console import dashboard_line
 
-    print(dashboard_line(getattr(context, "dashboard_url", None)), flush=True)
+    line = dashboard_line(getattr(context, "dashboard_url", None))
+    if line:
+        print(line, flush=True)
     if address and DRIVER_RESOURCE not in ray.cluster_resources():
         ray.shutdown()
         raise UserError(f"--address {address}: the cluster has no {DRIVER_RESOURCE!r} resource for trial drivers; "

@@ -24,7 +24,7 @@ from raysweep.spec.load import Sweep, flatten
 from raysweep.sweep import storage
 
 log = logging.getLogger(__name__)
-MLFLOW_FOLDER = "mlruns"
+MLFLOW_FOLDER = "_mlruns"  # "_": not a trial folder to `collect`
 TRIAL_TAG = "raysweep.trial_id"
 # Tune's own fields of a result: not measurements of the trial
 BOOKKEEPING = ("timestamp", "pid", "time_this_iter_s", "time_since_restore", "iterations_since_restore", "done",
