@@ -133,3 +133,18 @@ def test_callbacks_pickle_for_resume(tmp_path: Path, monkeypatch) -> None:
     callbacks = tracking_callbacks(sweep, str(tmp_path / "exp"), "exp")
     assert [type(c).__name__ for c in pickle.loads(pickle.dumps(callbacks))] == ["TrialWandbCallback",
                                                                                  "TrialMLflowCallback"]
+
+
+def test_tensorboard_off_keeps_the_json_results_collect_reads(monkeypatch) -> None:
+    from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
+    from ray.tune.utils.callback import _create_default_callbacks
+    from ray.tune.logger import TBXLoggerCallback
+
+    monkeypatch.delenv("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", raising=False)
+    on = _create_default_callbacks(tracking_callbacks(load_sweep(SPACE), "/tmp/x", "x"), metric="map")
+    assert any(isinstance(c, TBXLoggerCallback) for c in on)  # Ray writes the event files by default
+    off = _create_default_callbacks(tracking_callbacks(load_sweep(SPACE, ["tracking.tensorboard=false"]), "/tmp/x",
+                                                       "x"), metric="map")
+    kinds = [type(c) for c in off]
+    assert JsonLoggerCallback in kinds and CSVLoggerCallback in kinds
+    assert not any(isinstance(c, TBXLoggerCallback) for c in off)

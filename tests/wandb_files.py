@@ -41,8 +41,19 @@ def _items(items) -> dict[str, Any]:
     return {item.key or "/".join(item.nested_key): json.loads(item.value_json) for item in items}
 
 
-def read_run(path: Path) -> dict[str, Any]:
-    """{'id', 'name', 'project', 'group', 'config': {...}, 'history': [{...}, ...]} of one offline run file."""
+def read_run(path: Path, wait_s: float = 20.0) -> dict[str, Any]:
+    """{'id', 'name', 'project', 'group', 'config': {...}, 'history': [{...}, ...]} of one offline run file.
+
+    wandb-core, a process of its own, may still be writing the file for a moment after `finish()` returned: read
+    until its closing `exit` record is there (or `wait_s` passed)."""
+    import time
+
+    deadline = time.monotonic() + wait_s
+    while True:
+        kinds = [record.WhichOneof("record_type") for record in records(path)]
+        if "exit" in kinds or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
     run: dict[str, Any] = {"config": {}, "history": []}
     for record in records(path):
         kind = record.WhichOneof("record_type")
