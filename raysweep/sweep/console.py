@@ -1,11 +1,11 @@
 """What a person watching `raysweep tune` sees: what is being prepared before Ray starts, then one compact line per
 trial, printed again only when something in it changed.
 
-    == 3/6 trials done (1 completed, 1 pruned, 1 error), 2 running · best map 0.4312 (a1b2c_00001) · 2:41 elapsed
-    trial        status              epoch  ETA    map     best    classifier.init  loss.name  optim.lr
-    a1b2c_00000  COMPLETED           8/8    -      0.4101  0.4101  language         lse_sign   0.000812
-    a1b2c_00001  RUNNING             5/8    0:36   0.4312  0.4312  language         bce        0.00124
-    a1b2c_00002  PRUNED at epoch 2   2/8    -      0.1880  0.1880  rand             bce        0.00187
+    == 3/6 trials done (1 completed, 1 pruned, 1 error), 2 running · best map 0.4312 (a5d9b337) · 2:41 elapsed
+    trial     status             epoch  ETA   map     best    classifier.init  loss.name  optim.lr
+    3b260cdb  COMPLETED          8/8    -     0.4101  0.4101  language         lse_sign   0.000812
+    a5d9b337  RUNNING            5/8    0:36  0.4312  0.4312  language         bce        0.00124
+    c0ffee12  PRUNED at epoch 2  2/8    -     0.1880  0.1880  rand             bce        0.00187
 
 Replaces Ray's wide table (every column of every trial, redrawn on a timer) as the Tune progress reporter.
 """

@@ -1,7 +1,7 @@
 """Experiment trackers from the space file's `tracking:` section, as Tune callbacks in the sweep's own process.
 
 W&B and MLflow are Tune callbacks over each library's own API (`raysweep.sweep.tracker_callbacks`), so that every
-tracker shows the same thing: one run per trial named after the trial id (`a1b2c_00003`, the `trial_id` column
+tracker shows the same thing: one run per trial named after the trial id (e.g. `3b260cdb`, the `trial_id` column
 of results.parquet), the trial's full config (base config + sampled values, dotted keys) logged once, and its
 reported numbers once per epoch with step = epoch (Tune's iteration counter restarts on --resume; the epoch does not).
 TensorBoard needs nothing: Ray's `TBXLoggerCallback` writes `<experiment>/<trial folder>/events.out.tfevents.*`
