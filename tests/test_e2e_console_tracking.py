@@ -96,7 +96,9 @@ def test_console_shows_preparation_then_compact_trial_lines(sweep) -> None:
         < err.index("  ready (") < err.index("Starting a local Ray instance")  # notices and bars on stderr
     assert "Ray dashboard: http://" in out
     tables = [block for block in out.split("\n\n") if block.startswith("== ")]
-    assert 2 <= len(tables) <= 12  # redrawn on change only (Ray's table came every few seconds)
+    assert len(tables) >= 3
+    without_clock = [re.sub(r" · [\d:]+ elapsed", "", table) for table in tables]
+    assert all(a != b for a, b in zip(without_clock, without_clock[1:]))  # printed again only when a line changed
     header = tables[-1].splitlines()[1].split()
     assert header == ["trial", "status", "epoch", "ETA", "map", "best", "classifier.init", "loss.name",
                       "prompts.template", "optim.lr"]
