@@ -14,16 +14,14 @@ the sweep's process; MLflow reads its MLFLOW_* variables.
 from __future__ import annotations
 
 import importlib.util
-import logging
 import netrc
 import os
-from typing import Any, Optional
+from typing import Any
 
 from raysweep.errors import UserError
 from raysweep.spec.load import Sweep, flatten
 from raysweep.sweep import storage
 
-log = logging.getLogger(__name__)
 MLFLOW_FOLDER = "_mlruns"  # "_": not a trial folder to `collect`
 TRIAL_TAG = "raysweep.trial_id"
 # Tune's own fields of a result: not measurements of the trial
