@@ -21,6 +21,8 @@ app.add_typer(data_app, name="data")
 app.add_typer(detect_app, name="detect")
 data_app.add_typer(synth_app, name="synth")
 
+OVERWRITE = typer.Option(False, "--overwrite", help="replace a folder at --out made with other parameters (or "
+                         "left incomplete); without it such a folder is an error")
 OVERRIDES = typer.Argument(None, help="key=value overrides, e.g. trials.num_samples=4 data.root=/data/hico")
 
 
@@ -32,6 +34,9 @@ def tune(space: str = typer.Argument(..., help="search-space YAML, e.g. search_s
          resume: bool = typer.Option(False, "--resume", help="continue an interrupted experiment of this name"),
          address: Optional[str] = typer.Option(None, help="join a Ray cluster: auto or ray://host:10001")) -> None:
     """Run a sweep; ends with the results table and the path of results.parquet."""
+    from raysweep.progress import notice
+
+    notice(f"Checking {space} (loading the task code) ...")
     from raysweep.commands.tune import run
 
     run(space, overrides or [], name=name, storage=storage, resume=resume, address=address)
@@ -48,12 +53,14 @@ def validate(space: str = typer.Argument(..., help="search-space YAML"),
 
 @app.command()
 def collect(experiment: str = typer.Argument(..., help="experiment folder or URI (<storage>/<name>)"),
-            output: Optional[str] = typer.Option(None, "-o", "--output", help="parquet to write "
-                                                 "(default: <experiment>/results.parquet)")) -> None:
-    """Rebuild the parquet from an experiment, also while it runs or after a crash."""
+            output: Optional[str] = typer.Option(None, "-o", "--output", help="file to write: *.parquet or *.csv "
+                                                 "(default: <experiment>/results.parquet)"),
+            flat_names: bool = typer.Option(False, "--flat-names", help="SQL-safe column names: "
+                                            "config.optim.lr -> config__optim__lr")) -> None:
+    """Rebuild the parquet (or a CSV) from an experiment, also while it runs or after a crash."""
     from raysweep.commands.collect import run
 
-    run(experiment, output)
+    run(experiment, output, flat_names)
 
 
 @app.command()
@@ -94,9 +101,11 @@ def embed(space: str = typer.Argument(..., help="search-space YAML of a DEFR swe
                                              "embeddings.png"),
           method: str = typer.Option("pca", "--method", help="pca | tsne")) -> None:
     """Compute (or read cached) class text embeddings for every text encoder × prompt of a sweep; show neighbours."""
+    from raysweep import progress
     from raysweep.commands.embed import run
 
-    run(space, overrides or [], out, plot, method)
+    with progress.shown():
+        run(space, overrides or [], out, plot, method)
 
 
 @app.command()
@@ -129,11 +138,13 @@ def eval_hicodet(anno_dir: str = typer.Option(..., help="HICO-DET root (with ann
                  json_out: bool = typer.Option(False, "--json", help="one JSON object instead of a table"),
                  allow_pickle: bool = typer.Option(False, "--allow-pickle", help="read .pkl (executes code!)")) -> None:
     """HICO-DET mAP: Full / Rare / Non-rare, Default and Known-Object."""
+    from raysweep import progress
     from raysweep.metrics.hicodet_eval_cli import evaluate_files
 
     if protocol not in ("qpic", "official"):
         raise UserError(f"--protocol: {protocol!r} is not one of qpic, official")
-    print(evaluate_files(anno_dir, pred, protocol, json_out, allow_pickle))
+    with progress.shown():
+        print(evaluate_files(anno_dir, pred, protocol, json_out, allow_pickle))
 
 
 @detect_app.command("hico-det")
@@ -185,33 +196,33 @@ def eval_vcoco(anno_dir: str = typer.Option(..., help="V-COCO folder: QPIC's lay
 @synth_app.command("hico")
 def synth_hico(out: str = typer.Option(..., help="folder to create"), seed: int = typer.Option(0),
                num_train: int = typer.Option(800), num_test: int = typer.Option(300),
-               image_size: int = typer.Option(64)) -> None:
+               image_size: int = typer.Option(64), overwrite: bool = OVERWRITE) -> None:
     """Synthetic HICO (anno.pkl + images/train2015, test2015) for the embedded default."""
     from raysweep.commands.data import synth_hico as run
 
-    run(out, seed, num_train, num_test, image_size)
+    run(out, seed, num_train, num_test, image_size, overwrite)
 
 
 @synth_app.command("hicodet")
 def synth_hicodet(out: str = typer.Option(..., help="folder to create"), seed: int = typer.Option(0),
                   num_train: int = typer.Option(600), num_test: int = typer.Option(200),
-                  image_size: int = typer.Option(128),
+                  image_size: int = typer.Option(128), overwrite: bool = OVERWRITE,
                   detections: bool = typer.Option(False, "--detections", help="also write DEFR's detection views: "
                                                   "detections/test2015.json and the recognition view anno.pkl")) -> None:
     """Synthetic HICO-DET in QPIC's layout (annotations/*.json, corre_hico.npy, images/)."""
     from raysweep.commands.data import synth_hicodet as run
 
-    run(out, seed, num_train, num_test, image_size, detections)
+    run(out, seed, num_train, num_test, image_size, detections, overwrite)
 
 
 @synth_app.command("vcoco")
 def synth_vcoco(out: str = typer.Option(..., help="folder to create"), seed: int = typer.Option(0),
                 num_train: int = typer.Option(600), num_test: int = typer.Option(200),
-                image_size: int = typer.Option(128)) -> None:
+                image_size: int = typer.Option(128), overwrite: bool = OVERWRITE) -> None:
     """Synthetic V-COCO in QPIC's layout (annotations/*.json, corre_vcoco.npy, images/) + official GT files."""
     from raysweep.commands.data import synth_vcoco as run
 
-    run(out, seed, num_train, num_test, image_size)
+    run(out, seed, num_train, num_test, image_size, overwrite)
 
 
 def main(argv: Optional[List[str]] = None) -> None:

@@ -1,4 +1,4 @@
-"""`raysweep collect`: experiment → parquet (idempotent; works while the sweep runs and after a crash)."""
+"""`raysweep collect`: experiment → parquet or CSV (idempotent; works while the sweep runs and after a crash)."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ from raysweep.sweep import storage
 from raysweep.sweep.runner import RESULTS_FILE
 
 
-def run(experiment: str, output: Optional[str]) -> None:
+def run(experiment: str, output: Optional[str], flat_names: bool = False) -> None:
     experiment = storage.normalise(experiment)
     target = output or storage.join(experiment, RESULTS_FILE)
-    frame = collect_experiment(experiment, target)
+    frame = collect_experiment(experiment, target, flat_names=flat_names)
     counts = frame["status"].value_counts().to_dict() if len(frame) else {}
     summary = ", ".join(f"{n} {s.lower()}" for s, n in sorted(counts.items())) or "no trials yet"
     print(f"{target}: {len(frame)} trials ({summary})")

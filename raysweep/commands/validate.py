@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import sys
+
 import yaml
 
-from raysweep.spec.load import flatten, load_sweep
+from raysweep.errors import UserError
+from raysweep.spec.load import Sweep, flatten, load_sweep
 
 SELECTION_NOTES = {
     "val": "a validation split is carved out of the training set; ASHA and Optuna see validation metrics only, "
@@ -26,5 +30,31 @@ def run(space: str, overrides: list[str]) -> None:
     print(f"# selection: {sweep.spec.selection} — " + SELECTION_NOTES[sweep.spec.selection])
     print(yaml.safe_dump({"search": sweep.resolved_space()}, sort_keys=False).rstrip())
     print(yaml.safe_dump({"fixed": fixed}, sort_keys=False).rstrip())
-    settings = sweep.spec.model_dump(include={"optuna", "scheduler", "trials", "resources", "storage", "failure", "ray"})
+    settings = sweep.spec.model_dump(include={"optuna", "scheduler", "trials", "resources", "storage", "failure", "ray",
+                                              "tracking"})
     print(yaml.safe_dump(settings, sort_keys=False).rstrip())
+    for warning in machine_warnings(sweep):
+        print(f"raysweep: warning: {warning}", file=sys.stderr)
+
+
+def machine_warnings(sweep: Sweep) -> list[str]:
+    """What would stop `raysweep tune` on this machine although the file is valid: resources a local instance
+    cannot give a trial, trackers that cannot start. (Joining a cluster, its resources are checked at `tune`.)"""
+    import torch
+
+    from raysweep.sweep import storage
+    from raysweep.sweep.runner import _concurrency
+    from raysweep.sweep.tracking import check_tracking
+
+    warnings = []
+    if not sweep.spec.ray.address and not os.environ.get("RAY_ADDRESS"):
+        machine = {"CPU": float(os.cpu_count() or 1), "GPU": float(torch.cuda.device_count())}
+        try:
+            _concurrency(sweep, machine, local=True)
+        except UserError as err:
+            warnings.append(str(err).replace("this Ray instance has", "this machine has"))
+    try:
+        check_tracking(sweep, storage.join(storage.normalise(sweep.spec.storage.path), sweep.name))
+    except UserError as err:
+        warnings.append(str(err))
+    return warnings

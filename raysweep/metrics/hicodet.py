@@ -40,6 +40,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
+from raysweep import progress
 from raysweep.data.hicodet import (
     NUM_OBJECTS,
     NUM_VERBS,
@@ -484,7 +485,7 @@ def _evaluate_qpic(flat: FlatPredictions, gt: _GroundTruth, correct_mat: np.ndar
     correct_t = correct_mat.T
     stack = _ScoreStacker(flat, np.float32)  # QPIC's outputs are float32
     parts = []
-    for images, k in _image_blocks(flat):
+    for images, k in progress.bar(_image_blocks(flat), desc="HICO-DET evaluation (qpic)", unit="block"):
         if k == 0:
             continue
         qidx, obj_label, sub_label = _block_labels(flat, images, k)
@@ -513,7 +514,7 @@ def _evaluate_official(flat: FlatPredictions, gt: _GroundTruth) -> _ProtocolResu
     stack = _ScoreStacker(flat, np.float64)
     cls_parts, score_parts, key_parts, known_parts, claim_pos, claim_gt = [], [], [], [], [], []
     offset = 0
-    for images, k in _image_blocks(flat):
+    for images, k in progress.bar(_image_blocks(flat), desc="HICO-DET evaluation (official)", unit="block"):
         if k == 0:
             continue
         qidx, obj_label, sub_label = _block_labels(flat, images, k)

@@ -264,18 +264,57 @@ def _outcome(status: str, epochs_done: int, epochs_total: Optional[int]) -> str:
     return status.lower()
 
 
-def write_parquet(frame: pd.DataFrame, target: str) -> None:
+OUTPUT_FORMATS = {".parquet": "parquet", ".pq": "parquet", ".csv": "CSV"}
+
+
+def output_format(target: str) -> str:
+    """parquet or csv, from the file name; anything else is refused before anything is collected or written."""
+    suffix = "." + target.rsplit(".", 1)[-1].lower() if "." in target.rsplit("/", 1)[-1] else ""
+    if suffix not in OUTPUT_FORMATS:
+        raise UserError(f"{target}: cannot tell the format from {suffix or 'a name without suffix'!r}; name the "
+                        f"output {', '.join('*' + s for s in OUTPUT_FORMATS)}")
+    return OUTPUT_FORMATS[suffix]
+
+
+def _models(frame: pd.DataFrame) -> tuple[Any, Any]:
+    """The config and resources schemas behind the frame's columns (None when the task is unknown)."""
+    from raysweep.spec.schema import Resources
+    from raysweep.tasks.registry import TASKS, get_task
+
+    tasks = set(frame["task"].dropna()) if "task" in frame.columns else set()
+    task = next(iter(tasks)) if len(tasks) == 1 else None
+    return (get_task(task).config_model if task in TASKS else None), Resources
+
+
+def encode(frame: pd.DataFrame, fmt: str, flat_names: bool = False) -> bytes:
+    """The frame as parquet (with the stable schema of `results.columns`) or CSV bytes."""
+    from raysweep.results.columns import arrow_table, flat_names as flatten_names
+
+    table = arrow_table(frame, *_models(frame)) if len(frame.columns) else pa.table({})
+    if flat_names:
+        table = table.rename_columns([flatten_names(table.column_names)[c] for c in table.column_names])
     buffer = io.BytesIO()
-    pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), buffer)
-    storage.write_bytes_atomic(target, buffer.getvalue())
+    if fmt == "CSV":
+        import pyarrow.csv as pacsv
+
+        pacsv.write_csv(table, buffer)
+    else:
+        pq.write_table(table, buffer)
+    return buffer.getvalue()
 
 
-def collect_experiment(experiment_dir: str, target: str) -> pd.DataFrame:
-    """Collect, then write `target` atomically: on any error the previous file is left as it was."""
+def write_parquet(frame: pd.DataFrame, target: str, flat_names: bool = False) -> None:
+    storage.write_bytes_atomic(target, encode(frame, output_format(target), flat_names))
+
+
+def collect_experiment(experiment_dir: str, target: str, flat_names: bool = False) -> pd.DataFrame:
+    """Collect, then write `target` (parquet, or CSV for *.csv) atomically: on any error the previous file is left as
+    it was."""
+    fmt = output_format(target)
     frame = collect_frame(experiment_dir)
     try:
-        write_parquet(frame, storage.normalise(target))
+        write_parquet(frame, storage.normalise(target), flat_names)
     except OSError as exc:  # includes pyarrow's IO errors for URIs
         reason = exc.strerror or str(exc).splitlines()[0]
-        raise UserError(f"{target}: cannot write the results parquet ({reason})") from None
+        raise UserError(f"{target}: cannot write the results {fmt} ({reason})") from None
     return frame

@@ -150,8 +150,8 @@ def apply_overrides(raw: dict[str, Any], overrides: Iterable[str]) -> dict[str, 
         key, value = parse_override(text)
         head = key.split(".", 1)[0]
         if head == "search":
-            raise ConfigError(f"override {text!r}: search parameters are edited in the YAML file; "
-                              f"to fix a searched key give it directly (e.g. {key.split('.', 1)[-1]}=value)")
+            _override_search(raw, text, key, value)
+            continue
         if head in SECTIONS and head != "config":
             if "." in key:
                 section = raw.get(head)
@@ -174,6 +174,53 @@ def apply_overrides(raw: dict[str, Any], overrides: Iterable[str]) -> dict[str, 
             _drop_rows_column(search, config_key)
             _settle_conditions(search, config_key, value)
     return raw
+
+
+def _override_search(raw: dict[str, Any], text: str, key: str, value: Any) -> None:
+    """`search.<param>.<field>=value` edits one field of a searched parameter (`search.optim.lr.high=0.01`,
+    `search.loss.name.values=[bce]`); `search.<param>={...}` replaces or adds a whole entry. Parameter names hold dots
+    themselves, so the longest searched name that prefixes the key wins."""
+    search = raw.get("search")
+    if search is None:
+        search = raw["search"] = {}
+    if not isinstance(search, dict):
+        raise ConfigError(f"override {text!r}: 'search' is not a section")
+    rest = key.split(".", 1)[1] if "." in key else ""
+    if not rest:
+        raise ConfigError(f"override {text!r}: give a parameter, e.g. search.optim.lr.high=0.01")
+    if isinstance(value, dict):  # a whole entry: new or replacing
+        search[rest] = value
+        return
+    if rest in search:
+        raise ConfigError(f"override {text!r}: search parameters are edited in the YAML file or field by field "
+                          f"(search.{rest}.high=..., search.{rest}.values=[...]); to fix a searched key give it "
+                          f"directly ({rest}={text.split('=', 1)[1]})")
+    label = max((name for name in search if rest.startswith(name + ".")), key=len, default=None)
+    if label is None:
+        wanted, field_name = rest.rsplit(".", 1) if "." in rest else (rest, "high")
+        hint = did_you_mean(wanted, search) if search else ""
+        example = hint.split("'")[1] if hint else "<param>"
+        raise ConfigError(f"override {text!r}: {wanted!r} is not searched{hint}; searched: "
+                          f"{', '.join(search) or '(none)'}. Edit a field as search.{example}.{field_name}=value, "
+                          f"or give a whole entry: search.{wanted}={{distribution: ..., ...}}")
+    entry = search[label]
+    field_name = rest[len(label) + 1:]
+    if not isinstance(entry, dict):
+        raise ConfigError(f"override {text!r}: search.{label} is not a mapping")
+    fields = _distribution_fields(entry.get("distribution"))
+    if fields and field_name not in fields:
+        raise ConfigError(f"override {text!r}: {field_name!r} is not a field of search.{label} "
+                          f"({entry.get('distribution')}){did_you_mean(field_name, fields)}; fields: "
+                          f"{', '.join(fields)}")
+    search[label] = {**entry, field_name: value}
+
+
+def _distribution_fields(distribution: Any) -> list[str]:
+    """The keys a search entry of this distribution takes (empty when the distribution is unknown)."""
+    for model in get_args(get_args(Distribution)[0]):
+        if distribution in get_args(model.model_fields["distribution"].annotation):
+            return list(model.model_fields)
+    return []
 
 
 def _settle_conditions(search: dict[str, Any], key: str, value: Any) -> None:

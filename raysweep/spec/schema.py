@@ -17,6 +17,7 @@
     resources: {num_workers: 1, use_gpu: false, cpus_per_worker: 1}
     storage:   {path: ~/raysweep_results, keep_checkpoints: 2}
     failure:   {worker_restarts: 2, trial_retries: 1}
+    tracking:  {wandb: false, mlflow: false, tensorboard: true}
 """
 
 from __future__ import annotations
@@ -203,8 +204,23 @@ class RaySettings(StrictModel):
     report_interval_s: float = Field(0.2, gt=0)  # Train → Tune poll interval (Ray's default 2 s is slow locally)
 
 
+class TrackingSettings(StrictModel):
+    """Experiment trackers, each a Tune callback in the sweep's process (raysweep/sweep/tracking.py): one run per
+    trial named after the trial id, its full config logged once, its reported numbers once per epoch (step = epoch).
+    Credentials never go in this file: W&B reads WANDB_API_KEY (or `wandb login`), MLflow its MLFLOW_* variables."""
+
+    wandb: bool = False
+    wandb_project: Optional[str] = None  # default: WANDB_PROJECT, else the experiment name
+    wandb_entity: Optional[str] = None  # default: WANDB_ENTITY, else the key's default entity
+    wandb_mode: Optional[Literal["online", "offline", "disabled"]] = None  # default: WANDB_MODE, else online
+    mlflow: bool = False
+    mlflow_uri: Optional[str] = None  # default: MLFLOW_TRACKING_URI, else a file store <experiment>/_mlruns
+    mlflow_experiment: Optional[str] = None  # default: the experiment name
+    tensorboard: bool = True  # Ray's event files in each trial folder (tensorboard --logdir <experiment>)
+
+
 SECTIONS = ("task", "name", "description", "selection", "config", "search", "optuna", "scheduler", "objective", "trials",
-            "resources", "storage", "failure", "ray")
+            "resources", "storage", "failure", "ray", "tracking")
 
 
 class SpaceFile(StrictModel):
@@ -222,3 +238,4 @@ class SpaceFile(StrictModel):
     storage: StorageSettings = StorageSettings()
     failure: FailureSettings = FailureSettings()
     ray: RaySettings = RaySettings()
+    tracking: TrackingSettings = TrackingSettings()

@@ -47,10 +47,14 @@ def prepare_task(sweep: Sweep) -> None:
     Workers run it again (a cache hit) and apply its config updates themselves, so trial configs keep the user's
     values (e.g. `data.root: null` for the embedded data) and nodes without this machine's cache still work.
     """
+    from raysweep.sweep.console import preparing
     from raysweep.sweep.prepare import prepare_combinations
 
-    for combination in prepare_combinations(sweep):
-        sweep.task_cls.prepare(sweep.config_for(combination), cache_dir(sweep))
+    combinations = prepare_combinations(sweep)
+    with preparing(f"task {sweep.spec.task!r}: data and caches for {len(combinations)} setting(s) of "
+                   f"{', '.join(sweep.task_cls.prepare_keys)} in {cache_dir(sweep)}"):
+        for combination in combinations:
+            sweep.task_cls.prepare(sweep.config_for(combination), cache_dir(sweep))
 
 
 def _versions() -> dict[str, str]:
@@ -144,6 +148,9 @@ def init_ray(sweep: Sweep, address: Optional[str], slots: int) -> None:
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # the classic trial table: status, epoch, loss, objective
     if address:
         check_reachable(address)
+    from raysweep.progress import notice
+
+    notice(f"Joining the Ray cluster at {address} ..." if address else "Starting a local Ray instance ...")
     try:
         if address:
             context = ray.init(address=address, runtime_env=runtime_env, logging_level=logging.WARNING,
@@ -162,9 +169,11 @@ def init_ray(sweep: Sweep, address: Optional[str], slots: int) -> None:
                             f"and copy the cluster's token to ~/.ray/auth_token ({text})") from None
         where = f"--address {address}" if address else "local Ray instance"
         raise UserError(f"{where}: cannot start or connect ({text})") from None
-    url = getattr(context, "dashboard_url", None)
-    if url:
-        print(f"Ray dashboard: http://{url}", flush=True)
+    from raysweep.sweep.console import dashboard_line
+
+    line = dashboard_line(getattr(context, "dashboard_url", None))
+    if line:
+        print(line, flush=True)
     if address and DRIVER_RESOURCE not in ray.cluster_resources():
         ray.shutdown()
         raise UserError(f"--address {address}: the cluster has no {DRIVER_RESOURCE!r} resource for trial drivers; "
@@ -202,6 +211,9 @@ def run_sweep(sweep: Sweep, name: Optional[str] = None, storage_path: Optional[s
         _concurrency(sweep, {"CPU": float(os.cpu_count() or 1), "GPU": float(torch.cuda.device_count())}, local=True)
     else:
         check_reachable(address)
+    from raysweep.sweep.tracking import check_tracking
+
+    check_tracking(sweep, experiment_dir)
     prepare_task(sweep)
     init_ray(sweep, address, res.driver_slots or max(1, sweep.num_trials))
     journal = None
@@ -308,11 +320,11 @@ def _tune_config(sweep: Sweep, concurrency: int, journal: str, study_name: str):
 def _run_config(sweep: Sweep, root: str, name: str):
     from ray import tune
 
-    metric_columns = {"epoch": "epoch", "loss": "loss", sweep.metric: sweep.metric}
-    for extra in sweep.task_cls.metric_names[1:3]:
-        metric_columns[extra] = extra
-    reporter = tune.CLIReporter(metric_columns=metric_columns, parameter_columns=list(sweep.params),
-                                max_report_frequency=15, sort_by_metric=False)
+    from raysweep.sweep.console import TrialTable
+    from raysweep.sweep.tracking import tracking_callbacks
+
+    reporter = TrialTable(sweep.metric, sweep.mode, list(sweep.params), sweep.max_epochs)
     stop = {"time_total_s": sweep.spec.trials.time_limit_s} if sweep.spec.trials.time_limit_s else None
     return tune.RunConfig(name=name, storage_path=root, stop=stop, progress_reporter=reporter, verbose=1,
+                          callbacks=tracking_callbacks(sweep, storage.join(root, name), name),
                           failure_config=tune.FailureConfig(max_failures=sweep.spec.failure.trial_retries))

@@ -37,7 +37,8 @@ def publish(out: Path, params: dict, write: Callable[[Path], None], what: str, *
             return out
         if not overwrite:
             problem = "is incomplete (no .complete marker)" if found is None else f"was generated with other parameters {found}"
-            raise DataError(f"{out} {problem}; delete it or pass overwrite=True to regenerate with {params}")
+            raise DataError(f"{out} {problem}; to regenerate it with {params} delete it, or pass --overwrite "
+                            f"to `raysweep data synth` (overwrite=True in Python)")
         log.info("removing %s to regenerate it", out)
         shutil.rmtree(out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -32,6 +32,7 @@ from typing import Optional
 import numpy as np
 import torch
 
+from raysweep import progress
 from raysweep.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -127,12 +128,14 @@ def encode_sentences(sentences: list[str], encoder: str, weights: Optional[str])
     kind, source = _resolve(encoder, weights)
     if kind == "st":
         model = _load_sentence_transformer(source, encoder)
-        out = model.encode(sentences, batch_size=BATCH_SIZE, convert_to_numpy=True, show_progress_bar=False)
+        out = model.encode(sentences, batch_size=BATCH_SIZE, convert_to_numpy=True,
+                           show_progress_bar=progress.enabled())
     elif kind in ("hf_cls", "hf_pooler"):
         tokenizer, model = _load_transformers(source, encoder)
         chunks = []
         with torch.no_grad():
-            for i in range(0, len(sentences), BATCH_SIZE):
+            for i in progress.bar(range(0, len(sentences), BATCH_SIZE), desc=f"text embeddings ({encoder})",
+                                  unit="batch"):
                 batch = tokenizer(sentences[i:i + BATCH_SIZE], padding=True, truncation=True, return_tensors="pt")
                 output = model(**batch)
                 chunks.append(output.last_hidden_state[:, 0] if kind == "hf_cls" else output.pooler_output)
@@ -145,7 +148,8 @@ def encode_sentences(sentences: list[str], encoder: str, weights: Optional[str])
         tokenizer = open_clip.get_tokenizer(arch)
         chunks = []
         with torch.no_grad():
-            for i in range(0, len(sentences), BATCH_SIZE):
+            for i in progress.bar(range(0, len(sentences), BATCH_SIZE), desc=f"text embeddings ({encoder})",
+                                  unit="batch"):
                 chunks.append(model.encode_text(tokenizer(sentences[i:i + BATCH_SIZE])).float())
         out = torch.cat(chunks).numpy()
     out = np.asarray(out, dtype=np.float32)

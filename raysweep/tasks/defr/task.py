@@ -91,7 +91,9 @@ class DefrTask(Task):
         if config.data.root is None:
             from raysweep.data.synth.hico import ensure_synthetic_hico
 
-            root = ensure_synthetic_hico(cache_dir, config.data.synth)
+            from raysweep import progress
+
+            root = ensure_synthetic_hico(cache_dir, config.data.synth, progress=progress.enabled())
             updates["data.root"] = str(root)
             config = config.model_copy(update={"data": config.data.model_copy(update={"root": str(root)})})
         elif not Path(config.data.root).is_dir():

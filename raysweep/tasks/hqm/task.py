@@ -105,7 +105,9 @@ class HqmTask(Task):
             else:
                 from raysweep.data.synth.hicodet import ensure_synthetic_hicodet as ensure
 
-            root = ensure(cache_dir, config.data.synth)
+            from raysweep import progress
+
+            root = ensure(cache_dir, config.data.synth, progress=progress.enabled())
             updates["data.root"] = str(root)
             config = config.model_copy(update={"data": config.data.model_copy(update={"root": str(root)})})
         task = cls(config, cache_dir)
