@@ -178,7 +178,8 @@ def footer(summary: pd.DataFrame, unit: str = "mAP in %") -> str:
         parts.append("TEST-SET SELECTION: these numbers were chosen on the test set, as the published protocol "
                      "being reproduced did; do not compare them with validation-selected numbers.")
     if attrs.get("val_column"):
-        parts.append(f"`val`: the validation {attrs.get('objective', 'objective')} that selected the trial.")
+        parts.append(f"`val`: the validation objective (val.{attrs.get('objective', 'map')}) that selected the "
+                     f"trial, in %.")
     if attrs.get("selected_rows"):
         parts.append("`best of k by val`: the row held k configurations; shown is the one with the best mean "
                      "validation objective.")
