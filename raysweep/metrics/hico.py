@@ -303,7 +303,7 @@ def load_few_shot_lists(path: str | Path) -> dict[str, list[int]]:
         raw = json.loads(path.read_text())
     except FileNotFoundError:
         raise DataError(f"{path}: few-shot lists file not found") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         raise DataError(f"{path}: cannot read few-shot lists as JSON ({exc})") from None
     if not isinstance(raw, dict) or not raw:
         raise DataError(f'{path}: expected a JSON object like {{"few@1": [...], "few@5": [...], "few@10": [...]}}')

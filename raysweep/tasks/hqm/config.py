@@ -170,7 +170,7 @@ class TrainConfig(StrictModel):
     eval_batch_size: int = Field(8, ge=1)
     # Evaluate every k epochs and after the last (QPIC: every epoch; HQM: every 5th, and every epoch after 40).
     eval_every: int = Field(5, ge=1)
-    seed: int = 0
+    seed: int = Field(0, ge=0, le=2**32 - 1)  # numpy takes seeds in [0, 2**32)
 
 
 class EvalConfig(StrictModel):
