@@ -141,6 +141,11 @@ def _check_checkpoint_file(backbone: str, weights: str) -> None:
 
 def _weights_error(backbone: str, weights: str, exc: BaseException) -> ConfigError:
     reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+    if os.path.isfile(weights):  # a local file that is corrupt or holds another model
+        return ConfigError(
+            f"model.weights {weights!r} for backbone {backbone!r} could not be loaded ({type(exc).__name__}: "
+            f"{reason}); give a checkpoint of this backbone at this size (a state dict saved by torch.save or "
+            f"safetensors)")
     return ConfigError(
         f"model.weights {weights!r} for backbone {backbone!r} could not be loaded ({type(exc).__name__}: {reason}); "
         f"without network access, download the checkpoint elsewhere and set model.weights to its local path")
