@@ -449,7 +449,8 @@ CASES = [
          "<tmp>/good.yaml: config: data.image_size 40 is not a multiple of the patch size 16 of model.backbone "
          "'vit_tiny'; use a multiple of 16 (e.g. 32)"),
     Case("weights-file-corrupt", tune("good.yaml", "data.root=<tmp>/hico", "model.weights=<tmp>/vit.pth"),
-         "model.weights '<tmp>/vit.pth' for backbone 'vit_tiny' could not be loaded (", {"vit.pth": b"not a checkpoint"}),
+         "model.weights '<tmp>/vit.pth' for backbone 'vit_tiny' could not be loaded (",
+         {"vit.pth": b"not a checkpoint"}),
     Case("weights-file-wrong-model", tune("good.yaml", "data.root=<tmp>/hico", "model.weights=<tmp>/vit.pth"),
          "for backbone 'vit_tiny' could not be loaded (RuntimeError: Error(s) in loading state_dict",
          {"vit.pth": lambda tmp: _torch_file({"cls_token": __import__("torch").zeros(1, 1, 7)})}),

@@ -40,7 +40,8 @@ def check_name(name: str) -> str:
 
 
 def storage_problem(location: str) -> str | None:
-    """Why `location` cannot be a storage folder or URI, or None. Only what needs no I/O: writability is probed later."""
+    """Why `location` cannot be a storage folder or URI, or None. Only what needs no I/O: writability is probed
+    later (`storage.check_writable`)."""
     if not location.strip():
         return "is empty; give a folder or a URI (s3://bucket/prefix)"
     if any(ord(ch) < 32 for ch in location):

@@ -55,8 +55,9 @@ class Grid(_Param):
     def _distinct(self):
         for i, value in enumerate(self.values):
             if value in self.values[:i]:
-                raise ValueError(f"values[{i}] ({value!r}) repeats values[{self.values.index(value)}]; grid values must "
-                                 f"be distinct (to run a point several times raise trials.num_samples)")
+                first = self.values.index(value)
+                raise ValueError(f"values[{i}] ({value!r}) repeats values[{first}]; grid values must be distinct (to "
+                                 f"run a point several times raise trials.num_samples)")
         return self
 
 

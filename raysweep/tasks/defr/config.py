@@ -190,5 +190,6 @@ class DefrConfig(StrictModel):
         patch = backbone_patch_size(model.backbone.strip(), model.patch_size)
         if patch and self.data.image_size % patch:
             size = self.data.image_size
+            fitting = max(patch, size // patch * patch)
             raise ValueError(f"data.image_size {size} is not a multiple of the patch size {patch} of model.backbone "
-                             f"{model.backbone!r}; use a multiple of {patch} (e.g. {max(patch, size // patch * patch)})")
+                             f"{model.backbone!r}; use a multiple of {patch} (e.g. {fitting})")
