@@ -126,7 +126,8 @@ def eval_hico(anno: str = typer.Option(..., help="anno.pkl (DEFR's HICO annotati
 
 @eval_app.command("hico-det")
 def eval_hicodet(anno_dir: str = typer.Option(..., help="HICO-DET root (with annotations/)"),
-                 pred: str = typer.Option(..., help="predictions (.json; .pkl needs --allow-pickle)"),
+                 pred: str = typer.Option(..., help="predictions (.json, or .pkl of numpy arrays and built-in "
+                                          "types; other pickles need --allow-pickle)"),
                  protocol: str = typer.Option("qpic", help="qpic | official"),
                  json_out: bool = typer.Option(False, "--json", help="one JSON object instead of a table"),
                  allow_pickle: bool = typer.Option(False, "--allow-pickle", help="read .pkl predictions (the full "

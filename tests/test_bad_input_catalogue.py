@@ -395,7 +395,8 @@ CASES = [
     Case("eval-hicodet-pred-not-json", ("eval", "hico-det", "--anno-dir", "<tmp>/hicodet", "--pred", "<tmp>/p.json"),
          "'<tmp>/p.json' is not valid JSON", {"p.json": "[{"}),
     Case("eval-hicodet-pickle-refused", ("eval", "hico-det", "--anno-dir", "<tmp>/hicodet", "--pred", "<tmp>/p.pkl"),
-         "pass --allow-pickle for a file you trust", {"p.pkl": _pickle([_prediction()])}),
+         "'<tmp>/p.pkl': refused to unpickle: it names io.open", {"p.pkl": lambda tmp: _pickle(
+             [_prediction(extra=CreatesFile(str(tmp / "pwned")))])}),
     Case("eval-hicodet-protocol", ("eval", "hico-det", "--anno-dir", "<tmp>/hicodet", "--pred", "<tmp>/preds.json",
                                    "--protocol", "qpik"), "--protocol: 'qpik' is not one of qpic, official"),
     # -- input refused before anything starts (issue #11): names, storage, YAML the loader must not trust

@@ -16,13 +16,14 @@ import numpy as np
 
 from raysweep.data.hicodet import NUM_OBJECTS, NUM_VERBS
 from raysweep.errors import DataError
-from raysweep.safe_pickle import ALLOW_HINT, load_pickle
+from raysweep.safe_pickle import ALLOW_HINT, PickleRefused, load_pickle
 
 PREDICTION_KEYS = ("boxes", "labels", "verb_scores", "sub_ids", "obj_ids")
 
 
 def load_predictions(path: Path | str, allow_pickle: bool = False) -> Any:
-    """Read a prediction list from `.json`, or from `.pkl`/`.pickle` only when `allow_pickle` (unpickling runs code)."""
+    """Read a prediction list from `.json`, or from `.pkl`/`.pickle` with the restricted unpickler (numpy arrays and
+    built-in types only); `allow_pickle` reads any pickle, which can run code: only for a file you trust."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"prediction file {str(path)!r} does not exist")
@@ -37,12 +38,12 @@ def load_predictions(path: Path | str, allow_pickle: bool = False) -> Any:
             raise DataError(f"{str(path)!r}: nested too deeply to be a prediction list (a list of one dict per "
                             f"image)") from None
     if suffix in (".pkl", ".pickle"):
-        if not allow_pickle:
-            raise DataError(f"{str(path)!r} is a pickle, and loading a pickle can execute arbitrary code: "
-                            f"{ALLOW_HINT}, or save the predictions as .json")
         try:
             with open(path, "rb") as f:
-                return load_pickle(f, allow_pickle=True)
+                return load_pickle(f, allow_pickle=allow_pickle)
+        except PickleRefused as exc:
+            raise DataError(f"{str(path)!r}: refused to unpickle: {exc}; {ALLOW_HINT}, or save the predictions as "
+                            f".json") from None
         except Exception as exc:  # noqa: BLE001 - any unpickling failure means a bad file
             raise DataError(f"cannot unpickle {str(path)!r}: {type(exc).__name__}: {exc}") from None
     raise DataError(f"{str(path)!r}: unsupported prediction file type {suffix!r} (use .json, or .pkl with "
