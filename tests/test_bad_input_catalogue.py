@@ -416,6 +416,8 @@ CASES = [
          "starts with '~nosuchuser'", space("task: defr\nstorage: {path: ~nosuchuser/x}\n")),
     Case("yaml-alias-bomb", tune("bad.yaml"), "values through YAML aliases (*name); write the values out instead",
          space(_alias_bomb())),
+    Case("yaml-recursive-alias", tune("bad.yaml"), f"{BAD}: description[1]: a YAML alias refers to its own anchor",
+         space("task: defr\ndescription: &d [x, *d]\n")),
     Case("yaml-deep-nesting", tune("bad.yaml"), f"{BAD}: line 2: nested more than 50 levels deep",
          space("task: defr\nconfig: " + _nested(100_000) + "\n")),
     Case("yaml-duplicate-key", tune("bad.yaml"), f"{BAD}: search.optim.lr: duplicate key (lines 3 and 4)",

@@ -362,11 +362,17 @@ def parse_yaml_text(text: str, where: str) -> Any:
 def _check_nodes(root: yaml.Node, where: str) -> None:
     """Duplicate keys (the second would silently win) and the size after alias expansion, without expanding."""
     sizes: dict[int, int] = {}
+    visiting: set[int] = set()  # entered, children not sized yet: meeting one again is a cycle
     stack: list[tuple[yaml.Node, str, bool]] = [(root, "", False)]
     while stack:  # post-order walk: a node's size once its children's are known
         node, key_path, children_done = stack.pop()
         if id(node) in sizes:
             continue
+        if not children_done:
+            if id(node) in visiting:
+                raise ConfigError(f"{where}: {key_path or 'the document'}: a YAML alias refers to its own anchor "
+                                  f"(a structure that contains itself)")
+            visiting.add(id(node))
         if isinstance(node, yaml.ScalarNode):
             sizes[id(node)] = 1
             continue
