@@ -148,6 +148,9 @@ def init_ray(sweep: Sweep, address: Optional[str], slots: int) -> None:
             context = ray.init(address=address, runtime_env=runtime_env, logging_level=logging.WARNING,
                                log_to_driver=False)
         else:
+            from raysweep.sweep.local_ray import bind_to_loopback
+
+            bind_to_loopback()  # node address 127.0.0.1, not the machine's routable one (docs/security.md)
             dashboard = ({"dashboard_host": settings.dashboard_host,
                           "dashboard_port": dashboard_port(settings.dashboard_host, settings.dashboard_port)}
                          if settings.dashboard else {})
