@@ -7,8 +7,8 @@ does is Ray's switch for single-machine instances, `RAY_ENABLE_WINDOWS_OR_OSX_CL
 `ray._private.services.get_node_ip_address`): the node address becomes 127.0.0.1. It is safe here because a local
 instance of raysweep never takes other nodes; joining a cluster (`--address`) leaves it alone.
 
-Measured with ray 2.60 (listening sockets of the instance's processes, `tests/test_local_ray_binding.py`): see
-docs/security.md for what still listens on other interfaces.
+Measured with ray 2.60 (listening sockets of the instance's processes): 11 on `0.0.0.0`, `::` or the routable
+address without it, none off loopback with it (`tests/test_local_ray_binding.py`; docs/security.md).
 """
 
 from __future__ import annotations
