@@ -17,9 +17,10 @@ LOOPBACK = ("127.0.0.1", "::1", "::ffff:127.0.0.1")
 
 
 def test_local_instance_listens_on_loopback_only(tmp_path, monkeypatch) -> None:
-    import psutil
     import ray
     from ray._private import ray_constants
+
+    psutil = pytest.importorskip("psutil")  # ray[default] brings it (importable once ray is imported)
 
     from raysweep.sweep.local_ray import SINGLE_MACHINE_SWITCH
 
