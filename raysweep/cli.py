@@ -24,6 +24,10 @@ data_app.add_typer(synth_app, name="synth")
 OVERWRITE = typer.Option(False, "--overwrite", help="replace a folder at --out made with other parameters (or "
                          "left incomplete); without it such a folder is an error")
 OVERRIDES = typer.Argument(None, help="key=value overrides, e.g. trials.num_samples=4 data.root=/data/hico")
+ALLOW_PICKLE = typer.Option(False, "--allow-pickle", help="read anno.pkl with the full unpickler (it can run code): "
+                            "only for a file you trust; same as data.allow_pickle=true")
+OUTCOMES = ("completed", "pruned", "error", "terminated", "running", "pending", "paused")
+MAX_MESSAGE_CHARS = 2000  # an error line quotes input; never echo a whole (expanded) document
 
 
 @app.command()
@@ -32,23 +36,29 @@ def tune(space: str = typer.Argument(..., help="search-space YAML, e.g. search_s
          name: Optional[str] = typer.Option(None, help="experiment name (default: the file's `name:` or its stem)"),
          storage: Optional[str] = typer.Option(None, help="folder or URI holding experiments (default: storage.path)"),
          resume: bool = typer.Option(False, "--resume", help="continue an interrupted experiment of this name"),
-         address: Optional[str] = typer.Option(None, help="join a Ray cluster: auto or ray://host:10001")) -> None:
+         address: Optional[str] = typer.Option(None, help="join a Ray cluster: auto or ray://host:10001"),
+         allow_pickle: bool = ALLOW_PICKLE) -> None:
     """Run a sweep; ends with the results table and the path of results.parquet."""
     from raysweep.progress import notice
 
     notice(f"Checking {space} (loading the task code) ...")
     from raysweep.commands.tune import run
+    from raysweep.spec.names import name_problem, storage_problem
 
-    run(space, overrides or [], name=name, storage=storage, resume=resume, address=address)
+    if name is not None and name_problem(name):
+        raise UserError(f"--name {_quoted(name)}: {name_problem(name)}; give {_name_rule()}")
+    if storage is not None and storage_problem(storage):
+        raise UserError(f"--storage {_quoted(storage)}: {storage_problem(storage)}")
+    run(space, _with_pickle(overrides, allow_pickle), name=name, storage=storage, resume=resume, address=address)
 
 
 @app.command()
 def validate(space: str = typer.Argument(..., help="search-space YAML"),
-             overrides: Optional[List[str]] = OVERRIDES) -> None:
+             overrides: Optional[List[str]] = OVERRIDES, allow_pickle: bool = ALLOW_PICKLE) -> None:
     """Check a space file and print the resolved search space and fixed config (does not start Ray)."""
     from raysweep.commands.validate import run
 
-    run(space, overrides or [])
+    run(space, _with_pickle(overrides, allow_pickle))
 
 
 @app.command()
@@ -80,6 +90,15 @@ def report(source: str = typer.Argument(..., help="experiment folder/URI or a re
     objective that selected it."""
     from raysweep.commands.report import run
 
+    wanted = [part.strip().lower() for part in outcome.split(",")]
+    unknown = [part for part in wanted if part not in OUTCOMES] if outcome.strip().lower() != "all" else []
+    if unknown or not any(wanted):
+        from raysweep.errors import did_you_mean
+
+        bad = unknown[0] if unknown else outcome
+        raise UserError(f"--outcome: {_quoted(bad)}{did_you_mean(bad, OUTCOMES)} is not one of "
+                        f"{', '.join(OUTCOMES)}, a comma list of them, or all")
+
     run(source, format, outcome, layout, with_ko, epoch)
 
 
@@ -99,13 +118,14 @@ def embed(space: str = typer.Argument(..., help="search-space YAML of a DEFR swe
                                             "space's storage.cache_dir, else ~/.cache/raysweep)"),
           plot: Optional[str] = typer.Option(None, "--plot", help="write a 2-D scatter of the classes, e.g. "
                                              "embeddings.png"),
-          method: str = typer.Option("pca", "--method", help="pca | tsne")) -> None:
+          method: str = typer.Option("pca", "--method", help="pca | tsne"),
+          allow_pickle: bool = ALLOW_PICKLE) -> None:
     """Compute (or read cached) class text embeddings for every text encoder × prompt of a sweep; show neighbours."""
     from raysweep import progress
     from raysweep.commands.embed import run
 
     with progress.shown():
-        run(space, overrides or [], out, plot, method)
+        run(space, _with_pickle(overrides, allow_pickle), out, plot, method)
 
 
 @app.command()
@@ -124,19 +144,23 @@ def eval_hico(anno: str = typer.Option(..., help="anno.pkl (DEFR's HICO annotati
                              "anno_train); default: 'defr' for the 600 HICO classes, else 'derived'"),
               ties: str = typer.Option("index", help="equal scores: index (lower image index first), pessimistic "
                                                      "or optimistic (bounds over every tie order)"),
-              json_out: bool = typer.Option(False, "--json", help="one JSON object instead of a table")) -> None:
+              json_out: bool = typer.Option(False, "--json", help="one JSON object instead of a table"),
+              allow_pickle: bool = typer.Option(False, "--allow-pickle", help="read anno.pkl with the full "
+                                                "unpickler (it can run code): only for a file you trust")) -> None:
     """HICO mAP: Full / Few@1 / Few@5 / Few@10 / Known-Object."""
     from raysweep.metrics.hico_eval_cli import evaluate_files
 
-    print(evaluate_files(anno, scores, few_shot_lists, as_json=json_out, ties=ties))
+    print(evaluate_files(anno, scores, few_shot_lists, as_json=json_out, ties=ties, allow_pickle=allow_pickle))
 
 
 @eval_app.command("hico-det")
 def eval_hicodet(anno_dir: str = typer.Option(..., help="HICO-DET root (with annotations/)"),
-                 pred: str = typer.Option(..., help="predictions (.json; .pkl needs --allow-pickle)"),
+                 pred: str = typer.Option(..., help="predictions (.json, or .pkl of numpy arrays and built-in "
+                                          "types; other pickles need --allow-pickle)"),
                  protocol: str = typer.Option("qpic", help="qpic | official"),
                  json_out: bool = typer.Option(False, "--json", help="one JSON object instead of a table"),
-                 allow_pickle: bool = typer.Option(False, "--allow-pickle", help="read .pkl (executes code!)")) -> None:
+                 allow_pickle: bool = typer.Option(False, "--allow-pickle", help="read .pkl predictions (the full "
+                                                   "unpickler can run code): only for a file you trust")) -> None:
     """HICO-DET mAP: Full / Rare / Non-rare, Default and Known-Object."""
     from raysweep import progress
     from raysweep.metrics.hicodet_eval_cli import evaluate_files
@@ -250,8 +274,27 @@ def main(argv: Optional[List[str]] = None) -> None:
 
 
 def _fail(message: str) -> None:
-    print(f"raysweep: error: {' '.join(message.split())}", file=sys.stderr)
+    line = " ".join(message.split())
+    if len(line) > MAX_MESSAGE_CHARS:
+        line = line[: MAX_MESSAGE_CHARS - 1] + "…"
+    print(f"raysweep: error: {line}", file=sys.stderr)
     sys.exit(2)
+
+
+def _with_pickle(overrides: Optional[List[str]], allow_pickle: bool) -> list[str]:
+    """--allow-pickle is the override data.allow_pickle=true (tasks that read pickles: defr)."""
+    return [*(overrides or []), *(["data.allow_pickle=true"] if allow_pickle else [])]
+
+
+def _quoted(text: str) -> str:
+    shown = repr(text)
+    return shown if len(shown) <= 80 else shown[:79] + "…"
+
+
+def _name_rule() -> str:
+    from raysweep.spec.names import NAME_RULE
+
+    return NAME_RULE
 
 
 def _click_types(name: str) -> tuple[type, ...]:

@@ -19,7 +19,7 @@ import pickle
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping, Union
+from typing import Callable, Mapping, Union
 
 import numpy as np
 import pandas as pd
@@ -30,7 +30,7 @@ from raysweep.cli import main
 from support import run_cli
 
 DIR = object()  # a file-table value meaning "an empty folder"
-Content = Union[str, bytes, object]
+Content = Union[str, bytes, object, Callable[[Path], bytes]]  # a callable gets the test's folder
 
 
 # ---- the valid baseline every case starts from -----------------------------------------------------------------------
@@ -131,6 +131,55 @@ BASE_FILES: dict[str, Content] = {
 }
 
 
+class CreatesFile:
+    """Unpickling this calls open(target, "w"): a stand-in for any code a crafted pickle would run."""
+
+    def __init__(self, target: str):
+        self.target = target
+
+    def __reduce__(self):
+        return (open, (self.target, "w"))
+
+
+def crafted_anno(tmp: Path) -> bytes:
+    """A valid-looking anno.pkl whose hoi_list, when unpickled with the full unpickler, creates <tmp>/pwned."""
+    return _pickle(_anno(hoi_list=CreatesFile(str(tmp / "pwned"))))
+
+
+def _torch_file(obj) -> bytes:
+    import torch
+
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    return buffer.getvalue()
+
+
+def _alias_bomb(levels: int = 9) -> str:
+    """The "billion laughs": each level lists the previous one ten times (10**9 values once expanded)."""
+    lines = ["task: defr", "description:", "  - &l0 [lol, lol, lol, lol, lol, lol, lol, lol, lol, lol]"]
+    for i in range(1, levels):
+        lines.append(f"  - &l{i} [" + ", ".join([f"*l{i - 1}"] * 10) + "]")
+    return "\n".join(lines) + "\n"
+
+
+def _nested(depth: int) -> str:
+    return "[" * depth + "]" * depth
+
+
+DAMAGED_TRIAL = {"store/old/t1/params.json": '{"optim.lr": 0.01}',
+                 "store/old/t1/result.json": '{"epoch": 1, "map": 0.5, "trial_id": "t1"}\n'}
+
+
+def _state(trial: dict, runtime: dict | None = None) -> str:
+    """A Tune experiment_state-*.json holding one trial."""
+    entry = {"trial_id": "t1", "status": "TERMINATED", "relative_logdir": "t1", "config": {}, **trial}
+    return json.dumps({"trial_data": [[json.dumps(entry), json.dumps(runtime or {"num_failures": 0})]]})
+
+
+def _meta(**changes) -> str:
+    return json.dumps({"name": "old", "task": "defr", "overrides": [], **changes})
+
+
 # ---- the catalogue ---------------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Case:
@@ -193,6 +242,19 @@ CASES = [
          space("task: defrr\n")),
     Case("yaml-unknown-metric", tune("bad.yaml"), "objective.metric: 'mAP' (did you mean 'map'?)",
          space("task: defr\nobjective: {metric: mAP}\n")),
+    Case("yaml-test-objective-in-search", tune("bad.yaml"),
+         "objective.metric: 'test.map' would select hyper-parameters on the test set",
+         space("task: defr\nobjective: {metric: test.map}\n"
+               "search:\n  optim.lr: {distribution: loguniform, low: 1.0e-4, high: 1.0e-3}\n")),
+    Case("yaml-selection-none-searched", tune("bad.yaml"),
+         "search.optim.lr: selection: none runs a fixed grid, so only `grid` and `rows` distributions are allowed",
+         space("task: defr\nselection: none\nscheduler: {type: none}\n"
+               "search:\n  optim.lr: {distribution: loguniform, low: 1.0e-4, high: 1.0e-3}\n")),
+    Case("yaml-selection-asha-on-test", tune("bad.yaml"),
+         "scheduler.type: 'asha' would stop trials on test-set numbers under selection: none",
+         space("task: defr\nselection: none\n")),
+    Case("yaml-validation-against-selection", tune("bad.yaml"), "config.data.validation: False contradicts selection: val",
+         space("task: defr\nconfig: {data: {validation: false}}\n")),
     Case("validate-unknown-config-key", ("validate", BAD), "config.optim.lrr: unknown key (did you mean 'lr'?)",
          space("task: defr\nconfig: {optim: {lrr: 0.1}}\n")),
     # -- names the trial would only meet when building the model: rejected while the space is checked
@@ -346,9 +408,138 @@ CASES = [
     Case("eval-hicodet-pred-not-json", ("eval", "hico-det", "--anno-dir", "<tmp>/hicodet", "--pred", "<tmp>/p.json"),
          "'<tmp>/p.json' is not valid JSON", {"p.json": "[{"}),
     Case("eval-hicodet-pickle-refused", ("eval", "hico-det", "--anno-dir", "<tmp>/hicodet", "--pred", "<tmp>/p.pkl"),
-         "pass --allow-pickle for a file you trust", {"p.pkl": _pickle([_prediction()])}),
+         "'<tmp>/p.pkl': refused to unpickle: it names io.open", {"p.pkl": lambda tmp: _pickle(
+             [_prediction(extra=CreatesFile(str(tmp / "pwned")))])}),
     Case("eval-hicodet-protocol", ("eval", "hico-det", "--anno-dir", "<tmp>/hicodet", "--pred", "<tmp>/preds.json",
                                    "--protocol", "qpik"), "--protocol: 'qpik' is not one of qpic, official"),
+    # -- input refused before anything starts (issue #11): names, storage, YAML the loader must not trust
+    Case("name-dotdot", tune("good.yaml", "--name", "../x"), "--name '../x': contains a path separator"),
+    Case("name-absolute", tune("good.yaml", "--name", "<tmp>/abs"), "--name '<tmp>/abs': contains a path separator"),
+    Case("name-empty", tune("good.yaml", "--name", ""), "--name '': is empty"),
+    Case("name-dot", tune("good.yaml", "--name", "."), "--name '.': is not a folder name"),
+    Case("name-newline", tune("good.yaml", "--name", "a\nb"), "--name 'a\\nb': contains a control character"),
+    Case("name-absolute-uri-storage", ("tune", "<tmp>/good.yaml", "--storage", "s3://bucket/prefix", "--name", "/abs"),
+         "--name '/abs': contains a path separator"),
+    Case("name-in-space-file", tune("bad.yaml"), "<tmp>/bad.yaml: name: experiment name '../up' contains a path "
+         "separator", space("task: defr\nname: ../up\n")),
+    Case("storage-empty", ("tune", "<tmp>/good.yaml", "--storage", ""), "--storage '': is empty"),
+    Case("storage-unknown-user", ("tune", "<tmp>/good.yaml", "--storage", "~nosuchuser/x"),
+         "--storage '~nosuchuser/x': starts with '~nosuchuser', but there is no user 'nosuchuser'"),
+    Case("storage-unknown-user-in-space", tune("bad.yaml"), "<tmp>/bad.yaml: storage.path: storage '~nosuchuser/x' "
+         "starts with '~nosuchuser'", space("task: defr\nstorage: {path: ~nosuchuser/x}\n")),
+    Case("yaml-alias-bomb", tune("bad.yaml"), "values through YAML aliases (*name); write the values out instead",
+         space(_alias_bomb())),
+    Case("yaml-recursive-alias", tune("bad.yaml"), f"{BAD}: description[1]: a YAML alias refers to its own anchor",
+         space("task: defr\ndescription: &d [x, *d]\n")),
+    Case("yaml-deep-nesting", tune("bad.yaml"), f"{BAD}: line 2: nested more than 50 levels deep",
+         space("task: defr\nconfig: " + _nested(100_000) + "\n")),
+    Case("yaml-duplicate-key", tune("bad.yaml"), f"{BAD}: search.optim.lr: duplicate key (lines 3 and 4)",
+         space("task: defr\nsearch:\n  optim.lr: {distribution: loguniform, low: 1.0e-4, high: 1.0e-2}\n"
+               "  optim.lr: {distribution: loguniform, low: 1.0e-3, high: 1.0e-1}\n")),
+    Case("yaml-duplicate-top-key", tune("bad.yaml"), f"{BAD}: trials: duplicate key (lines 2 and 3)",
+         space("task: defr\ntrials: {num_samples: 1}\ntrials: {num_samples: 2}\n")),
+    Case("yaml-inf", tune("bad.yaml"), f"{BAD}: config.optim.lr: inf is not a finite number",
+         space("task: defr\nconfig: {optim: {lr: .inf}}\n")),
+    Case("yaml-overflow", tune("bad.yaml"), f"{BAD}: search.optim.lr.high: '1e999' is not a finite number",
+         space("task: defr\nsearch: {optim.lr: {distribution: uniform, low: 0.1, high: 1e999}}\n")),
+    Case("override-overflow", tune("good.yaml", "optim.lr=1e999"), "<tmp>/good.yaml: config.optim.lr: inf is not a "
+         "finite number"),
+    Case("validate-dev-zero", ("validate", "/dev/zero"), "/dev/zero: larger than 1 MiB; a search-space file is a "
+         "small YAML text file"),
+    Case("grid-duplicate-values", tune("bad.yaml"), f"{BAD}: search.train.seed.grid: values[2] (0) repeats values[0]",
+         space("task: defr\nsearch: {train.seed: {distribution: grid, values: [0, 1, 0]}}\n")),
+    # -- what Tune or a trial would reject only after Ray started
+    Case("asha-grace-above-max-t", tune("bad.yaml"), f"{BAD}: scheduler: `grace_period <= max_t` must hold, but got "
+         "(grace_period=5, max_t=2)", space("task: defr\nscheduler: {type: asha, grace_period: 5, max_t: 2}\n")),
+    Case("asha-grace-above-epochs", tune("good.yaml", "scheduler.grace_period=3"),
+         "<tmp>/good.yaml: scheduler.grace_period: 3 epochs, but no trial runs more than 1"),
+    Case("optuna-seed-negative", tune("good.yaml", "optuna.seed=-1"),
+         "<tmp>/good.yaml: optuna.seed: Input should be greater than or equal to 0 (got -1)"),
+    Case("train-seed-negative", tune("good.yaml", "train.seed=-1"),
+         "<tmp>/good.yaml: config.train.seed: Input should be greater than or equal to 0 (got -1)"),
+    Case("dashboard-port-out-of-range", tune("good.yaml", "ray.dashboard_port=70000"),
+         "<tmp>/good.yaml: ray.dashboard_port: Input should be less than or equal to 65535 (got 70000)"),
+    Case("model-heads-not-dividing-width", tune("good.yaml", "model.heads=5"),
+         "<tmp>/good.yaml: config: model.width 32 must be divisible by model.heads 5"),
+    Case("model-image-size-not-patch-multiple", tune("good.yaml", "data.image_size=40"),
+         "<tmp>/good.yaml: config: data.image_size 40 is not a multiple of the patch size 16 of model.backbone "
+         "'vit_tiny'; use a multiple of 16 (e.g. 32)"),
+    Case("weights-file-corrupt", tune("good.yaml", "data.root=<tmp>/hico", "model.weights=<tmp>/vit.pth"),
+         "model.weights '<tmp>/vit.pth' for backbone 'vit_tiny' could not be loaded (",
+         {"vit.pth": b"not a checkpoint"}),
+    Case("weights-file-wrong-model", tune("good.yaml", "data.root=<tmp>/hico", "model.weights=<tmp>/vit.pth"),
+         "for backbone 'vit_tiny' could not be loaded (RuntimeError: Error(s) in loading state_dict",
+         {"vit.pth": lambda tmp: _torch_file({"cls_token": __import__("torch").zeros(1, 1, 7)})}),
+    # -- files that would run code
+    Case("anno-pickle-runs-code", tune("good.yaml", "data.root=<tmp>/hico"),
+         "<tmp>/hico/anno.pkl: refused to unpickle: it names io.open", {"hico/anno.pkl": crafted_anno}),
+    Case("eval-hico-anno-pickle-runs-code", ("eval", "hico", "--anno", "<tmp>/a.pkl", "--scores", "<tmp>/scores.npy"),
+         "<tmp>/a.pkl: refused to unpickle: it names io.open, which is not a numpy or built-in data type", 
+         {"a.pkl": crafted_anno}),
+    # -- damaged experiment files (collect, report, --resume)
+    Case("collect-result-line-not-object", ("collect", "<tmp>/store/old", "-o", "<tmp>/out.parquet"),
+         "<tmp>/store/old/t1/result.json: line 2: expected a JSON object (one report per line), got list",
+         {**DAMAGED_TRIAL, "store/old/t1/result.json": '{"epoch": 1}\n[1, 2]\n'}),
+    Case("collect-epoch-not-numeric", ("collect", "<tmp>/store/old", "-o", "<tmp>/out.parquet"),
+         "<tmp>/store/old/t1/result.json: line 1: 'epoch' is 'two', expected a finite number",
+         {**DAMAGED_TRIAL, "store/old/t1/result.json": '{"epoch": "two"}\n'}),
+    Case("collect-params-not-object", ("collect", "<tmp>/store/old", "-o", "<tmp>/out.parquet"),
+         "<tmp>/store/old/t1/params.json: the file is [1, 2], expected dict",
+         {**DAMAGED_TRIAL, "store/old/t1/params.json": "[1, 2]"}),
+    Case("collect-state-status-wrong-type", ("collect", "<tmp>/store/old", "-o", "<tmp>/out.parquet"),
+         "experiment_state-2024-01-01_00-00-00.json: trial t1: 'status' is ['TERMINATED'], expected str",
+         {**DAMAGED_TRIAL, "store/old/experiment_state-2024-01-01_00-00-00.json": _state({"status": ["TERMINATED"]})}),
+    Case("collect-state-config-wrong-type", ("collect", "<tmp>/store/old", "-o", "<tmp>/out.parquet"),
+         "experiment_state-2024-01-01_00-00-00.json: trial t1: 'config' is 'lr', expected dict",
+         {**DAMAGED_TRIAL, "store/old/experiment_state-2024-01-01_00-00-00.json": _state({"config": "lr"})}),
+    Case("collect-state-failures-wrong-type", ("collect", "<tmp>/store/old", "-o", "<tmp>/out.parquet"),
+         "experiment_state-2024-01-01_00-00-00.json: trial t1: 'num_failures' is 'one', expected int",
+         {**DAMAGED_TRIAL, "store/old/experiment_state-2024-01-01_00-00-00.json": _state({}, {"num_failures": "one"})}),
+    Case("collect-meta-overrides-wrong-type", ("collect", "<tmp>/store/old", "-o", "<tmp>/out.parquet"),
+         "<tmp>/store/old/raysweep_meta.json: 'overrides' is 'optim.lr=1', expected list",
+         {"store/old/raysweep_meta.json": _meta(overrides="optim.lr=1")}),
+    Case("collect-meta-versions-wrong-type", ("collect", "<tmp>/store/old", "-o", "<tmp>/out.parquet"),
+         "<tmp>/store/old/raysweep_meta.json: 'versions' is [], expected dict",
+         {"store/old/raysweep_meta.json": _meta(versions=[])}),
+    Case("collect-meta-task-mismatch", ("collect", "<tmp>/store/old", "-o", "<tmp>/out.parquet"),
+         "<tmp>/store/old/raysweep_meta.json: 'task' is 'hqm' but the experiment's raysweep_space.yaml is for task "
+         "'defr'", {"store/old/raysweep_meta.json": _meta(task="hqm")}),
+    Case("collect-result-deep-json", ("collect", "<tmp>/store/old", "-o", "<tmp>/out.parquet"),
+         "<tmp>/store/old/t1/result.json: line 1: nested too deeply to be a report",
+         {**DAMAGED_TRIAL, "store/old/t1/result.json": _nested(100_000) + "\n"}),
+    Case("report-result-line-not-object", ("report", "<tmp>/store/old"),
+         "<tmp>/store/old/t1/result.json: line 1: expected a JSON object (one report per line), got int",
+         {**DAMAGED_TRIAL, "store/old/t1/result.json": "3\n"}),
+    Case("report-meta-name-wrong-type", ("report", "<tmp>/store/old"),
+         "<tmp>/store/old/raysweep_meta.json: 'name' is 5, expected str or null",
+         {"store/old/raysweep_meta.json": _meta(name=5)}),
+    Case("report-outcome-typo", ("report", "<tmp>/out.parquet", "--outcome", "complted"),
+         "--outcome: 'complted' (did you mean 'completed'?) is not one of completed, pruned, error"),
+    Case("resume-meta-not-object", tune("good.yaml", "--resume", "--name", "old"),
+         "<tmp>/store/old/raysweep_meta.json: the file is [], expected dict", {"store/old/raysweep_meta.json": "[]"}),
+    Case("resume-meta-overrides-wrong-type", tune("good.yaml", "--resume", "--name", "old"),
+         "<tmp>/store/old/raysweep_meta.json: 'overrides' is 5, expected list",
+         {"store/old/raysweep_meta.json": _meta(overrides=5)}),
+    Case("resume-meta-task-mismatch", tune("good.yaml", "--resume", "--name", "old"),
+         "<tmp>/store/old/raysweep_meta.json: 'task' is 'hqm' but the experiment's raysweep_space.yaml is for task "
+         "'defr'", {"store/old/raysweep_meta.json": _meta(task="hqm")}),
+    Case("resume-meta-deep-json", tune("good.yaml", "--resume", "--name", "old"),
+         "<tmp>/store/old/raysweep_meta.json: not valid JSON", {"store/old/raysweep_meta.json": _nested(100_000)}),
+    # -- evaluation inputs
+    Case("eval-hico-zero-test-images", ("eval", "hico", "--anno", "<tmp>/a.pkl", "--scores", "<tmp>/s.npy"),
+         "<tmp>/a.pkl: anno_test has shape (3, 0) (classes x test images): nothing to evaluate",
+         {"a.pkl": _pickle(_anno(files_test=np.array([], dtype=str), anno_test=np.zeros((3, 0)))),
+          "s.npy": _npy(np.zeros((0, 3)))}),
+    Case("eval-hicodet-pred-deep-json", ("eval", "hico-det", "--anno-dir", "<tmp>/hicodet", "--pred", "<tmp>/p.json"),
+         "'<tmp>/p.json': nested too deeply to be a prediction list", {"p.json": _nested(100_000)}),
+    Case("eval-hicodet-anno-deep-json", ("eval", "hico-det", "--anno-dir", "<tmp>/hicodet", "--pred",
+                                         "<tmp>/preds.json"),
+         "test_hico.json': nested too deeply to be a list of HICO-DET image records",
+         {"hicodet/annotations/test_hico.json": _nested(100_000)}),
+    Case("few-shot-lists-deep-json", ("eval", "hico", "--anno", "<tmp>/hico/anno.pkl", "--scores", "<tmp>/scores.npy",
+                                      "--few-shot-lists", "<tmp>/few.json"),
+         "<tmp>/few.json: cannot read few-shot lists as JSON (maximum recursion depth exceeded",
+         {"few.json": _nested(100_000)}),
     # -- the command line itself
     Case("cli-unknown-option", ("tune", "<tmp>/good.yaml", "--storge", "<tmp>/store"),
          "No such option: --storge (Possible options: --storage) (see 'raysweep tune --help')"),
@@ -381,6 +572,8 @@ def _write_files(tmp: Path, files: Mapping[str, Content]) -> None:
             path.mkdir(exist_ok=True)
         elif isinstance(content, bytes):
             path.write_bytes(content)
+        elif callable(content):
+            path.write_bytes(content(tmp))
         else:
             path.write_text(_expand(str(content), tmp))
 
@@ -501,7 +694,8 @@ def test_a_real_process_prints_one_line(tmp_path: Path) -> None:
 def test_every_backbone_form_passes_the_early_check(name: str) -> None:
     from raysweep.tasks.defr.config import DefrConfig
 
-    assert DefrConfig.model_validate({"model": {"backbone": name}}).model.backbone == name
+    config = {"model": {"backbone": name}, "data": {"image_size": 224}}  # a multiple of every patch size (14, 16, 32)
+    assert DefrConfig.model_validate(config).model.backbone == name
 
 
 def test_text_encoder_check_accepts_exactly_what_the_encoder_resolves() -> None:

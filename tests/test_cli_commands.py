@@ -22,6 +22,27 @@ def test_env_prints_a_copy_paste_block(capsys) -> None:
     assert "optuna:" in out and "GPUs:" in out and "RAY_ADDRESS:" in out and "CUDA available:" in out
 
 
+def test_env_hides_credentials(capsys, monkeypatch) -> None:
+    token = "aB3dE5gH7jK9mN1pQ3sT5vW7"
+    monkeypatch.setenv("RAY_ADDRESS", f"ray://alice:s3cret-pass@head.example.org:10001?token={token}&x=1")
+    monkeypatch.setenv("RAY_AUTH_TOKEN", "plain-secret")
+    monkeypatch.setenv("RAY_JOB_CONFIG", f"--header Bearer {'0f' * 20}")
+    code, out, _ = run_cli(["env"], capsys)
+    assert code == 0
+    assert "RAY_ADDRESS: ray://***@head.example.org:10001?token=***&x=1" in out
+    assert "RAY_AUTH_TOKEN: (set, hidden)" in out and "RAY_JOB_CONFIG: --header Bearer ***" in out
+    for secret in ("alice", "s3cret-pass", token, "plain-secret", "0f" * 20):
+        assert secret not in out
+
+
+@pytest.mark.parametrize("value", ["ray://head-node-of-the-prod-cluster:10001", "auto", "10.0.0.12:6379",
+                                   "ip-10-0-0-1.us-west-2.compute.internal:6379", "token"])
+def test_env_leaves_plain_addresses_alone(value: str) -> None:
+    from raysweep.commands.env import redact
+
+    assert redact(value) == value
+
+
 def test_synth_hico_then_eval_hico_json(tmp_path: Path, capsys) -> None:
     out_dir = tmp_path / "hico"
     code, out, err = run_cli(["data", "synth", "hico", "--out", str(out_dir), "--seed", "3", "--num-train", "60",

@@ -324,7 +324,7 @@ def test_local_mount_sources_exist_relative_to_the_repo_root():
     for remote, local in load_aws()["file_mounts"].items():
         if local.startswith("~"):
             continue
-        assert (REPO / local).is_dir(), f"file_mounts {remote}: {local} is missing in the repository"
+        assert (REPO / local).exists(), f"file_mounts {remote}: {local} is missing in the repository"
 
 
 def test_every_yaml_block_in_the_doc_parses():
@@ -333,3 +333,100 @@ def test_every_yaml_block_in_the_doc_parses():
     assert len(blocks) >= 3
     for block in blocks:
         assert isinstance(yaml.safe_load(block), dict)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# least privilege and pinned downloads
+AUTOSCALER_IDENTITIES = ("ray-autoscaler-v1", "ray-autoscaler-sa-v1")
+WORKER_IDENTITY = "raysweep-gpu-worker"
+CONSTRAINTS = REPO / "cluster_constraints.txt"
+
+
+def test_gpu_workers_get_their_own_narrow_identity(config):
+    """Workers never get the autoscaler's role (EC2 full access / cloud-platform scope), only the worker identity."""
+    head = config["head_node_type"]
+    for name, node_type in config["available_node_types"].items():
+        if name == head:
+            continue
+        node = node_type["node_config"]
+        profile = node.get("IamInstanceProfile", {}).get("Name")
+        accounts = [a["email"].split("@")[0] for a in node.get("serviceAccounts", [])]
+        scopes = [s for a in node.get("serviceAccounts", []) for s in a.get("scopes", [])]
+        assert (profile or (accounts[0] if accounts else None)) == WORKER_IDENTITY, name
+        assert not any(i in (profile, *accounts) for i in AUTOSCALER_IDENTITIES), name
+        assert all(s.endswith("/devstorage.read_write") for s in scopes), (name, scopes)
+
+
+def _policy_document(text: str, role: str) -> dict:
+    """The JSON of `aws iam put-role-policy --role-name ROLE ... --policy-document '...'` in the doc, with the shell
+    variables it splices in set to B (bucket), P (prefix) and A (account)."""
+    start = text.index(f"put-role-policy --role-name {role} ")
+    body = text[text.index("--policy-document '", start) + len("--policy-document '"):]
+    for variable, value in (("$BUCKET/$PREFIX", "B/P"), ("$BUCKET", "B"), ("$PREFIX", "P"), ("$ACCOUNT", "A")):
+        body = body.replace(f"'\"{variable}\"'", value)
+    return json.loads(body[:body.index("'")].replace("\\\n", ""))
+
+
+def test_worker_role_policy_allows_s3_on_the_prefix_only():
+    """The worker role may use S3 under the results prefix (and read the datasets prefix), nothing else; the head
+    may pass exactly that role."""
+    text = CLUSTER_DOC.read_text()
+    worker = _policy_document(text, "raysweep-gpu-worker")
+    for statement in worker["Statement"]:
+        actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+        assert statement["Effect"] == "Allow" and all(a.startswith("s3:") and "*" not in a for a in actions)
+        if actions == ["s3:ListBucket"]:
+            assert statement["Resource"] == "arn:aws:s3:::B"
+            assert set(statement["Condition"]["StringLike"]["s3:prefix"]) <= {"P/*", "P", "datasets/*"}
+        elif statement["Resource"] != "arn:aws:s3:::B/P/*":
+            assert statement["Resource"] == "arn:aws:s3:::B/datasets/*" and actions == ["s3:GetObject"]
+    head = _policy_document(text, "ray-autoscaler-v1")
+    passed = [s["Resource"] for s in head["Statement"] if s["Action"] == "iam:PassRole"]
+    assert passed == ["arn:aws:iam::A:role/raysweep-gpu-worker"]
+
+
+def _setup_text() -> str:
+    return "\n".join(load_aws()["setup_commands"] + load_aws()["head_setup_commands"])
+
+
+def test_uv_download_is_pinned_and_hash_checked():
+    setup = _setup_text()
+    assert not re.search(r"\|\s*(sh|bash)\b", setup) and "install.sh" not in setup  # no piped installer
+    version = re.search(r'^\s*UV_VERSION="([0-9.]+)"$', setup, re.MULTILINE)
+    digest = re.search(r'^\s*UV_SHA256="([0-9a-f]{64})"$', setup, re.MULTILINE)
+    assert version and digest
+    assert "sha256sum --check --strict" in setup
+    assert setup.index("sha256sum --check") < setup.index("chmod 755 ~/.local/bin/uv")  # checked before it can run
+    assert re.search(r"curl [^\n]*--proto '=https'[^\n]*https://files\.pythonhosted\.org/", setup)
+
+
+@pytest.mark.skipif(BASH is None, reason="bash not installed")
+def test_a_tampered_uv_download_stops_setup(tmp_path):
+    """The checking lines of setup, run on a file whose hash differs, stop before the file is unpacked."""
+    setup = load_aws()["setup_commands"][0]
+    digest = re.search(r'UV_SHA256="([0-9a-f]{64})"', setup).group(1)
+    wheel = tmp_path / "uv.whl"
+    wheel.write_bytes(b"not the wheel")
+    check = f'set -euo pipefail; echo "{digest}  {wheel}" | sha256sum --check --strict - && touch {tmp_path}/ran'
+    proc = subprocess.run([BASH, "-c", check], capture_output=True, text=True)
+    assert proc.returncode != 0 and not (tmp_path / "ran").exists()
+
+
+def test_every_package_install_uses_the_constraints_file():
+    installs = re.findall(r"uv pip install[^\n]*(?:\\\n[^\n]*)*", _setup_text())
+    assert installs
+    for line in installs:
+        assert "-c ~/raysweep/cluster_constraints.txt" in line, line
+    assert load_aws()["file_mounts"]["~/raysweep/cluster_constraints.txt"] == "./cluster_constraints.txt"
+
+
+def test_constraints_pin_every_package_and_the_same_ray():
+    pins = [line for line in CONSTRAINTS.read_text().splitlines() if line.strip() and not line.startswith("#")]
+    assert len(pins) > 50
+    malformed = [line for line in pins if not re.fullmatch(r"[a-z0-9][a-z0-9._-]*==[0-9][0-9A-Za-z.!-]*", line)]
+    assert malformed == []
+    versions = dict(line.split("==") for line in pins)
+    assert versions["ray"] == ray.__version__
+    assert re.search(rf'RAY_PIN="ray\[[a-z,]+\]=={re.escape(versions["ray"])}"', _setup_text())
+    for needed in ("torch", "optuna", "pyarrow", "pydantic", "boto3"):
+        assert needed in versions, needed

@@ -80,11 +80,16 @@ def test_table_output_in_percent(anno_dir, tmp_path):
     assert "extension" in evaluate_files(anno_dir, pred, "qpic")
 
 
-def test_pickle_is_read_only_with_opt_in(anno_dir, tmp_path):
+def test_pickle_runs_no_code_without_opt_in(anno_dir, tmp_path):
+    """numpy predictions load with the restricted unpickler; anything else needs --allow-pickle."""
+    import datetime
+
     path = tmp_path / "preds.pkl"
     preds = [{k: np.asarray(v) for k, v in p.items()} for p in _preds()]
     path.write_bytes(pickle.dumps(preds))
-    with pytest.raises(DataError, match="--allow-pickle"):
+    assert json.loads(evaluate_files(anno_dir, path, "official", as_json=True))["default"]["full"] == pytest.approx(0.5)
+    path.write_bytes(pickle.dumps([{**p, "when": datetime.date(2020, 1, 1)} for p in preds]))
+    with pytest.raises(DataError, match="it names datetime.date.*pass --allow-pickle for a file you trust"):
         evaluate_files(anno_dir, path, "qpic")
     assert json.loads(evaluate_files(anno_dir, path, "official", as_json=True, allow_pickle=True))["default"]["full"] \
         == pytest.approx(0.5)

@@ -225,3 +225,43 @@ def test_validate_prints_resolved_space_and_fixed_config(capsys) -> None:
     assert printed["fixed"]["model.backbone"] == "vit_tiny"
     assert "optim.lr" not in printed["fixed"]
     assert printed["trials"]["num_samples"] == 3
+
+
+def test_dashboard_off_loopback_warns_once_at_validation(tmp_path: Path, caplog) -> None:
+    import logging
+
+    caplog.set_level(logging.WARNING)
+    load_sweep(write_space(tmp_path, MINIMAL), ["ray.dashboard_host=127.0.0.1"])
+    load_sweep(write_space(tmp_path, MINIMAL), ["ray.dashboard_host=0.0.0.0", "ray.dashboard=false"])
+    assert caplog.records == []
+    load_sweep(write_space(tmp_path, MINIMAL), ["ray.dashboard_host=0.0.0.0"])
+    assert [r.getMessage() for r in caplog.records if "ray.dashboard_host '0.0.0.0' is not a loopback" in
+            r.getMessage()] != []
+
+
+def test_yaml_anchors_and_merge_keys_still_work(tmp_path: Path) -> None:
+    """Bounded loading keeps ordinary YAML: a shared anchor and a merge key are neither a bomb nor a duplicate."""
+    text = MINIMAL + """
+optuna: &opt {sampler: tpe, seed: 3}
+trials:
+  <<: {num_samples: 2}
+  max_concurrent: 1
+"""
+    sweep = load_sweep(write_space(tmp_path, text))
+    assert sweep.spec.optuna.seed == 3 and sweep.spec.trials.num_samples == 2
+
+
+@pytest.mark.parametrize("levels, ok", [(4, True), (6, False)])
+def test_alias_expansion_is_capped_without_expanding(levels: int, ok: bool) -> None:
+    """Aliases that expand to ~11 000 values load; ~1.1 million are refused, and nothing is expanded to find out."""
+    from raysweep.spec.load import MAX_YAML_VALUES, parse_yaml_text
+
+    lines = ["a0: &a0 [" + ", ".join(["x"] * 10) + "]"]
+    for i in range(1, levels):
+        lines.append(f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 10) + "]")  # a{i}: 10**(i+1) leaves
+    text = "\n".join(lines) + "\n"
+    if ok:
+        assert len(parse_yaml_text(text, "f.yaml")) == levels
+    else:
+        with pytest.raises(ConfigError, match=f"f.yaml: a5.*: expands to more than {MAX_YAML_VALUES} values"):
+            parse_yaml_text(text, "f.yaml")

@@ -136,6 +136,8 @@ def load_records(path: Path, correct_mat: np.ndarray | None = None) -> list[dict
             records = json.load(f)
     except json.JSONDecodeError as exc:
         raise DataError(f"{str(path)!r} is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise DataError(f"{str(path)!r}: nested too deeply to be a list of HICO-DET image records") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise DataError(f"cannot read {str(path)!r}: {exc}") from None
     validate_records(records, path, correct_mat)

@@ -408,7 +408,7 @@ def load_few_shot_lists(path: str | Path, num_classes: int | None = None,
         raw = json.loads(path.read_text())
     except FileNotFoundError:
         raise DataError(f"{path}: few-shot lists file not found") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         raise DataError(f"{path}: cannot read few-shot lists as JSON ({exc}){where}") from None
     if isinstance(raw, dict) and isinstance(raw.get("lists"), dict):
         raw = raw["lists"]

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import math
-import pickle
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from raysweep.errors import DataError
+from raysweep.safe_pickle import ALLOW_HINT, PickleRefused, load_pickle_file
 from raysweep.metrics.hico import (
     FEW_SHOT_DERIVED,
     FEW_SHOT_KEYS,
@@ -49,28 +49,22 @@ class HicoAnnotations:
     train_labels: np.ndarray | None  # [N_train, C]; None when not loaded
 
 
-def _unpickle(path: Path) -> object:
-    with path.open("rb") as fh:
-        try:
-            return pickle.load(fh)
-        except UnicodeDecodeError:  # a Python 2 pickle of numpy arrays
-            fh.seek(0)
-            return pickle.load(fh, encoding="latin1")
-
-
-def load_hico_anno(path: str | Path, need_train: bool = True) -> HicoAnnotations:
+def load_hico_anno(path: str | Path, need_train: bool = True, allow_pickle: bool = False) -> HicoAnnotations:
     """Read and check DEFR's `anno.pkl`.
 
-    Unpickling runs code named inside the file: anno.pkl is the dataset's own format, so it is accepted, but only
-    open files from a source you trust. Raises DataError (naming the file and key) for a missing or unreadable
-    file, a missing key, a label matrix that is not 2-D, label values outside {1, 0, -1, -2, NaN}, or a
-    `files_test` whose length differs from the number of test images.
+    The pickle is read by a restricted unpickler admitting numpy arrays and built-in types only, so a crafted file
+    cannot run code; `allow_pickle` (`--allow-pickle`) reads any pickle, for a file you trust. Raises DataError
+    (naming the file and key) for a missing or unreadable file, a missing key, a label matrix that is not 2-D or
+    has no test image, label values outside {1, 0, -1, -2, NaN}, or a `files_test` whose length differs from the
+    number of test images.
     """
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: annotation file not found")
     try:
-        anno = _unpickle(path)
+        anno = load_pickle_file(path, allow_pickle)
+    except PickleRefused as exc:
+        raise DataError(f"{path}: refused to unpickle: {exc}; {ALLOW_HINT}") from None
     except Exception as exc:  # unpickling can fail in many ways (truncation, unknown classes, ...)
         raise DataError(f"{path}: cannot unpickle ({type(exc).__name__}: {exc})") from None
     if not isinstance(anno, dict):
@@ -89,6 +83,9 @@ def load_hico_anno(path: str | Path, need_train: bool = True) -> HicoAnnotations
             f"{path}: anno_train has {train.shape[1]} classes but anno_test has {test.shape[1]} "
             "(both must be [C, N], class-major)"
         )
+    if test.shape[0] == 0 or test.shape[1] == 0:
+        raise DataError(f"{path}: anno_test has shape {test.T.shape} (classes x test images): nothing to evaluate; "
+                        f"it needs at least one class and one test image")
     files_test = np.asarray(anno["files_test"]).reshape(-1)
     if len(files_test) != test.shape[0]:
         raise DataError(
@@ -163,14 +160,15 @@ def evaluate_files(
     as_json: bool = False,
     interpolation: Interpolation = "11point",
     ties: TieRule = "index",
+    allow_pickle: bool = False,
 ) -> str:
     """Evaluate saved scores against anno.pkl; return the text to print (a table, or one JSON object).
 
     Few@k lists (`few_shot_lists_path`): a lists JSON file, "defr" (DEFR's lists) or "derived" (from anno_train:
     classes with 1..k positive training images); by default DEFR's lists when anno.pkl has the 600 HICO classes,
     else derived. The JSON object has keys full, few@1, few@5, few@10, known_object, per_class_ap (Default setting)
-    as fractions, few_shot_sizes, few_shot_source and ties; NaN is written as null. Unpickling anno.pkl runs code
-    named in the file (see `load_hico_anno`). Raises DataError on bad inputs.
+    as fractions, few_shot_sizes, few_shot_source and ties; NaN is written as null. anno.pkl is read as
+    `load_hico_anno` says (restricted unless `allow_pickle`). Raises DataError on bad inputs.
     """
     if interpolation not in INTERPOLATIONS:
         raise DataError(f"interpolation must be one of {', '.join(INTERPOLATIONS)}, got {interpolation!r}")
@@ -181,7 +179,7 @@ def evaluate_files(
     if setting is not None and setting not in FEW_SHOT_NAMED:
         load_few_shot_lists(setting, origin="--few-shot-lists")  # a bad file fails before anno.pkl is read
     need_train = setting == "derived" or setting is None
-    anno = load_hico_anno(anno_path, need_train=need_train)
+    anno = load_hico_anno(anno_path, need_train=need_train, allow_pickle=allow_pickle)
     num_images, num_classes = anno.test_labels.shape
     scores = load_scores(scores_path)
     _check_scores(scores_path, scores, num_images, num_classes)

@@ -8,7 +8,6 @@ indices 0..79 in QPIC's order (subjects labelled 0 = person), `verb_scores` [k, 
 from __future__ import annotations
 
 import json
-import pickle
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
@@ -17,12 +16,14 @@ import numpy as np
 
 from raysweep.data.hicodet import NUM_OBJECTS, NUM_VERBS
 from raysweep.errors import DataError
+from raysweep.safe_pickle import ALLOW_HINT, PickleRefused, load_pickle
 
 PREDICTION_KEYS = ("boxes", "labels", "verb_scores", "sub_ids", "obj_ids")
 
 
 def load_predictions(path: Path | str, allow_pickle: bool = False) -> Any:
-    """Read a prediction list from `.json`, or from `.pkl`/`.pickle` only when `allow_pickle` (unpickling runs code)."""
+    """Read a prediction list from `.json`, or from `.pkl`/`.pickle` with the restricted unpickler (numpy arrays and
+    built-in types only); `allow_pickle` reads any pickle, which can run code: only for a file you trust."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"prediction file {str(path)!r} does not exist")
@@ -33,13 +34,16 @@ def load_predictions(path: Path | str, allow_pickle: bool = False) -> Any:
                 return json.load(f)
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise DataError(f"{str(path)!r} is not valid JSON: {exc}") from None
+        except RecursionError:
+            raise DataError(f"{str(path)!r}: nested too deeply to be a prediction list (a list of one dict per "
+                            f"image)") from None
     if suffix in (".pkl", ".pickle"):
-        if not allow_pickle:
-            raise DataError(f"{str(path)!r} is a pickle, and loading a pickle can execute arbitrary code: pass "
-                            f"--allow-pickle for a file you trust, or save the predictions as .json")
         try:
             with open(path, "rb") as f:
-                return pickle.load(f)
+                return load_pickle(f, allow_pickle=allow_pickle)
+        except PickleRefused as exc:
+            raise DataError(f"{str(path)!r}: refused to unpickle: {exc}; {ALLOW_HINT}, or save the predictions as "
+                            f".json") from None
         except Exception as exc:  # noqa: BLE001 - any unpickling failure means a bad file
             raise DataError(f"cannot unpickle {str(path)!r}: {type(exc).__name__}: {exc}") from None
     raise DataError(f"{str(path)!r}: unsupported prediction file type {suffix!r} (use .json, or .pkl with "

@@ -51,17 +51,37 @@ def error_reason(text: Optional[str]) -> Optional[str]:
     return reason or text.strip().splitlines()[-1][:500]
 
 
-def _history(text: Optional[str]) -> list[dict[str, Any]]:
+_NUMERIC_REPORT_KEYS = ("epoch", "epochs_total", "time_total_s")  # what collecting computes with
+
+
+def _history(text: Optional[str], where: str = "result.json") -> list[dict[str, Any]]:
+    """One dict per report line of a trial's result.json. A line cut short by a crash mid-write is skipped; a line
+    that is not a JSON object, or whose epoch / time is not a number, is damage: UserError naming file and line."""
     rows = []
-    for line in (text or "").splitlines():
+    for number, line in enumerate((text or "").splitlines(), 1):
         line = line.strip()
         if not line:
             continue
         try:
-            rows.append(json.loads(line))
+            row = json.loads(line)
         except json.JSONDecodeError:  # a line cut short by a crash mid-write
             continue
+        except RecursionError:
+            raise UserError(f"{where}: line {number}: nested too deeply to be a report") from None
+        if not isinstance(row, dict):
+            raise UserError(f"{where}: line {number}: expected a JSON object (one report per line), got "
+                            f"{type(row).__name__}")
+        for key in _NUMERIC_REPORT_KEYS:
+            value = row.get(key)
+            if value is not None and not (_is_number(value) and math.isfinite(float(value))):
+                raise UserError(f"{where}: line {number}: {key!r} is {_short(value)}, expected a finite number")
+        rows.append(row)
     return rows
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:79] + "…"
 
 
 def _wall_time(history: list[dict[str, Any]]) -> float:
@@ -86,18 +106,60 @@ def _parse_json(text: str, where: str) -> Any:
         return json.loads(text)
     except ValueError as exc:
         raise UserError(f"{where}: not valid JSON ({exc})") from None
+    except RecursionError:
+        raise UserError(f"{where}: not valid JSON (nested too deeply)") from None
+
+
+def _expect(value: Any, types: type | tuple[type, ...], where: str, what: str) -> Any:
+    """`value` when it has one of `types` (a bool is not an int here), else a UserError naming the file and key."""
+    types = types if isinstance(types, tuple) else (types,)
+    if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
+        names = " or ".join("null" if t is type(None) else t.__name__ for t in types)
+        raise UserError(f"{where}: {what} is {_short(value)}, expected {names}")
+    return value
+
+
+def parse_meta(meta: Any, where: str) -> dict[str, Any]:
+    """raysweep_meta.json, its types checked (name, task, overrides, versions) so later reads cannot fail."""
+    _expect(meta, dict, where, "the file")
+    _expect(meta.get("name"), (str, type(None)), where, "'name'")
+    _expect(meta.get("task"), (str, type(None)), where, "'task'")
+    _expect(meta.get("space_file"), (str, type(None)), where, "'space_file'")
+    overrides = _expect(meta.get("overrides", []), list, where, "'overrides'")
+    for i, item in enumerate(overrides):
+        _expect(item, str, where, f"'overrides'[{i}]")
+    versions = _expect(meta.get("versions", {}), dict, where, "'versions'")
+    for key, value in versions.items():
+        _expect(value, (str, type(None)), where, f"'versions'.{key}")
+    return meta
+
+
+def check_meta_matches(meta: dict[str, Any], task: str, where: str) -> None:
+    """The meta was written for this experiment's saved space file; a folder whose files disagree is not resumed or
+    collected (--resume also unpickles Tune's tuner.pkl from it, so the folder must be one raysweep wrote)."""
+    if meta.get("task") is not None and meta["task"] != task:
+        raise UserError(f"{where}: 'task' is {meta['task']!r} but the experiment's raysweep_space.yaml is for task "
+                        f"{task!r}; this folder was not written by one raysweep sweep: refusing to use it")
 
 
 def _trial_states(state: Any, where: str) -> dict[str, dict[str, Any]]:
     """Trial id → status, folder, sampled config and failures, from a Tune `experiment_state-*.json`."""
     trials: dict[str, dict[str, Any]] = {}
     try:
-        for trial_json, runtime_json in state.get("trial_data", []):
-            trial, runtime = json.loads(trial_json), json.loads(runtime_json)
-            trials[trial["trial_id"]] = {
-                "trial_id": trial["trial_id"], "status": trial.get("status", "UNKNOWN"),
-                "dir": trial.get("relative_logdir"), "sampled": trial.get("config", {}),
-                "num_failures": runtime.get("num_failures", 0), "error_file": runtime.get("error_filename")}
+        for trial_json, runtime_json in _expect(state, dict, where, "the file").get("trial_data", []):
+            trial = _expect(json.loads(trial_json), dict, where, "a trial entry")
+            runtime = _expect(json.loads(runtime_json), dict, where, "a trial's runtime entry")
+            trial_id = _expect(trial["trial_id"], str, where, "'trial_id'")
+            what = f"trial {trial_id}:"
+            trials[trial_id] = {
+                "trial_id": trial_id, "status": _expect(trial.get("status", "UNKNOWN"), str, where, f"{what} 'status'"),
+                "dir": _expect(trial.get("relative_logdir"), (str, type(None)), where, f"{what} 'relative_logdir'"),
+                "sampled": _expect(trial.get("config", {}), dict, where, f"{what} 'config'"),
+                "num_failures": _expect(runtime.get("num_failures", 0), int, where, f"{what} 'num_failures'"),
+                "error_file": _expect(runtime.get("error_filename"), (str, type(None)), where,
+                                      f"{what} 'error_filename'")}
+    except RecursionError:
+        raise UserError(f"{where}: not a Tune experiment state (nested too deeply)") from None
     except (ValueError, TypeError, KeyError, AttributeError) as exc:
         raise UserError(f"{where}: not a Tune experiment state ({type(exc).__name__}: {exc})") from None
     return trials
@@ -114,9 +176,8 @@ def trial_rows(experiment_dir: str) -> tuple[list[dict[str, Any]], dict[str, Any
     meta_text = _read(fs, f"{inner}/raysweep_meta.json")
     if meta_text is None:
         raise UserError(f"{experiment_dir}: not a raysweep experiment (no raysweep_meta.json)")
-    meta = _parse_json(meta_text, storage.join(experiment_dir, "raysweep_meta.json"))
-    if not isinstance(meta, dict):
-        raise UserError(f"{storage.join(experiment_dir, 'raysweep_meta.json')}: expected a JSON object")
+    meta_where = storage.join(experiment_dir, "raysweep_meta.json")
+    meta = parse_meta(_parse_json(meta_text, meta_where), meta_where)
     states = sorted(e.base_name for e in entries if e.base_name.startswith("experiment_state-")
                     and e.base_name.endswith(".json"))
     trials: dict[str, dict[str, Any]] = {}
@@ -129,16 +190,21 @@ def trial_rows(experiment_dir: str) -> tuple[list[dict[str, Any]], dict[str, Any
             continue
         if any(t["dir"] == entry.base_name for t in trials.values()):
             continue
-        history = _history(_read(fs, f"{entry.path}/result.json"))
+        history = _history(_read(fs, f"{entry.path}/result.json"),
+                           storage.join(experiment_dir, entry.base_name, "result.json"))
         params = _read(fs, f"{entry.path}/params.json")
         trial_id = history[0].get("trial_id", entry.base_name) if history else entry.base_name
-        sampled = _parse_json(params, storage.join(experiment_dir, entry.base_name, "params.json")) if params else {}
+        if not isinstance(trial_id, str):
+            trial_id = entry.base_name
+        params_where = storage.join(experiment_dir, entry.base_name, "params.json")
+        sampled = _expect(_parse_json(params, params_where), dict, params_where, "the file") if params else {}
         trials[trial_id] = {"trial_id": trial_id, "status": "UNKNOWN", "dir": entry.base_name,
                             "sampled": sampled, "num_failures": 0, "error_file": None}
     rows = []
     for trial in trials.values():
         folder = f"{inner}/{trial['dir']}" if trial["dir"] else None
-        history = _history(_read(fs, f"{folder}/result.json")) if folder else []
+        where = storage.join(experiment_dir, trial["dir"], "result.json") if folder else ""
+        history = _history(_read(fs, f"{folder}/result.json"), where) if folder else []
         error = None
         if trial["status"] == "ERROR" and folder:
             error = error_reason(_read(fs, f"{folder}/{trial['error_file'] or 'error.txt'}"))
@@ -167,6 +233,7 @@ def collect_frame(experiment_dir: str) -> pd.DataFrame:
             except UserError as err:  # name the experiment's copy, not the temporary file
                 copy = storage.join(experiment_dir, "raysweep_space.yaml")
                 raise UserError(str(err).replace(str(path), copy)) from None
+        check_meta_matches(meta, sweep.spec.task, storage.join(experiment_dir, "raysweep_meta.json"))
         base_config = sweep.base_config
         resources = sweep.spec.resources.model_dump()
         resources["gpus_per_worker"] = sweep.spec.resources.gpus

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import copy
 import itertools
+import logging
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +22,8 @@ from raysweep.errors import ConfigError, did_you_mean
 from raysweep.spec.schema import DISTRIBUTIONS, SECTIONS, SELECTIONS, Choice, Distribution, Grid, RandInt, Rows, SpaceFile
 from raysweep.tasks.base import Task
 from raysweep.tasks.registry import get_task
+
+log = logging.getLogger(__name__)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -109,11 +113,11 @@ def describe_validation_error(err: ValidationError, prefix: str, model: type[Bas
     if kind == "value_error" and msg.startswith("Value error, "):
         msg = msg[len("Value error, "):]
     if kind == "literal_error":
-        msg = f"got {first['input']!r}{did_you_mean(str(first['input']), _literal_options(first))}; allowed: {first['ctx']['expected']}"
+        msg = f"got {short_repr(first['input'])}{did_you_mean(str(first['input']), _literal_options(first))}; allowed: {first['ctx']['expected']}"
     elif kind == "missing":
         msg = "required key is missing"
     elif "input" in first and kind not in ("value_error", "assertion_error"):
-        msg = f"{msg} (got {first['input']!r})"
+        msg = f"{msg} (got {short_repr(first['input'])})"
     return f"{full}: {msg}"
 
 
@@ -137,6 +141,8 @@ def parse_override(text: str) -> tuple[str, Any]:
         value = yaml.safe_load(raw) if raw.strip() else None
     except yaml.YAMLError as exc:
         raise ConfigError(f"override {text!r}: cannot parse the value {raw!r} ({str(exc).splitlines()[0]})") from None
+    except RecursionError:
+        raise ConfigError(f"override {short_repr(text)}: the value is nested too deeply") from None
     if isinstance(value, str) and _FLOAT.match(value):  # YAML 1.1 reads 1e-4 (no dot) as a string
         value = float(value)
     return key, value
@@ -370,20 +376,117 @@ def rows_as_grids(rows: Rows) -> dict[str, Grid]:
     return grids
 
 
+MAX_SPACE_BYTES = 1 << 20  # a search-space file is a few KiB; reading stops here (e.g. /dev/zero)
+MAX_YAML_DEPTH = 50  # nesting levels; the YAML composer recurses, so deeper files would raise RecursionError
+MAX_YAML_VALUES = 100_000  # values after expanding aliases: a "billion laughs" file stops here, unexpanded
+MAX_ECHO_CHARS = 120  # longest value quoted back in an error message
+
+
+def short_repr(value: Any, limit: int = MAX_ECHO_CHARS) -> str:
+    """repr(value), cut to `limit` characters: error messages quote values, never whole expanded documents."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def parse_yaml_text(text: str, where: str) -> Any:
+    """YAML text → Python data with the loader's work bounded: nesting depth, values after alias expansion and
+    duplicate mapping keys are checked on the event stream and the node graph before anything is constructed."""
+    depth = 0
+    try:
+        for event in yaml.parse(text, Loader=yaml.SafeLoader):
+            if isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
+                depth += 1
+                if depth > MAX_YAML_DEPTH:
+                    line = event.start_mark.line + 1
+                    raise ConfigError(f"{where}: line {line}: nested more than {MAX_YAML_DEPTH} levels deep; a "
+                                      f"search-space file is a few levels of mappings and lists")
+            elif isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
+                depth -= 1
+        loader = yaml.SafeLoader(text)
+        try:
+            node = loader.get_single_node()
+            if node is None:
+                return None
+            _check_nodes(node, where)
+            return loader.construct_document(node)
+        finally:
+            loader.dispose()
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f" line {mark.line + 1}, column {mark.column + 1}:" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"{where}:{at} malformed YAML: {problem}") from None
+    except RecursionError:  # a structure the depth count above did not see (e.g. a recursive alias)
+        raise ConfigError(f"{where}: nested too deeply to load") from None
+
+
+def _check_nodes(root: yaml.Node, where: str) -> None:
+    """Duplicate keys (the second would silently win) and the size after alias expansion, without expanding."""
+    sizes: dict[int, int] = {}
+    visiting: set[int] = set()  # entered, children not sized yet: meeting one again is a cycle
+    stack: list[tuple[yaml.Node, str, bool]] = [(root, "", False)]
+    while stack:  # post-order walk: a node's size once its children's are known
+        node, key_path, children_done = stack.pop()
+        if id(node) in sizes:
+            continue
+        if not children_done:
+            if id(node) in visiting:
+                raise ConfigError(f"{where}: {key_path or 'the document'}: a YAML alias refers to its own anchor "
+                                  f"(a structure that contains itself)")
+            visiting.add(id(node))
+        if isinstance(node, yaml.ScalarNode):
+            sizes[id(node)] = 1
+            continue
+        if isinstance(node, yaml.MappingNode):
+            children = [part for pair in node.value for part in pair]
+            if not children_done:
+                seen: dict[Any, int] = {}
+                for key_node, _ in node.value:
+                    if not isinstance(key_node, yaml.ScalarNode) or key_node.value == "<<":
+                        continue
+                    if key_node.value in seen:
+                        label = f"{key_path}.{key_node.value}" if key_path else key_node.value
+                        raise ConfigError(f"{where}: {label}: duplicate key (lines {seen[key_node.value]} and "
+                                          f"{key_node.start_mark.line + 1}); each key may appear once")
+                    seen[key_node.value] = key_node.start_mark.line + 1
+            named = [(v, f"{key_path}.{k.value}" if key_path else str(k.value))
+                     for k, v in node.value if isinstance(k, yaml.ScalarNode)]
+            child_paths = {id(v): p for v, p in named}
+        else:
+            children = list(node.value)
+            child_paths = {id(v): f"{key_path}[{i}]" for i, v in enumerate(children)}
+        if children_done:
+            sizes[id(node)] = 1 + sum(sizes[id(child)] for child in children)
+            if sizes[id(node)] > MAX_YAML_VALUES:
+                raise ConfigError(f"{where}: {key_path or 'the document'}: expands to more than {MAX_YAML_VALUES} "
+                                  f"values through YAML aliases (*name); write the values out instead")
+            continue
+        stack.append((node, key_path, True))
+        stack.extend((child, child_paths.get(id(child), key_path), False) for child in children
+                     if id(child) not in sizes)
+
+
 def read_yaml(path: Path) -> dict[str, Any]:
+    """The space file's top-level mapping. Reads at most MAX_SPACE_BYTES, loads with bounded work."""
     if not path.exists():
         raise ConfigError(f"{path}: no such file")
     if path.is_dir():
         raise ConfigError(f"{path}: is a folder, expected a search-space YAML file")
     try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise ConfigError(f"{path}:{where}: malformed YAML: {problem}") from None
+        with path.open("rb") as handle:
+            raw = handle.read(MAX_SPACE_BYTES + 1)
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    if len(raw) > MAX_SPACE_BYTES:
+        raise ConfigError(f"{path}: larger than {MAX_SPACE_BYTES >> 20} MiB; a search-space file is a small YAML "
+                          f"text file")
+    try:
+        text = raw.decode("utf-8")
     except UnicodeDecodeError:
         raise ConfigError(f"{path}: not a text file") from None
+    if "\x00" in text:
+        raise ConfigError(f"{path}: not a text file")
+    data = parse_yaml_text(text, str(path))
     if data is None:
         raise ConfigError(f"{path}: empty file; expected at least 'task:'")
     if not isinstance(data, dict):
@@ -391,9 +494,27 @@ def read_yaml(path: Path) -> dict[str, Any]:
     return data
 
 
+_NUMBER = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
+
+
+def _check_finite(value: Any, where: str, key_path: str) -> None:
+    """inf / nan (`.inf`, `1e999`, `1.0e400`) anywhere in the file: no setting of raysweep takes one."""
+    if isinstance(value, dict):
+        for key, child in value.items():
+            _check_finite(child, where, f"{key_path}.{key}" if key_path else str(key))
+    elif isinstance(value, list):
+        for i, child in enumerate(value):
+            _check_finite(child, where, f"{key_path}[{i}]")
+    elif isinstance(value, float) and not math.isfinite(value) or (
+            isinstance(value, str) and _NUMBER.match(value.strip()) and not math.isfinite(float(value))):
+        raise ConfigError(f"{where}: {key_path or 'value'}: {short_repr(value)} is not a finite number; give a "
+                          f"finite value")
+
+
 def load_sweep(path: str | Path, overrides: Sequence[str] = ()) -> Sweep:
     path = Path(path)
     raw = apply_overrides(read_yaml(path), overrides)
+    _check_finite(raw, str(path), "")
     for key in raw:
         if key not in SECTIONS:
             raise ConfigError(f"{path}: {key}: unknown key{did_you_mean(key, SECTIONS)}; allowed: {', '.join(SECTIONS)}")
@@ -411,7 +532,13 @@ def load_sweep(path: str | Path, overrides: Sequence[str] = ()) -> Sweep:
     _check_search(path, spec, model, base_config)
     _check_selection(path, spec, task_cls)
     set_path(base_config, task_cls.validation_key, spec.selection == "val")
-    return Sweep(path=path, spec=spec, task_cls=task_cls, base_config=base_config, overrides=list(overrides))
+    sweep = Sweep(path=path, spec=spec, task_cls=task_cls, base_config=base_config, overrides=list(overrides))
+    _check_scheduler(path, sweep)
+    if spec.ray.dashboard_is_public and not spec.ray.address:
+        log.warning("%s: ray.dashboard_host %r is not a loopback address: the dashboard (which can submit jobs "
+                    "that run code) will be reachable from the network; keep 127.0.0.1 and use an SSH tunnel",
+                    path, spec.ray.dashboard_host)
+    return sweep
 
 
 SPLITS = ("val", "test")
@@ -451,6 +578,18 @@ def _check_selection(path: Path, spec: SpaceFile, task_cls: type[Task]) -> None:
                               f"numbers under selection: none; set scheduler.type: none (or `selection: val`)")
 
 
+def _check_scheduler(path: Path, sweep: Sweep) -> None:
+    """What ASHA would only reject once Tune builds it: a grace period longer than any trial runs."""
+    sched = sweep.spec.scheduler
+    if sched.type != "asha" or sched.max_t is not None:
+        return  # an explicit max_t is compared with grace_period by the schema
+    longest = sweep.max_epochs
+    if sched.grace_period > longest:
+        raise ConfigError(f"{path}: scheduler.grace_period: {sched.grace_period} epochs, but no trial runs more than "
+                          f"{longest} (the task's epochs, ASHA's max_t); `grace_period <= max_t` must hold: lower "
+                          f"it or set scheduler.type: none")
+
+
 def _validate_value(path: Path, model: type[BaseModel], base: dict, key: str, value: Any, where: str) -> None:
     tree = copy.deepcopy(base)
     set_path(tree, key, value)
@@ -458,7 +597,7 @@ def _validate_value(path: Path, model: type[BaseModel], base: dict, key: str, va
         model.model_validate(tree)
     except ValidationError as err:
         detail = describe_validation_error(err, "", model)
-        raise ConfigError(f"{path}: {where}: value {value!r} is invalid for {key!r} ({detail})") from None
+        raise ConfigError(f"{path}: {where}: value {short_repr(value)} is invalid for {key!r} ({detail})") from None
 
 
 def _check_rows(path: Path, spec: SpaceFile, model: type[BaseModel], base: dict, label: str, rows: Rows) -> None:
@@ -490,7 +629,7 @@ def _check_rows(path: Path, spec: SpaceFile, model: type[BaseModel], base: dict,
             model.model_validate(tree)
         except ValidationError as err:
             detail = describe_validation_error(err, "", model)
-            raise ConfigError(f"{path}: {where}.values[{i}]: row {row!r} is invalid ({detail})") from None
+            raise ConfigError(f"{path}: {where}.values[{i}]: row {short_repr(row)} is invalid ({detail})") from None
 
 
 def _check_search(path: Path, spec: SpaceFile, model: type[BaseModel], base: dict) -> None:

@@ -24,9 +24,13 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, Optional, Union
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
+from raysweep.spec.names import check_name, check_storage
 from raysweep.tasks.base import StrictModel
+
+MAX_SEED = 2**32 - 1  # numpy's and Optuna's samplers take seeds in [0, 2**32)
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 
 Condition = dict[str, Any]  # key -> value or list of values; the parameter is sampled only when all hold
 
@@ -47,6 +51,15 @@ class Grid(_Param):
 
     distribution: Literal["grid"]
     values: list[Any] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _distinct(self):
+        for i, value in enumerate(self.values):
+            if value in self.values[:i]:
+                first = self.values.index(value)
+                raise ValueError(f"values[{i}] ({value!r}) repeats values[{first}]; grid values must be distinct (to "
+                                 f"run a point several times raise trials.num_samples)")
+        return self
 
 
 class Uniform(_Param):
@@ -121,7 +134,7 @@ DISTRIBUTIONS = ("choice", "grid", "uniform", "loguniform", "quniform", "randint
 
 class OptunaSettings(StrictModel):
     sampler: Literal["tpe", "random"] = "tpe"
-    seed: int = 0
+    seed: int = Field(0, ge=0, le=MAX_SEED)
     n_startup_trials: int = Field(10, ge=0)  # TPE: random trials before the model kicks in
     multivariate: bool = True
     group: bool = True  # TPE's grouped decomposition; right for conditional spaces
@@ -133,6 +146,13 @@ class SchedulerSettings(StrictModel):
     grace_period: int = Field(1, ge=1)  # epochs before a trial can be stopped
     reduction_factor: float = Field(2.0, gt=1.0)
     max_t: Optional[int] = Field(None, ge=1)  # epochs; default: the task's epochs
+
+    @model_validator(mode="after")
+    def _grace_within_max_t(self):
+        if self.type == "asha" and self.max_t is not None and self.grace_period > self.max_t:
+            raise ValueError(f"`grace_period <= max_t` must hold, but got (grace_period={self.grace_period}, "
+                             f"max_t={self.max_t})")
+        return self
 
 
 class Objective(StrictModel):
@@ -185,6 +205,11 @@ class StorageSettings(StrictModel):
     keep_checkpoints: int = Field(2, ge=1)
     cache_dir: Optional[str] = None  # embedded data + embeddings; default ~/.cache/raysweep
 
+    @field_validator("path", "cache_dir")
+    @classmethod
+    def _location(cls, value: Optional[str]) -> Optional[str]:
+        return value if value is None else check_storage(value)
+
 
 class FailureSettings(StrictModel):
     worker_restarts: int = Field(2, ge=0)  # Ray Train: worker group restarts from the last checkpoint
@@ -199,8 +224,12 @@ class RaySettings(StrictModel):
     # Local instances only: false starts no dashboard process, for ray installed without its [default] extra (the
     # dashboard's packages) or machines where nobody will look at it.
     dashboard: bool = True
-    dashboard_host: str = "127.0.0.1"
-    dashboard_port: int = 8265
+    dashboard_host: str = "127.0.0.1"  # anything else is reachable from the network: a warning at validation
+    dashboard_port: int = Field(8265, ge=1, le=65535)
+
+    @property
+    def dashboard_is_public(self) -> bool:
+        return self.dashboard and self.dashboard_host not in LOOPBACK_HOSTS
     report_interval_s: float = Field(0.2, gt=0)  # Train → Tune poll interval (Ray's default 2 s is slow locally)
 
 
@@ -239,3 +268,8 @@ class SpaceFile(StrictModel):
     failure: FailureSettings = FailureSettings()
     ray: RaySettings = RaySettings()
     tracking: TrackingSettings = TrackingSettings()
+
+    @field_validator("name")
+    @classmethod
+    def _folder_name(cls, value: Optional[str]) -> Optional[str]:
+        return value if value is None else check_name(value)

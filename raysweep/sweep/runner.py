@@ -156,6 +156,9 @@ def init_ray(sweep: Sweep, address: Optional[str], slots: int) -> None:
             context = ray.init(address=address, runtime_env=runtime_env, logging_level=logging.WARNING,
                                log_to_driver=False)
         else:
+            from raysweep.sweep.local_ray import bind_to_loopback
+
+            bind_to_loopback()  # node address 127.0.0.1, not the machine's routable one (docs/security.md)
             dashboard = ({"dashboard_host": settings.dashboard_host,
                           "dashboard_port": dashboard_port(settings.dashboard_host, settings.dashboard_port)}
                          if settings.dashboard else {})
@@ -278,9 +281,9 @@ def _saved_sweep(experiment_dir: str, given: Sweep) -> Sweep:
     import tempfile
 
     meta_path, space_path = storage.join(experiment_dir, META_FILE), storage.join(experiment_dir, SPACE_COPY)
-    meta = storage.read_json(meta_path)
-    if not isinstance(meta, dict):
-        raise UserError(f"{meta_path}: expected a JSON object")
+    from raysweep.results.collect import check_meta_matches, parse_meta
+
+    meta = parse_meta(storage.read_json(meta_path), meta_path)
     text = storage.read_text(space_path)
     folder = Path(tempfile.mkdtemp(prefix="raysweep-resume-"))
     copy = folder / Path(str(meta.get("space_file", "space.yaml"))).name
@@ -289,6 +292,7 @@ def _saved_sweep(experiment_dir: str, given: Sweep) -> Sweep:
         sweep = load_sweep(copy, meta.get("overrides", []))
     except UserError as err:
         raise UserError(str(err).replace(str(copy), space_path)) from None
+    check_meta_matches(meta, sweep.spec.task, meta_path)
     if text != given.path.read_text() or list(meta.get("overrides", [])) != given.overrides:
         log.warning("--resume uses the experiment's saved space file and overrides, not the ones given now")
     sweep.path = given.path if text == given.path.read_text() else copy

@@ -62,7 +62,7 @@ def read_json(path: str) -> Any:
     """`read_text` + JSON parsing, where broken JSON (a crash mid-write, a hand edit) is one line naming the file."""
     try:
         return json.loads(read_text(path))
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:
         raise UserError(f"{path}: not valid JSON ({exc})") from None
 
 

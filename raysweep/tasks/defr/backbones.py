@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import zipfile
 from pathlib import Path
 from typing import Literal, Optional
@@ -91,6 +92,16 @@ def _open_clip_arch(name: str, patch_size: int) -> Optional[str]:
     return aliases.get(name)
 
 
+def backbone_patch_size(name: str, patch_size: int) -> Optional[int]:
+    """The patch size the backbone named `name` cuts images into, when the name (or model.patch_size) fixes it;
+    None for convolutional towers and names whose patch size is known only once the model is built."""
+    if name in RANDOM_VITS:
+        return patch_size
+    arch = _open_clip_arch(name, patch_size) or _timm_name(name, patch_size)
+    match = re.search(r"(?:ViT-[A-Za-z]+-|patch)(\d+)", arch)
+    return int(match.group(1)) if match else None
+
+
 def _timm_name(name: str, patch_size: int) -> str:
     aliases = {"ImageNet1k-ViT-B": f"vit_base_patch{patch_size}_224",
                "ImageNet21k-ViT-B": f"vit_base_patch{patch_size}_224.augreg_in21k"}
@@ -108,11 +119,17 @@ def _weights_kind(weights: str) -> Literal["random", "hub", "path", "tag"]:
     return "tag"
 
 
-def check_local_weights(cfg: ModelConfig) -> None:
-    """Fail early (ConfigError) when `model.weights` names a local checkpoint that does not exist; hub tags are
-    left to the trial, which is where a download would happen."""
+def check_local_weights(cfg: ModelConfig, image_size: Optional[int] = None) -> None:
+    """Fail early (ConfigError) when `model.weights` names a local checkpoint that does not exist or cannot be
+    loaded; hub tags are left to the trial, which is where a download would happen.
+
+    With `image_size`, the backbone is built with the checkpoint exactly as a trial builds it, so a corrupt file or
+    one that does not fit the configured model is refused before any trial starts.
+    """
     if _weights_kind(cfg.weights) == "path":
         _check_checkpoint_file(cfg.backbone, cfg.weights)
+        if image_size is not None:
+            build_backbone(cfg, image_size)
 
 
 def _check_checkpoint_file(backbone: str, weights: str) -> None:
@@ -124,6 +141,11 @@ def _check_checkpoint_file(backbone: str, weights: str) -> None:
 
 def _weights_error(backbone: str, weights: str, exc: BaseException) -> ConfigError:
     reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+    if os.path.isfile(weights):  # a local file that is corrupt or holds another model
+        return ConfigError(
+            f"model.weights {weights!r} for backbone {backbone!r} could not be loaded ({type(exc).__name__}: "
+            f"{reason}); give a checkpoint of this backbone at this size (a state dict saved by torch.save or "
+            f"safetensors)")
     return ConfigError(
         f"model.weights {weights!r} for backbone {backbone!r} could not be loaded ({type(exc).__name__}: {reason}); "
         f"without network access, download the checkpoint elsewhere and set model.weights to its local path")

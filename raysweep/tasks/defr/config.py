@@ -20,7 +20,7 @@ class SynthHicoConfig(StrictModel):
     num_train: int = Field(1600, ge=10)
     num_test: int = Field(400, ge=10)
     image_size: int = Field(64, ge=32, le=1024)
-    seed: int = 0
+    seed: int = Field(0, ge=0, le=2**32 - 1)
 
 
 class DataConfig(StrictModel):
@@ -45,6 +45,9 @@ class DataConfig(StrictModel):
     few_shot_lists: Optional[str] = None
     max_bad_images: float = Field(0.01, ge=0.0, le=1.0)  # fraction of unreadable images tolerated (skipped)
     loader_workers: int = Field(0, ge=0)
+    # anno.pkl is read by a restricted unpickler (numpy arrays and built-in types only); true reads any pickle,
+    # which can run code: only for a file you trust
+    allow_pickle: bool = False
 
 
 class ModelConfig(StrictModel):
@@ -136,7 +139,7 @@ class TrainConfig(StrictModel):
     eval_batch_size: int = Field(128, ge=1)
     eval_every: int = Field(1, ge=1)  # evaluate every k epochs and after the last (paper: 5)
     test_every: int = Field(1, ge=0)  # with validation: test every k epochs (0: only after the last)
-    seed: int = 0
+    seed: int = Field(0, ge=0, le=2**32 - 1)  # numpy takes seeds in [0, 2**32)
     amp: Literal["off", "bf16"] = "off"  # bf16 autocast, GPU only
 
 
@@ -188,4 +191,20 @@ class DefrConfig(StrictModel):
         mismatch = text_tower_mismatch(self.model, self.classifier)
         if mismatch:
             raise ValueError(mismatch)
+        self._check_shapes()
         return self
+
+    def _check_shapes(self) -> None:
+        """Shapes that only building the model would reject, caught while the space file is checked."""
+        from raysweep.tasks.defr.backbones import RANDOM_VITS, backbone_patch_size
+
+        model = self.model
+        if model.backbone.strip() in RANDOM_VITS and model.width % model.heads:
+            raise ValueError(f"model.width {model.width} must be divisible by model.heads {model.heads} (each "
+                             f"attention head gets width / heads channels)")
+        patch = backbone_patch_size(model.backbone.strip(), model.patch_size)
+        if patch and self.data.image_size % patch:
+            size = self.data.image_size
+            fitting = max(patch, size // patch * patch)
+            raise ValueError(f"data.image_size {size} is not a multiple of the patch size {patch} of model.backbone "
+                             f"{model.backbone!r}; use a multiple of {patch} (e.g. {fitting})")

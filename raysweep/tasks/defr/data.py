@@ -144,19 +144,24 @@ def _files(anno: dict, key: str, path: Path) -> np.ndarray:
     return files
 
 
-def load_hico_annotations(root: Path) -> HicoAnnotations:
-    """Read and validate `<root>/anno.pkl` (DEFR's HICO layout). Raises DataError naming the file and key."""
+def load_hico_annotations(root: Path, allow_pickle: bool = False) -> HicoAnnotations:
+    """Read and validate `<root>/anno.pkl` (DEFR's HICO layout). Raises DataError naming the file and key.
+
+    The pickle is read by a restricted unpickler that admits numpy arrays and built-in types only (a crafted file
+    cannot run code); `allow_pickle` (`data.allow_pickle: true`) reads any pickle, for a file you trust.
+    """
+    from raysweep.safe_pickle import PickleRefused, load_pickle_file
+
     path = Path(root) / "anno.pkl"
     if not path.is_file():
         raise DataError(f"{path} not found; data.root must be a folder holding anno.pkl and images/")
     try:
-        with open(path, "rb") as f:
-            try:
-                anno = pickle.load(f)
-            except UnicodeDecodeError:  # a Python 2 pickle
-                f.seek(0)
-                anno = pickle.load(f, encoding="latin1")
-    except (pickle.UnpicklingError, EOFError, AttributeError, ImportError, IndexError, ValueError) as e:
+        anno = load_pickle_file(path, allow_pickle)
+    except PickleRefused as e:
+        raise DataError(f"{path}: refused to unpickle: {e}; set data.allow_pickle=true (or pass --allow-pickle) "
+                        f"for a file you trust") from None
+    except (pickle.UnpicklingError, EOFError, AttributeError, ImportError, IndexError, ValueError, TypeError,
+            KeyError, MemoryError, RecursionError) as e:
         raise DataError(f"{path} is not a readable pickle ({type(e).__name__}: {e})") from None
     if not isinstance(anno, dict):
         raise DataError(f"{path} must hold a dict with keys {list(_REQUIRED_KEYS)}, got {type(anno).__name__}")
@@ -183,7 +188,7 @@ def load_vocabulary(path: str | Path, num_classes: int | None = None) -> list[tu
     if path.suffix.lower() == ".json":
         try:
             data = json.loads(path.read_text())
-        except ValueError as e:
+        except (ValueError, RecursionError) as e:
             raise DataError(f"{path}: not valid JSON ({e})") from None
         if not isinstance(data, list):
             raise DataError(f"{path}: must be a JSON list of [verb, object] pairs or {{'verb', 'object'}} dicts")

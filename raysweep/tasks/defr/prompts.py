@@ -105,7 +105,7 @@ def _file_prompts(path: str, num_classes: int) -> list[list[str]]:
         entries = json.loads(file.read_text(encoding="utf-8"))
     except FileNotFoundError as exc:
         raise ConfigError(f"prompts.template: prompt file {str(file)!r} does not exist") from exc
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, RecursionError) as exc:
         raise ConfigError(f"prompts.template: prompt file {str(file)!r} is not readable JSON ({exc})") from exc
     if not isinstance(entries, list) or len(entries) != num_classes:
         got = f"{len(entries)} entries" if isinstance(entries, list) else f"a JSON {type(entries).__name__}"

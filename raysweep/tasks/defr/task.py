@@ -128,7 +128,7 @@ class DefrTask(Task):
 
         if self.config.data.root is None:
             raise RuntimeError("data.root is unresolved: DefrTask.prepare must run first")
-        return load_hico_annotations(Path(self.config.data.root))
+        return load_hico_annotations(Path(self.config.data.root), self.config.data.allow_pickle)
 
     def class_names(self) -> list[tuple[str, str]]:
         from raysweep.errors import DataError
@@ -321,4 +321,4 @@ def _check_weights_path(config: DefrConfig) -> None:
     """A model.weights that names a local checkpoint must exist (hub downloads are tried by the trial)."""
     from raysweep.tasks.defr.backbones import check_local_weights
 
-    check_local_weights(config.model)
+    check_local_weights(config.model, config.data.image_size)

@@ -179,7 +179,7 @@ class TrainConfig(StrictModel):
     # Evaluate every k epochs and after the last (QPIC: every epoch; HQM: every 5th, and every epoch after 40).
     eval_every: int = Field(5, ge=1)
     test_every: int = Field(1, ge=0)  # with validation: test every k epochs (0: only after the last)
-    seed: int = 0
+    seed: int = Field(0, ge=0, le=2**32 - 1)  # numpy takes seeds in [0, 2**32)
 
 
 class EvalConfig(StrictModel):
