@@ -147,9 +147,9 @@ def trial_rows(experiment_dir: str) -> tuple[list[dict[str, Any]], dict[str, Any
     return rows, meta
 
 
-def collect_frame(experiment_dir: str) -> pd.DataFrame:
+def collect_frame(experiment_dir: str, read: Optional[tuple[list[dict[str, Any]], dict[str, Any]]] = None) -> pd.DataFrame:
     experiment_dir = storage.normalise(experiment_dir)
-    rows, meta = trial_rows(experiment_dir)
+    rows, meta = read or trial_rows(experiment_dir)
     base_config: dict[str, Any] = {}
     resources: dict[str, Any] = {}
     metric_names: tuple[str, ...] = ()
@@ -239,10 +239,15 @@ def write_parquet(frame: pd.DataFrame, target: str) -> None:
 
 
 def collect_experiment(experiment_dir: str, target: str) -> pd.DataFrame:
-    """Collect, then write `target` atomically: on any error the previous file is left as it was."""
-    frame = collect_frame(experiment_dir)
+    """Collect, then write `target` atomically: on any error the previous file is left as it was. The per-epoch
+    history and per-class files go beside it (raysweep.results.history)."""
+    from raysweep.results.history import write_histories
+
+    read = trial_rows(storage.normalise(experiment_dir))
+    frame = collect_frame(experiment_dir, read)
     try:
         write_parquet(frame, storage.normalise(target))
+        write_histories(storage.normalise(experiment_dir), *read, storage.normalise(target))
     except OSError as exc:  # includes pyarrow's IO errors for URIs
         reason = exc.strerror or str(exc).splitlines()[0]
         raise UserError(f"{target}: cannot write the results parquet ({reason})") from None

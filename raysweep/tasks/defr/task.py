@@ -241,8 +241,33 @@ class DefrTask(Task):
         scores = np.stack([outputs[i] for i in range(n)]).astype(np.float64)
         lists = load_few_shot_lists(self.config.data.few_shot_lists) if self.config.data.few_shot_lists else None
         result = evaluate_hico(scores, self._eval_labels, self._train_labels, few_shot_lists=lists)
+        self._per_class = self._per_class_columns(result["per_class_ap"], lists)
         return {"map": result["full"], "map_few1": result["few@1"], "map_few5": result["few@5"],
                 "map_few10": result["few@10"], "map_ko": result["known_object"]}
+
+    def per_class_results(self) -> dict[str, list] | None:
+        return getattr(self, "_per_class", None)
+
+    def _per_class_columns(self, ap: Sequence[float], lists: Mapping[str, Sequence[int]] | None) -> dict[str, list]:
+        """Default-setting AP per class with its positive training/eval images and its smallest Few@k list."""
+        from raysweep.metrics.hico import FEW_SHOT_KS, few_shot_classes, hico_labels
+
+        num_classes = len(ap)
+        few_k: list[int | None] = [None] * num_classes
+        for k in sorted(FEW_SHOT_KS, reverse=True):  # the smallest k wins
+            members = lists.get(f"few@{k}", []) if lists is not None else few_shot_classes(self._train_labels, k)
+            for c in members:
+                few_k[int(c)] = k
+        names = self.annotations.class_names
+        return {
+            "class_index": list(range(num_classes)),
+            "class_name": [f"{v} {o}" for v, o in names] if names and len(names) == num_classes else
+            [str(c) for c in range(num_classes)],
+            "ap": [float(a) for a in ap],
+            "n_train": hico_labels(self._train_labels).positives.sum(axis=0).astype(int).tolist(),
+            "n_test": hico_labels(self._eval_labels).positives.sum(axis=0).astype(int).tolist(),
+            "few_shot_k": few_k,
+        }
 
     def num_samples(self, batch: Any) -> int:
         return int(batch[0].shape[0])
