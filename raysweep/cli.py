@@ -62,11 +62,24 @@ def report(source: str = typer.Argument(..., help="experiment folder/URI or a re
            layout: Optional[str] = typer.Option(None, help="paper: the paper's rows in its order, missing ones "
                                                 "as '–' | results: one row per result row (default: paper when "
                                                 "the experiment has paper rows)"),
-           with_ko: bool = typer.Option(False, "--with-ko", help="paper layout: add the Known-Object column")) -> None:
+           with_ko: bool = typer.Option(False, "--with-ko", help="paper layout: add the Known-Object column"),
+           html: Optional[str] = typer.Option(None, "--html", help="also write the HTML report with every plot "
+                                              "(raysweep plots) to this file, e.g. report.html")) -> None:
     """Print the paper's table (mean ± std over seeds)."""
     from raysweep.commands.report import run
 
-    run(source, format, outcome, layout, with_ko)
+    run(source, format, outcome, layout, with_ko, html=html)
+
+
+@app.command()
+def plots(experiment: str = typer.Argument(..., help="experiment folder or URI (<storage>/<name>)"),
+          out: Optional[str] = typer.Option(None, "--out", help="folder to write (default: <experiment>/plots)"),
+          format: Optional[str] = typer.Option(None, "--format", "-f", help="html | png (default: both)")) -> None:
+    """Optimisation history, parallel coordinates, importance, learning curves, per-class AP, Rare/Few views and the
+    paper table: one self-contained HTML page (index.html) and PNGs."""
+    from raysweep.commands.plots import run
+
+    run(experiment, out, format)
 
 
 @app.command()

@@ -550,3 +550,33 @@ def default_out_dir(experiment_dir: str) -> str:
     if storage.is_uri(experiment_dir):
         return f"{experiment_dir.rstrip('/').rsplit('/', 1)[-1]}-plots"
     return str(Path(experiment_dir) / "plots")
+
+
+def experiment_of(source: str) -> str:
+    """The experiment folder behind `raysweep report`'s source: the folder itself, or the experiment holding a
+    results parquet."""
+    source = storage.normalise(source)
+    if source.endswith(".parquet"):
+        folder = source.rsplit("/", 1)[0]
+        if storage.exists(storage.join(folder, "raysweep_meta.json")):
+            return folder
+        raise UserError(f"--html: {source} is not inside an experiment folder; the plots read the experiment's "
+                        f"files, so give the experiment folder (<storage>/<name>)")
+    return source
+
+
+def check_html_target(source: str, target: str) -> None:
+    experiment_of(source)
+    path = Path(target).expanduser()
+    if path.is_dir():
+        raise UserError(f"--html {target}: is a folder; give a file name such as report.html")
+    if not path.parent.is_dir():
+        raise UserError(f"--html {target}: no such folder {path.parent}")
+
+
+def write_report_page(source: str, target: str) -> Path:
+    """The HTML page of `raysweep plots` (every view and the paper table) written to `target`."""
+    exp = load_experiment(experiment_of(source))
+    path = Path(target).expanduser().resolve()
+    storage.write_text_atomic(str(path), render_page(exp, build_views(exp)))
+    return path
