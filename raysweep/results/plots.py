@@ -414,7 +414,7 @@ def group_scatter(exp: Experiment) -> View:
         symbol = OUTCOME_STYLE.get(str(outcome), ("diamond", "D"))[0]
         fig.add_trace(go.Scatter(
             x=members[x_col], y=members[y_col], mode="markers", name=str(outcome),
-            marker={"symbol": symbol, "size": 12, "color": [exp.colour(t) for t in members["trial_id"]],
+            marker={"symbol": symbol, "size": 14, "color": [exp.colour(t) for t in members["trial_id"]],
                     "line": {"width": 1, "color": "black"}},
             text=[exp.label(t) for t in members["trial_id"]],
             hovertemplate="%{text}<br>%{x:.2f} / %{y:.2f}<extra></extra>"))
@@ -436,7 +436,7 @@ def group_scatter(exp: Experiment) -> View:
 
         figure, ax = plt.subplots(figsize=(6.5, 5))
         for outcome, members in frame.groupby("outcome", sort=True):
-            ax.scatter(members[x_col], members[y_col], s=70, marker=OUTCOME_STYLE.get(str(outcome), ("", "D"))[1],
+            ax.scatter(members[x_col], members[y_col], s=120, marker=OUTCOME_STYLE.get(str(outcome), ("", "D"))[1],
                        c=[exp.colour(t) for t in members["trial_id"]], edgecolor="black", label=str(outcome))
         if detection:
             ax.plot([low - pad, high + pad], [low - pad, high + pad], ":", color="#888")

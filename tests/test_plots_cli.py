@@ -1,0 +1,33 @@
+"""`raysweep plots` and `report --html` refuse bad input with one line and exit code 2, writing nothing."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from support import run_cli
+
+
+def test_plots_unknown_format_is_one_line_and_writes_nothing(tmp_path: Path, capsys) -> None:
+    experiment = tmp_path / "exp"
+    experiment.mkdir()
+    (experiment / "raysweep_meta.json").write_text(json.dumps({"name": "exp", "task": "defr"}))
+    code, _, err = run_cli(["plots", str(experiment), "--format", "svg", "--out", str(tmp_path / "out")], capsys)
+    assert code == 2 and err.count("\n") == 1 and "'svg' is not one of html, png" in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_plots_of_a_missing_experiment(tmp_path: Path, capsys) -> None:
+    code, _, err = run_cli(["plots", str(tmp_path / "nope")], capsys)
+    assert code == 2 and "no such experiment folder" in err and "Traceback" not in err
+    assert not (tmp_path / "nope").exists()
+
+
+def test_report_html_needs_the_experiment_behind_a_parquet(tmp_path: Path, capsys) -> None:
+    parquet = tmp_path / "loose.parquet"
+    pd.DataFrame({"task": ["defr"], "outcome": ["completed"], "status": ["TERMINATED"]}).to_parquet(parquet)
+    code, out, err = run_cli(["report", str(parquet), "--html", str(tmp_path / "r.html")], capsys)
+    assert code == 2 and "not inside an experiment folder" in err and out == ""
+    assert not (tmp_path / "r.html").exists()
