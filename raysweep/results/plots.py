@@ -335,8 +335,9 @@ def per_class_ap(exp: Experiment) -> View:
             text=members["class_name"],
             hovertemplate="%{text}<br>training samples %{customdata}<br>AP %{y:.1f}<extra></extra>",
             customdata=members["n_train"]))
-    fig.add_vline(x=per_class_files.RARE_BOUNDARY, line_dash="dash", line_color="#555",
-                  annotation_text=f"rare < {per_class_files.RARE_BOUNDARY}", annotation_position="top left")
+    boundary = per_class_files.RARE_BOUNDARY  # a trace, not a shape: shapes on log axes autorange oddly
+    fig.add_trace(go.Scatter(x=[boundary, boundary], y=[-3, 103], mode="lines", name=f"rare < {boundary}",
+                             line={"dash": "dash", "color": "#555"}, hoverinfo="skip"))
     fig.update_xaxes(type="log", title_text="training samples of the class (0 drawn at 0.5)")
     fig.update_yaxes(title_text="AP (%)", range=[-3, 103])
     fig.update_layout(template="plotly_white", height=430)
