@@ -1,4 +1,5 @@
-"""`raysweep plots` and `report --html` refuse bad input with one line and exit code 2, writing nothing."""
+"""`raysweep plots` and `report --html`: bad input is one line and exit code 2 with nothing written; the per-class
+view's class groups."""
 
 from __future__ import annotations
 
@@ -31,3 +32,14 @@ def test_report_html_needs_the_experiment_behind_a_parquet(tmp_path: Path, capsy
     code, out, err = run_cli(["report", str(parquet), "--html", str(tmp_path / "r.html")], capsys)
     assert code == 2 and "not inside an experiment folder" in err and out == ""
     assert not (tmp_path / "r.html").exists()
+
+
+def test_per_class_groups_follow_rare_flags_or_few_shot_lists() -> None:
+    from raysweep.results.plots import _class_groups
+
+    detection = pd.DataFrame({"rare": pd.array([True, False, None, True], dtype="boolean"), "ap": [0.1, 0.2, 0.3, 0.4]})
+    groups = {name: members["ap"].tolist() for (name, _), members in _class_groups(detection)}
+    assert groups == {"rare": [0.1, 0.4], "non-rare": [0.2], "no training instance": [0.3]}
+    hico = pd.DataFrame({"few_shot_k": [1.0, None, 5.0, 1.0], "ap": [0.1, 0.2, 0.3, 0.4]})
+    groups = {name: members["ap"].tolist() for (name, _), members in _class_groups(hico)}
+    assert groups == {"Few@1": [0.1, 0.4], "Few@5": [0.3], "not few-shot": [0.2]}

@@ -147,7 +147,8 @@ def trial_rows(experiment_dir: str) -> tuple[list[dict[str, Any]], dict[str, Any
     return rows, meta
 
 
-def collect_frame(experiment_dir: str, read: Optional[tuple[list[dict[str, Any]], dict[str, Any]]] = None) -> pd.DataFrame:
+def collect_frame(experiment_dir: str,
+                  read: Optional[tuple[list[dict[str, Any]], dict[str, Any]]] = None) -> pd.DataFrame:
     experiment_dir = storage.normalise(experiment_dir)
     rows, meta = read or trial_rows(experiment_dir)
     base_config: dict[str, Any] = {}

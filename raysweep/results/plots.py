@@ -199,8 +199,9 @@ def _optuna_views(exp: Experiment, study: Any, source: str) -> list[View]:
         if key == "history":
             values = [t.value for t in complete]
             best = max(values) if exp.mode == "max" else min(values)
+            best_trial = next(t for t in complete if t.value == best)
             view.facts = {"completed": len(complete), "best": best,
-                          "best_trial": next(t.user_attrs.get("trial_id", t.number) for t in complete if t.value == best)}
+                          "best_trial": best_trial.user_attrs.get("trial_id", best_trial.number)}
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # Optuna's matplotlib backend is marked experimental
             view.figure = plotly_fn(shown, **kwargs)
@@ -377,9 +378,10 @@ def per_class_ap(exp: Experiment) -> View:
 def _class_groups(rows: pd.DataFrame) -> list[tuple[tuple[str, str], pd.DataFrame]]:
     """Classes split by HICO-DET's rare flag, or by HICO's smallest Few@k list, or not at all."""
     if "rare" in rows and rows["rare"].notna().any():
-        rare = rows["rare"].astype("object")
-        parts = [(("rare", PALETTE[3]), rows[rare == True]), (("non-rare", PALETTE[0]), rows[rare == False]),  # noqa: E712
-                 (("no training instance", PALETTE[7]), rows[rare.isna()])]
+        rare = rows["rare"].astype("boolean")  # null: no training instance
+        parts = [(("rare", PALETTE[3]), rows[rare.fillna(False).to_numpy(bool)]),
+                 (("non-rare", PALETTE[0]), rows[(~rare).fillna(False).to_numpy(bool)]),
+                 (("no training instance", PALETTE[7]), rows[rare.isna().to_numpy(bool)])]
     elif "few_shot_k" in rows:
         k = pd.to_numeric(rows["few_shot_k"], errors="coerce")
         parts = [((f"Few@{int(v)}", colour), rows[k == v]) for v, colour in ((1, PALETTE[3]), (5, PALETTE[1]),

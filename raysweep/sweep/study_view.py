@@ -87,13 +87,15 @@ def load_study(experiment_dir: str, sweep: Sweep, trials: Sequence[Mapping[str, 
                 if study.trials:
                     return study, journal
         except Exception as exc:  # noqa: BLE001 - a journal being written or of another version: rebuild instead
-            log.warning("%s: not readable as an Optuna journal (%s); rebuilding the study from the trials", journal, exc)
+            log.warning("%s: not readable as an Optuna journal (%s); rebuilding the study from the trials",
+                        journal, exc)
     return rebuilt_study(sweep, trials), "rebuilt from the trials' reports"
 
 
 def common_rung(study: optuna.Study) -> int | None:
     """The last epoch every finished trial was evaluated at (ASHA's first rung when some were pruned), or None."""
-    finished = [t for t in study.trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED) and t.intermediate_values]
+    finished = [t for t in study.trials
+                if t.state in (TrialState.COMPLETE, TrialState.PRUNED) and t.intermediate_values]
     if len(finished) < 2:
         return None
     shared = set.intersection(*(set(t.intermediate_values) for t in finished))
