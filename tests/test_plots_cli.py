@@ -43,3 +43,16 @@ def test_per_class_groups_follow_rare_flags_or_few_shot_lists() -> None:
     hico = pd.DataFrame({"few_shot_k": [1.0, None, 5.0, 1.0], "ap": [0.1, 0.2, 0.3, 0.4]})
     groups = {name: members["ap"].tolist() for (name, _), members in _class_groups(hico)}
     assert groups == {"Few@1": [0.1, 0.4], "Few@5": [0.3], "not few-shot": [0.2]}
+
+
+def test_the_plots_folder_is_not_taken_for_a_trial(tmp_path: Path) -> None:
+    from raysweep.results.collect import trial_rows
+
+    experiment = tmp_path / "exp"
+    (experiment / "plots").mkdir(parents=True)
+    (experiment / "plots" / "index.html").write_text("<html></html>")
+    (experiment / "raysweep_meta.json").write_text(json.dumps({"name": "exp", "task": "defr"}))
+    (experiment / "raysweep_trial_ab12_1_x").mkdir()
+    (experiment / "raysweep_trial_ab12_1_x" / "params.json").write_text(json.dumps({"optim.lr": 0.001}))
+    rows, _ = trial_rows(str(experiment))
+    assert [r["dir"] for r in rows] == ["raysweep_trial_ab12_1_x"]

@@ -132,6 +132,8 @@ def trial_rows(experiment_dir: str) -> tuple[list[dict[str, Any]], dict[str, Any
             continue
         history = _history(_read(fs, f"{entry.path}/result.json"))
         params = _read(fs, f"{entry.path}/params.json")
+        if not history and params is None:  # not a trial folder (Tune writes params.json first), e.g. plots/
+            continue
         trial_id = history[0].get("trial_id", entry.base_name) if history else entry.base_name
         sampled = _parse_json(params, storage.join(experiment_dir, entry.base_name, "params.json")) if params else {}
         trials[trial_id] = {"trial_id": trial_id, "status": "UNKNOWN", "dir": entry.base_name,
