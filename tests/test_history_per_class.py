@@ -105,14 +105,14 @@ def trial(trial_id, status, maps, total=3, lr=1e-3, loss="bce"):
 
 def test_rebuilt_study_tells_what_the_searcher_told(tmp_path: Path) -> None:
     sweep = load_sweep(write_space(tmp_path, SPACE))
-    study = rebuilt_study(sweep, [trial("a", "TERMINATED", [0.1, 0.2, 0.3]), trial("b", "TERMINATED", [0.05]),
-                                  trial("c", "ERROR", [0.2]), trial("d", "RUNNING", [0.1, 0.15], lr=5e-3)])
+    study = rebuilt_study(sweep, [trial("d", "TERMINATED", [0.1, 0.2, 0.3]), trial("b", "TERMINATED", [0.05]),
+                                  trial("c", "ERROR", [0.2]), trial("a", "RUNNING", [0.1, 0.15], lr=5e-3)])
     states = [t.state for t in study.trials]
     assert states == [TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL, TrialState.RUNNING]
     assert study.trials[0].value == 0.3 and study.trials[0].intermediate_values == {1: 0.1, 2: 0.2, 3: 0.3}
     assert study.trials[1].value == 0.05  # a pruned trial keeps its last intermediate value, as Optuna's pruners do
     assert study.trials[0].params == {"optim.lr": 1e-3, "loss.name": "bce"}
-    assert [t.user_attrs["trial_id"] for t in study.trials] == ["a", "b", "c", "d"]  # Tune's creation order
+    assert [t.user_attrs["trial_id"] for t in study.trials] == ["d", "b", "c", "a"]  # Tune's creation order
     assert study.best_value == 0.3
 
 

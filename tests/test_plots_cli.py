@@ -56,3 +56,12 @@ def test_the_plots_folder_is_not_taken_for_a_trial(tmp_path: Path) -> None:
     (experiment / "raysweep_trial_ab12_1_x" / "params.json").write_text(json.dumps({"optim.lr": 0.001}))
     rows, _ = trial_rows(str(experiment))
     assert [r["dir"] for r in rows] == ["raysweep_trial_ab12_1_x"]
+
+
+def test_trials_are_numbered_in_the_order_tune_created_them() -> None:
+    from raysweep.results.plots import _creation_index
+
+    trials = [{"trial_id": "3a87", "dir": "raysweep_trial_3a87_4_lr=0.001_2026-12-01"},
+              {"trial_id": "27f6", "dir": "raysweep_trial_27f6_3_lr=0.002_2026-12-01"},
+              {"trial_id": "ed9a", "dir": "raysweep_trial_ed9a_1_lr=0.003_2026-12-01"}, {"trial_id": "zz", "dir": None}]
+    assert [t["trial_id"] for t in sorted(trials, key=_creation_index)] == ["ed9a", "27f6", "3a87", "zz"]

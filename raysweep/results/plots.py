@@ -13,6 +13,7 @@ import datetime as _dt
 import html
 import logging
 import math
+import re
 import tempfile
 import warnings
 from dataclasses import dataclass, field
@@ -62,6 +63,12 @@ class Experiment:
         order = [t["trial_id"] for t in self.trials]
         return f"#{order.index(trial_id)} {trial_id}" if trial_id in order else trial_id
 
+    def described(self, trial_id: str) -> str:
+        """The label with the trial's sampled values, e.g. `#0 ed9a1bd5: rand, lse_sign, 0.00079`."""
+        sampled = next((t.get("sampled") or {} for t in self.trials if t["trial_id"] == trial_id), {})
+        values = [f"{v:.2g}" if isinstance(v, float) else str(v) for v in sampled.values()]
+        return f"{self.label(trial_id)}: {', '.join(values)}" if values else self.label(trial_id)
+
     def metric_label(self, metric: Optional[str] = None) -> str:
         metric = metric or self.metric
         display = {m: d for d, m in self._table_columns().items()}.get(metric.split(".")[-1])
@@ -80,6 +87,7 @@ def load_experiment(experiment_dir: str) -> Experiment:
     experiment_dir = storage.normalise(experiment_dir)
     read = trial_rows(experiment_dir)
     trials, meta = read
+    trials.sort(key=_creation_index)
     sweep = _saved_sweep(experiment_dir, meta)
     metric = sweep.metric if sweep is not None else "map"
     return Experiment(
@@ -87,6 +95,12 @@ def load_experiment(experiment_dir: str) -> Experiment:
         results=collect_frame(experiment_dir, read), history=history_frame(trials, meta),
         per_class=per_class_files.gather(experiment_dir, [t["trial_id"] for t in trials]), sweep=sweep,
         metric=metric, mode=sweep.mode if sweep is not None else "max")
+
+
+def _creation_index(trial: dict[str, Any]) -> tuple[int, str]:
+    """Tune numbers trials as it creates them in their folder names (`<trainable>_<id>_<n>_<params>_<date>`)."""
+    match = re.search(rf"_{re.escape(str(trial['trial_id']))}_(\d+)_", str(trial.get("dir") or ""))
+    return (int(match.group(1)) if match else 1 << 30, str(trial["trial_id"]))
 
 
 def _saved_sweep(experiment_dir: str, meta: dict[str, Any]):
@@ -254,7 +268,7 @@ def learning_curves(exp: Experiment) -> View:
         for trial_id in [t for t in order if t in curves]:
             g, outcome = curves[trial_id], exp.outcome(trial_id)
             fig.add_trace(go.Scatter(
-                x=g["epoch"], y=g["value"], mode="lines+markers", name=exp.label(trial_id), legendgroup=trial_id,
+                x=g["epoch"], y=g["value"], mode="lines+markers", name=exp.described(trial_id), legendgroup=trial_id,
                 showlegend=col == 1, line={"color": exp.colour(trial_id)}, marker={"size": 5},
                 hovertemplate=f"{exp.label(trial_id)} ({outcome})<br>epoch %{{x}}<br>%{{y:.4f}}<extra></extra>"),
                 row=1, col=col)
@@ -278,7 +292,7 @@ def learning_curves(exp: Experiment) -> View:
         for ax, curves, title in ((axes[0], objective, exp.metric_label()), (axes[1], loss, "training loss")):
             for trial_id in [t for t in order if t in curves]:
                 g, outcome = curves[trial_id], exp.outcome(trial_id)
-                ax.plot(g["epoch"], g["value"], "-o", ms=3, color=exp.colour(trial_id), label=exp.label(trial_id))
+                ax.plot(g["epoch"], g["value"], "-o", ms=3, color=exp.colour(trial_id), label=exp.described(trial_id))
                 if outcome in ("pruned", "error"):
                     ax.plot(g["epoch"].iloc[-1], g["value"].iloc[-1], OUTCOME_STYLE[outcome][1], ms=11,
                             color=exp.colour(trial_id), mec="black")

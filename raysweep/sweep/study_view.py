@@ -40,11 +40,12 @@ def distributions(sweep: Sweep) -> dict[str, BaseDistribution]:
 
 
 def rebuilt_study(sweep: Sweep, trials: Sequence[Mapping[str, Any]]) -> optuna.Study:
-    """An in-memory study with one frozen trial per Tune trial (in trial-id order, which is start order)."""
+    """An in-memory study with one frozen trial per Tune trial, numbered in the order given (`collect.trial_rows`
+    lists them in the order Tune created them; their ids are random)."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(direction="maximize" if sweep.mode == "max" else "minimize")
     dists = distributions(sweep)
-    for trial in sorted(trials, key=lambda t: t["trial_id"]):
+    for trial in trials:
         history = trial.get("history") or []
         if trial.get("status") not in ("TERMINATED", "ERROR"):
             state, value = TrialState.RUNNING, None
