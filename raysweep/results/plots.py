@@ -359,11 +359,13 @@ def per_class_ap(exp: Experiment) -> View:
     view.figure = fig
     below = rows[rows["n_train"] < per_class_files.RARE_BOUNDARY]["ap"]
     above = rows[rows["n_train"] >= per_class_files.RARE_BOUNDARY]["ap"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a constant AP (e.g. all 0 early on) has no rank correlation: NaN
+        spearman = float(rows["ap"].corr(rows["n_train"], method="spearman")) if len(rows) > 2 else math.nan
     view.facts = {"trial": trial_id, "epoch": epoch, "classes": len(rows),
                   "mean_ap_below_10": float(below.mean()) if len(below) else math.nan,
                   "mean_ap_from_10": float(above.mean()) if len(above) else math.nan,
-                  "spearman_ap_vs_n_train": float(rows["ap"].corr(rows["n_train"], method="spearman"))
-                  if len(rows) > 2 else math.nan}
+                  "spearman_ap_vs_n_train": spearman}
 
     def draw(path: Path) -> None:
         import matplotlib.pyplot as plt
