@@ -78,7 +78,7 @@ def main() -> None:
         start = runtime["start_time"]
         rows.append({"trial": trial["trial_id"], "status": trial["status"], "epochs": history[-1].get("epoch"),
                      "first_report_s": history[0]["timestamp"] - start, "end_s": history[-1]["timestamp"] - start,
-                     "map": history[-1].get("map"), "train_epoch_s": sum(h.get("epoch_time_s", 0) for h in history) / len(history)})
+                     "map": history[-1].get("val.map", history[-1].get("test.map")), "train_epoch_s": sum(h.get("epoch_time_s", 0) for h in history) / len(history)})
     import pandas as pd
 
     frame = pd.read_parquet(experiment / "results.parquet")
@@ -88,13 +88,14 @@ def main() -> None:
     print(f"peak memory (RSS summed over the command's process session): {peak[0] / 2**30:.2f} GiB")
     for row in rows:
         print(f"trial {row['trial']}: {row['status']}, {row['epochs']} epochs, start→first report {row['first_report_s']:.1f} s, "
-              f"start→end {row['end_s']:.1f} s, mean training epoch {row['train_epoch_s']:.1f} s, last mAP {row['map']:.3f}")
+              f"start→end {row['end_s']:.1f} s, mean training epoch {row['train_epoch_s']:.1f} s, last val mAP {row['map']:.3f}")
     first = [r["first_report_s"] - r["train_epoch_s"] for r in rows]
     print(f"fixed per-trial overhead (first report minus one training epoch), mean: {sum(first) / len(first):.1f} s")
-    best = frame.loc[frame["last.map"].idxmax()]
+    objective = str(frame["objective"].iloc[0])  # val.map: the trial validation selects
+    best = frame.loc[frame[f"last.{objective}"].idxmax()]
     metrics = ", ".join(f"{c[5:]} {best[c]:.3f}" for c in frame.columns
-                        if c.startswith("last.") and "map" in c and c != "last.map")
-    print(f"best trial: mAP {best['last.map']:.3f} ({metrics}); outcomes: {frame['outcome'].value_counts().to_dict()}")
+                        if c.startswith("last.test.") and "map" in c)
+    print(f"best trial by {objective}: {best[f'last.{objective}']:.3f}; test: {metrics}; outcomes: {frame['outcome'].value_counts().to_dict()}")
     print(f"experiment kept at {experiment}")
 
 

@@ -60,15 +60,29 @@ def report(source: str = typer.Argument(..., help="experiment folder/URI or a re
            outcome: str = typer.Option("completed", help="trials to include: completed, pruned, error "
                                                          "(comma list) or all"),
            layout: Optional[str] = typer.Option(None, help="paper: the paper's rows in its order, missing ones "
-                                                "as '–' | results: one row per result row (default: paper when "
-                                                "the experiment has paper rows)"),
+                                                "as '–' | results: one row per result row | trials: one row per "
+                                                "trial, best first, with the best configuration as overrides "
+                                                "(default: paper when the experiment has paper rows)"),
            with_ko: bool = typer.Option(False, "--with-ko", help="paper layout: add the Known-Object column"),
+           epoch: str = typer.Option("last", "--epoch", help="each trial's numbers at: last (the last epoch) | "
+                                     "best_val (the epoch with the best validation objective) | best_test (the "
+                                     "best test evaluation: only to reproduce a published protocol)"),
            html: Optional[str] = typer.Option(None, "--html", help="also write the HTML report with every plot "
                                               "(raysweep plots) to this file, e.g. report.html")) -> None:
-    """Print the paper's table (mean ± std over seeds)."""
+    """Print the paper's table: test numbers, mean ± std over seeds of one configuration, with the validation
+    objective that selected it."""
     from raysweep.commands.report import run
 
-    run(source, format, outcome, layout, with_ko, html=html)
+    run(source, format, outcome, layout, with_ko, epoch, html=html)
+
+
+@app.command()
+def dashboard(experiment: str = typer.Argument(..., help="experiment folder (<storage>/<name>)"),
+              port: Optional[int] = typer.Option(None, help="port to listen on (default: a free one)")) -> None:
+    """Start optuna-dashboard on the experiment's Optuna study (127.0.0.1; works while the sweep runs)."""
+    from raysweep.commands.dashboard import run
+
+    run(experiment, port)
 
 
 @app.command()

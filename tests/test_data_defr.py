@@ -24,7 +24,6 @@ from raysweep.tasks.defr.data import (
     parse_hoi_list,
     rebalance_indices,
     scan_image_files,
-    split_train_val,
 )
 
 REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference"
@@ -184,19 +183,6 @@ def test_rebalance_indices_off_and_min_two():
 
 
 # ---- splits ---------------------------------------------------------------------------------------------------------
-def test_split_train_val_seeded():
-    train, val = split_train_val(100, 0.1, seed=0)
-    assert len(val) == 10 and len(train) == 90
-    assert sorted(np.concatenate([train, val]).tolist()) == list(range(100))
-    assert np.array_equal(val, split_train_val(100, 0.1, seed=0)[1])
-    assert not np.array_equal(val, split_train_val(100, 0.1, seed=1)[1])
-    assert list(val) == sorted(val)
-    with pytest.raises(ConfigError, match="val_fraction"):
-        split_train_val(100, 1.0, seed=0)
-
-
-# ---- transforms -----------------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("norm", ["clip", "half", "imagenet"])
 def test_test_transform_normalises(norm):
     tf = build_transforms(24, train=False, normalisation=norm, cfg=DataConfig())
     out = tf(Image.new("RGB", (40, 30), (255, 0, 255)))

@@ -46,22 +46,23 @@ def test_two_trial_sweep_writes_the_six_metrics(finished) -> None:
     assert frame["config.optim.lr"].between(1.5e-4, 4.5e-4).all()
     assert frame["config.model.num_queries"].eq(8).all() and frame["config.data.synth.image_size"].eq(64).all()
     for metric in METRICS:
-        for prefix in ("last.", "best."):
+        for prefix in ("last.val.", "last.test.", "best_val.test.", "best_test.test."):
             assert f"{prefix}{metric}" in frame.columns, metric
-    for metric in METRICS:
-        assert frame[f"last.{metric}"].between(0, 1).all(), metric
+    for metric in ("map", "map_rare", "map_non_rare", "ko_map"):
+        assert frame[f"last.test.{metric}"].between(0, 1).all(), metric
+        assert frame[f"last.val.{metric}"].dropna().between(0, 1).all(), metric
     assert (frame["last.train_loss_hard"] > 0).all()  # a hard-positive branch ran in every iteration
 
 
 def test_tune_prints_the_hicodet_table_and_report_renders_both_layouts(finished) -> None:
     workdir, experiment, proc = finished
     header = next(line for line in proc.stdout.splitlines() if line.startswith("| method"))
-    assert [c.strip() for c in header.split("|")[1:-1]] == ["method", "backbone", *COLUMNS, "n"]
+    assert [c.strip() for c in header.split("|")[1:-1]] == ["method", "backbone", "val", *COLUMNS, "n"]
     assert "| QPIC + GBS | tiny" in proc.stdout and "| QPIC + HQM | tiny" in proc.stdout
     parquet = experiment / "results.parquet"
     paper = run_cli_process(["report", str(parquet), "--layout", "paper", "--with-ko"], cwd=workdir).stdout
     lines = paper.splitlines()
-    assert [c.strip() for c in lines[0].split("|")[1:-1]] == ["method", "backbone", *COLUMNS, "n"]
+    assert [c.strip() for c in lines[0].split("|")[1:-1]] == ["method", "backbone", "val", *COLUMNS, "n"]
     assert lines[2].startswith("| QPIC       | R50") and lines[3].startswith("| QPIC + HQM | R50")  # no results: –
     assert "Not in the paper (2 rows)" in paper
     csv = run_cli_process(["report", str(experiment), "--format", "csv"], cwd=workdir).stdout

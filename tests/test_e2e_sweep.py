@@ -49,15 +49,16 @@ def test_sweep_writes_parquet_table_and_dashboard_url(finished) -> None:
     frame = pd.read_parquet(parquet)
     assert len(frame) == 3 and frame["trial_id"].is_unique
     assert set(frame["status"]) == {"TERMINATED"}
-    for column in ("experiment", "config.optim.lr", "config.classifier.init", "config.model.backbone", "last.map",
-                   "best.map", "last.map_few1", "last.loss", "last.images_per_s", "epochs_done", "wall_time_s",
+    for column in ("experiment", "config.optim.lr", "config.classifier.init", "config.model.backbone", "last.val.map",
+                   "last.test.map", "best_val.val.map", "best_val.test.map", "last.test.map_few1", "last.loss", "last.images_per_s", "epochs_done", "wall_time_s",
                    "resources.num_workers", "seed", "version.ray", "version.torch", "version.raysweep", "outcome"):
         assert column in frame.columns, column
     assert frame["experiment"].eq("exp").all()
     assert frame["config.data.image_size"].eq(32).all()
     assert frame["config.optim.lr"].between(3e-4, 3e-3).all()
-    assert (frame["best.map"] >= frame["last.map"] - 1e-12).all()
-    assert frame["last.map"].between(0, 1).all()
+    assert (frame["best_val.val.map"] >= frame["last.val.map"] - 1e-12).all()
+    assert frame["last.test.map"].between(0, 1).all() and frame["last.val.map"].between(0, 1).all()
+    assert (frame["selection"] == "val").all() and (frame["objective"] == "val.map").all()
     completed = frame[frame["outcome"] == "completed"]
     assert len(completed) >= 1 and completed["epochs_done"].eq(2).all()
     # Every trial's Train run lives under the experiment, named after the trial id.
@@ -100,7 +101,7 @@ def test_two_workers_ddp(workdir: Path) -> None:
     assert len(frame) == 1
     row = frame.iloc[0]
     assert row["status"] == "TERMINATED" and row["epochs_done"] == 2 and row["resources.num_workers"] == 2
-    assert 0 <= row["last.map"] <= 1
+    assert 0 <= row["last.test.map"] <= 1 and 0 <= row["last.val.map"] <= 1
     assert "2 worker(s) each" in proc.stdout
 
 

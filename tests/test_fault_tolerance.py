@@ -86,7 +86,8 @@ def test_killed_worker_resumes_from_checkpoint_and_matches_an_unbroken_run(tmp_p
     assert row["status"] == "TERMINATED" and row["epochs_done"] == 30
     # Same seed, restored RNG and data order: the resumed run ends where the unbroken one does.
     assert row["last.loss"] == pytest.approx(reference["last.loss"], rel=1e-5)
-    assert row["last.map"] == pytest.approx(reference["last.map"], abs=1e-6)
+    assert row["last.val.map"] == pytest.approx(reference["last.val.map"], abs=1e-6)
+    assert row["last.test.map"] == pytest.approx(reference["last.test.map"], abs=1e-6)
     print(f"worker kill: unbroken {unbroken_s:.0f} s, with a kill {killed_s:.0f} s, lost {killed_s - unbroken_s:.0f} s")
 
 

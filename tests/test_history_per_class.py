@@ -99,12 +99,14 @@ SPACE = """
 
 
 def trial(trial_id, status, maps, total=3, lr=1e-3, loss="bce"):
-    history = [{"epoch": e + 1, "epochs_total": total, "map": m, "evaluated": True} for e, m in enumerate(maps)]
+    """A trial's record as collect reads it; the objective is reported as `val.map` (selection on validation)."""
+    history = [{"epoch": e + 1, "epochs_total": total, "val.map": m, "evaluated": True} for e, m in enumerate(maps)]
     return {"trial_id": trial_id, "status": status, "sampled": {"optim.lr": lr, "loss.name": loss}, "history": history}
 
 
 def test_rebuilt_study_tells_what_the_searcher_told(tmp_path: Path) -> None:
     sweep = load_sweep(write_space(tmp_path, SPACE))
+    assert sweep.metric == "val.map"
     study = rebuilt_study(sweep, [trial("d", "TERMINATED", [0.1, 0.2, 0.3]), trial("b", "TERMINATED", [0.05]),
                                   trial("c", "ERROR", [0.2]), trial("a", "RUNNING", [0.1, 0.15], lr=5e-3)])
     states = [t.state for t in study.trials]
@@ -112,7 +114,7 @@ def test_rebuilt_study_tells_what_the_searcher_told(tmp_path: Path) -> None:
     assert study.trials[0].value == 0.3 and study.trials[0].intermediate_values == {1: 0.1, 2: 0.2, 3: 0.3}
     assert study.trials[1].value == 0.05  # a pruned trial keeps its last intermediate value, as Optuna's pruners do
     assert study.trials[0].params == {"optim.lr": 1e-3, "loss.name": "bce"}
-    assert [t.user_attrs["trial_id"] for t in study.trials] == ["d", "b", "c", "a"]  # Tune's creation order
+    assert [t.user_attrs["ray_trial_id"] for t in study.trials] == ["d", "b", "c", "a"]  # Tune's creation order
     assert study.best_value == 0.3
 
 
@@ -141,15 +143,16 @@ def test_defr_per_class_columns_count_training_positives_and_few_shot_membership
     train[0, 2] = 0
     train[:, 3] = 1
     evaluated = np.array([[1, 1, -2, 1], [0, -1, 1, 1]])
-    task._train_labels, task._eval_labels = train, evaluated
+    task._labels = {"train": train}
     task.__dict__["annotations"] = type("A", (), {"class_names": [("ride", "horse"), ("eat", "apple"),
                                                                   ("hold", "cup"), ("walk", "dog")]})()
-    columns = task._per_class_columns([0.5, 0.25, 0.0, 1.0], None)
+    columns = task._per_class_columns([0.5, 0.25, 0.0, 1.0], None, evaluated)
     assert columns["n_train"] == [1, 3, 0, 12]
     assert columns["n_test"] == [1, 1, 1, 2]
     assert columns["few_shot_k"] == [1, 5, None, None]  # derived lists: 1..k positives; a class without any is out
     assert columns["class_name"] == ["ride horse", "eat apple", "hold cup", "walk dog"]
-    published = task._per_class_columns([0.5, 0.25, 0.0, 1.0], {"few@1": [2], "few@5": [2, 3], "few@10": [0, 2, 3]})
+    published = task._per_class_columns([0.5, 0.25, 0.0, 1.0], {"few@1": [2], "few@5": [2, 3], "few@10": [0, 2, 3]},
+                                        evaluated)
     assert published["few_shot_k"] == [10, None, 1, 5]
 
 

@@ -94,7 +94,7 @@ def test_results_layout_lists_the_ablation_in_the_papers_order_not_alphabeticall
 
 def test_embedded_space_is_the_four_way_ablation_with_conditional_hard_weight() -> None:
     sweep = load_sweep(EMBEDDED)
-    assert sweep.task_cls is HqmTask and sweep.metric == "map" and sweep.spec.scheduler.type == "asha"
+    assert sweep.task_cls is HqmTask and sweep.metric == "val.map" and sweep.spec.scheduler.type == "asha"
     assert {(p["hqm.gbs"], p["hqm.amm"]) for p in sweep.grid_points()} == {(False, False), (True, False),
                                                                          (False, True), (True, True)}
     assert sweep.num_trials == 4 * sweep.spec.trials.num_samples == len(grid_points_to_evaluate(sweep))

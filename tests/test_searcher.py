@@ -51,3 +51,45 @@ def test_seeded_sampler_repeats_suggestions() -> None:
     first = [make_searcher().suggest(str(i)) for i in range(1)]
     again = [make_searcher().suggest(str(i)) for i in range(1)]
     assert first == again
+
+
+def test_the_result_that_stopped_a_trial_reaches_the_study() -> None:
+    # Tune gives the result on which ASHA decided STOP (at a rung, or at max_t) only to on_trial_complete
+    searcher = make_searcher()
+    searcher.suggest("a")
+    searcher.on_trial_result("a", {"map": 0.104, "epoch": 1, "evaluated": True})
+    searcher.on_trial_complete("a", {"map": 0.111, "epoch": 2, "epochs_total": 8, "evaluated": True})
+    searcher.suggest("b")
+    for epoch in range(1, 8):
+        searcher.on_trial_result("b", {"map": 0.1 + epoch / 100, "epoch": epoch, "evaluated": True})
+    searcher.on_trial_complete("b", {"map": 0.3, "epoch": 8, "epochs_total": 8, "evaluated": True})
+    a, b = searcher._ot_study.get_trials(deepcopy=False)
+    assert a.state == TrialState.PRUNED and a.intermediate_values == {1: 0.104, 2: 0.111} and a.value == 0.111
+    assert b.state == TrialState.COMPLETE and b.intermediate_values[8] == 0.3 and len(b.intermediate_values) == 8
+    assert a.user_attrs["ray_trial_id"] == "a" and b.user_attrs["ray_trial_id"] == "b"
+
+
+def test_a_redone_epoch_keeps_the_newest_value_and_carried_epochs_are_skipped() -> None:
+    searcher = make_searcher()
+    searcher.suggest("a")
+    searcher.on_trial_result("a", {"map": 0.2, "epoch": 1, "evaluated": True})
+    searcher.on_trial_result("a", {"map": 0.2, "epoch": 2, "evaluated": False})  # carried forward, not evaluated
+    searcher.on_trial_result("a", {"map": 0.25, "epoch": 1, "evaluated": True})  # redone after a restart
+    (trial,) = searcher._ot_study.get_trials(deepcopy=False)
+    assert trial.intermediate_values == {1: 0.25}
+
+
+def test_study_lives_in_a_journal_file_readable_while_the_sweep_runs(tmp_path) -> None:
+    import optuna
+
+    from raysweep.sweep.searcher import study_storage
+
+    sweep = load_sweep(REPO / "search_spaces" / "defr.yaml")
+    path = str(tmp_path / "optuna_study.journal")
+    searcher = EpochAwareOptunaSearch(space=DefineByRun(sweep), metric="map", mode="max", sampler=make_sampler(sweep),
+                                      study_name="exp", storage=study_storage(path))
+    searcher.suggest("a")
+    searcher.on_trial_result("a", {"map": 0.3, "epoch": 1, "evaluated": True})
+    reader = optuna.load_study(study_name="exp", storage=study_storage(path))  # another process would do the same
+    (trial,) = reader.trials
+    assert trial.state == TrialState.RUNNING and trial.intermediate_values == {1: 0.3}

@@ -28,13 +28,13 @@ search:
 def test_every_shipped_space_file_loads(path: Path) -> None:
     sweep = load_sweep(path)
     assert sweep.num_trials >= 1
-    assert sweep.metric in sweep.task_cls.metric_names
+    assert sweep.task_metric in sweep.task_cls.metric_names and sweep.metric.split(".")[0] in ("val", "test")
 
 
 def test_minimal_file_gets_defaults(tmp_path: Path) -> None:
     sweep = load_sweep(write_space(tmp_path, MINIMAL))
     assert sweep.name == "space"
-    assert sweep.metric == "map" and sweep.mode == "max"
+    assert sweep.metric == "val.map" and sweep.mode == "max"
     assert sweep.max_epochs == 3
     assert sweep.base_config["train"]["epochs"] == 3
     assert sweep.spec.trials.num_samples == 8

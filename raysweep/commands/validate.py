@@ -6,6 +6,13 @@ import yaml
 
 from raysweep.spec.load import flatten, load_sweep
 
+SELECTION_NOTES = {
+    "val": "a validation split is carved out of the training set; ASHA and Optuna see validation metrics only, "
+           "test metrics are reported beside them",
+    "none": "a fixed grid on the full training set; nothing is selected, the table shows test numbers",
+    "test": "selects on the test set ON PURPOSE, to reproduce a published protocol; the report flags it",
+}
+
 
 def run(space: str, overrides: list[str]) -> None:
     sweep = load_sweep(space, overrides)
@@ -16,6 +23,7 @@ def run(space: str, overrides: list[str]) -> None:
     print(f"# objective: {sweep.mode} {sweep.metric}; {sweep.num_trials} trials"
           + (f" ({len(grid)} grid points × {sweep.spec.trials.num_samples})" if grid else "")
           + f"; scheduler {sweep.spec.scheduler.type} (max {sweep.max_epochs} epochs)")
+    print(f"# selection: {sweep.spec.selection} — " + SELECTION_NOTES[sweep.spec.selection])
     print(yaml.safe_dump({"search": sweep.resolved_space()}, sort_keys=False).rstrip())
     print(yaml.safe_dump({"fixed": fixed}, sort_keys=False).rstrip())
     settings = sweep.spec.model_dump(include={"optuna", "scheduler", "trials", "resources", "storage", "failure", "ray"})

@@ -24,7 +24,6 @@ from raysweep.spec.load import flatten, load_sweep
 from raysweep.sweep import storage
 
 log = logging.getLogger(__name__)
-LOWER_IS_BETTER = {"loss"}
 _EXCEPTION_LINE = re.compile(r"^(?:[\w.]+\.)?(\w*(?:Error|Exception|Failure|Interrupt)):\s*(.*)$")
 
 
@@ -155,7 +154,9 @@ def collect_frame(experiment_dir: str,
     rows, meta = read or trial_rows(experiment_dir)
     base_config: dict[str, Any] = {}
     resources: dict[str, Any] = {}
-    metric_names: tuple[str, ...] = ()
+    objective, mode = meta.get("metric"), meta.get("mode", "max")
+    selection = meta.get("selection")
+    searched: list[str] = []
     space_text = _read(*_fs_path(storage.join(experiment_dir, "raysweep_space.yaml")))
     if space_text is not None:
         import tempfile
@@ -172,7 +173,7 @@ def collect_frame(experiment_dir: str,
         base_config = sweep.base_config
         resources = sweep.spec.resources.model_dump()
         resources["gpus_per_worker"] = sweep.spec.resources.gpus
-        metric_names = sweep.task_cls.metric_names
+        objective, mode, selection, searched = sweep.metric, sweep.mode, sweep.spec.selection, list(sweep.params)
     versions = meta.get("versions", {})
     records = []
     for trial in rows:
@@ -199,15 +200,16 @@ def collect_frame(experiment_dir: str,
             record[f"resources.{key}"] = value
         for key, value in sorted(config.items()):
             record[f"config.{key}"] = value if not isinstance(value, (list, dict)) else json.dumps(value)
+        record["selection"] = selection
+        record["objective"] = objective
+        record["objective_mode"] = mode
+        record["searched"] = json.dumps(searched)
         numeric = sorted({k for r in history for k, v in r.items() if _is_number(v)} - _TUNE_BOOKKEEPING)
         for key in numeric:
             values = [float(r[key]) for r in history if _is_number(r.get(key)) and math.isfinite(float(r[key]))]
             record[f"last.{key}"] = float(last[key]) if _is_number(last.get(key)) else (values[-1] if values else None)
-            if key in metric_names or key in LOWER_IS_BETTER:
-                evaluated = [float(r[key]) for r in history if _is_number(r.get(key)) and r.get("evaluated", True)
-                             and math.isfinite(float(r[key]))]
-                if evaluated:
-                    record[f"best.{key}"] = min(evaluated) if key in LOWER_IS_BETTER else max(evaluated)
+        if objective:
+            record.update(best_epoch_columns(history, objective, mode))
         for key in ("raysweep", "torch", "ray", "optuna", "git_commit"):
             record[f"version.{key}"] = versions.get(key)
         records.append(record)
@@ -217,8 +219,38 @@ def collect_frame(experiment_dir: str,
     return frame
 
 
+def best_epoch_columns(history: list[dict[str, Any]], objective: str, mode: str) -> dict[str, Any]:
+    """`best_<split>.<metric>`: every split metric at the evaluated epoch where `<split>.<objective metric>` was best.
+
+    `best_val.*` is model selection over epochs on validation data (the test numbers beside it are the test
+    evaluation of that epoch; missing when test was not evaluated then). `best_test.*` picks the epoch on the test
+    set itself: only for reproducing a published protocol that did so (HQM's best of per-epoch test evaluations).
+    Ties go to the earliest epoch.
+    """
+    split, _, name = objective.partition(".")
+    if split not in ("val", "test") or not name:
+        return {}
+    columns: dict[str, Any] = {}
+    for chosen in ("val", "test"):
+        key = f"{chosen}.{name}"
+        # the selection split is carried forward on epochs without evaluation: only evaluated epochs count
+        rows = [r for r in history if _is_number(r.get(key)) and math.isfinite(float(r[key]))
+                and (r.get("evaluated", True) if chosen == split else r.get("test_evaluated", True))]
+        if not rows:
+            continue
+        pick = max if mode == "max" else min
+        best = pick(rows, key=lambda r: float(r[key]))
+        columns[f"best_{chosen}.epoch"] = int(best.get("epoch") or 0)
+        for metric, value in best.items():
+            if metric.startswith(("val.", "test.")) and _is_number(value):
+                own_split = metric.split(".", 1)[0]
+                fresh = best.get("evaluated", True) if own_split == split else best.get("test_evaluated", True)
+                columns[f"best_{chosen}.{metric}"] = float(value) if fresh else None
+    return columns
+
+
 _TUNE_BOOKKEEPING = {"timestamp", "training_iteration", "time_this_iter_s", "time_total_s", "pid", "time_since_restore",
-                     "iterations_since_restore", "done", "evaluated", "epochs_total"}
+                     "iterations_since_restore", "done", "evaluated", "test_evaluated", "epochs_total"}
 
 
 def _fs_path(path: str) -> tuple[pafs.FileSystem, str]:

@@ -26,7 +26,7 @@ HISTORY_FILE = "history.parquet"
 COLUMNS = ("experiment", "task", "trial_id", "epoch", "evaluated", "wall_time_s", "metric", "value")
 # Tune's own bookkeeping and the identity columns: everything else numeric in a report is a history metric.
 _NOT_METRICS = {"timestamp", "training_iteration", "time_this_iter_s", "time_total_s", "pid", "time_since_restore",
-                "iterations_since_restore", "done", "evaluated", "epochs_total", "epoch"}
+                "iterations_since_restore", "done", "evaluated", "test_evaluated", "epochs_total", "epoch"}
 
 
 def _is_number(value: Any) -> bool:

@@ -162,6 +162,7 @@ def _optuna_views(exp: Experiment, study: Any, source: str) -> list[View]:
     from optuna.importance import FanovaImportanceEvaluator, get_param_importances
     from optuna.trial import TrialState
 
+    from raysweep.sweep.study import TRIAL_ID_ATTR
     from raysweep.sweep.study_view import common_rung, study_at_epoch
 
     specs = [
@@ -215,7 +216,7 @@ def _optuna_views(exp: Experiment, study: Any, source: str) -> list[View]:
             best = max(values) if exp.mode == "max" else min(values)
             best_trial = next(t for t in complete if t.value == best)
             view.facts = {"completed": len(complete), "best": best,
-                          "best_trial": best_trial.user_attrs.get("trial_id", best_trial.number)}
+                          "best_trial": best_trial.user_attrs.get(TRIAL_ID_ATTR, best_trial.number)}
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # Optuna's matplotlib backend is marked experimental
             view.figure = plotly_fn(shown, **kwargs)
@@ -314,7 +315,9 @@ def _reference_trial(exp: Experiment) -> Optional[str]:
     frame = exp.results[exp.results["trial_id"].isin(with_rows)] if len(exp.results) else exp.results
     if frame.empty:
         return None
-    column = f"best.{exp.metric}" if f"best.{exp.metric}" in frame else f"last.{exp.metric}"
+    split = exp.metric.split(".", 1)[0] if "." in exp.metric else ""
+    column = next((c for c in (f"best_{split}.{exp.metric}", f"best.{exp.metric}") if c in frame),
+                  f"last.{exp.metric}")
     completed = frame[frame["outcome"] == "completed"]
     pool = completed if len(completed) else frame
     if column not in pool:
@@ -411,9 +414,12 @@ def _class_groups(rows: pd.DataFrame) -> list[tuple[tuple[str, str], pd.DataFram
 def group_scatter(exp: Experiment) -> View:
     import plotly.graph_objects as go
 
-    detection = "last.map_rare" in exp.results or exp.task == "hqm"
+    detection = exp.task == "hqm" or any(str(c).endswith("map_rare") for c in exp.results.columns)
     x_metric, y_metric = ("map_rare", "map_non_rare") if detection else ("map_few1", "map")
-    prefix = exp.metric.rsplit(".", 1)[0] + "." if "." in exp.metric else ""  # val./test. when the sweep has them
+    # the paper's numbers are test numbers: `last.test.*` when the sweep also evaluates a validation split
+    prefixes = ["test.", exp.metric.rsplit(".", 1)[0] + "." if "." in exp.metric else "", ""]
+    prefix = next((p for p in prefixes if f"last.{p}{x_metric}" in exp.results and f"last.{p}{y_metric}" in
+                   exp.results), prefixes[0])
     x_col, y_col = f"last.{prefix}{x_metric}", f"last.{prefix}{y_metric}"
     title = "Rare vs Non-rare" if detection else "Few@1 vs Full"
     view = View("groups", title, f"Every trial's last {exp.metric_label(prefix + x_metric)} against its "

@@ -12,7 +12,7 @@ from raysweep.sweep import storage
 from raysweep.tasks.registry import get_task
 
 FORMATS = ("markdown", "latex", "csv")
-LAYOUTS = ("paper", "results")
+LAYOUTS = ("paper", "results", "trials")
 REQUIRED_COLUMNS = ("task", "outcome", "status")  # what summarising a results parquet reads besides metrics
 KNOWN_OBJECT = "Known-Object"  # display columns the paper layout shows only with `with_ko`
 
@@ -41,33 +41,155 @@ def load_results(source: str) -> pd.DataFrame:
     return collect_frame(source)
 
 
-def summarise(frame: pd.DataFrame, statuses: Optional[Sequence[str]] = ("completed",)) -> tuple[pd.DataFrame, dict[str, str]]:
-    """(one row per table row with `<col> mean`, `<col> std`, `n`), and the table's display → metric columns."""
+EPOCHS = ("last", "best_val", "best_test")
+EPOCH_NOTES = {
+    "last": "the last epoch",
+    "best_val": "the epoch with the best validation objective (best_val)",
+    "best_test": "the best of the per-epoch test evaluations (best_test: selected on the test set, only for "
+                 "reproducing a published protocol that did so)",
+}
+SEED_KEY = "train.seed"  # the key whose values are repeats of one configuration, not different configurations
+
+
+def metric_column(frame: pd.DataFrame, epoch: str, split: str, metric: str) -> Optional[str]:
+    """The parquet column of `<split>.<metric>` at `epoch` ("last" / "best_val" / "best_test"); experiments
+    collected before validation splits existed have unprefixed test metrics."""
+    for name in (f"{epoch}.{split}.{metric}", *((f"{epoch}.{metric}",) if split == "test" and epoch == "last" else ())):
+        if name in frame.columns:
+            return name
+    return None
+
+
+def summarise(frame: pd.DataFrame, statuses: Optional[Sequence[str]] = ("completed",),
+              epoch: str = "last") -> tuple[pd.DataFrame, dict[str, str]]:
+    """One row per table row: `<col> mean`, `<col> std` over the test metrics of the row's trials, `n`, `selected`.
+
+    Trials pool into one row only when their configs differ in the seed alone (and they share an outcome). When a
+    row's trials hold several configurations, the one with the best mean validation objective is shown and the row
+    says so ("best of k by val"); without validation metrics each configuration is its own row, labelled by the
+    keys that differ. The frame's `attrs` carry what was left out and how rows were formed, for the footer.
+    """
     if frame.empty:
         return pd.DataFrame(), {}
+    if epoch not in EPOCHS:
+        raise UserError(f"--epoch: {epoch!r} is not one of {', '.join(EPOCHS)}")
     task_cls = get_task(str(frame["task"].iloc[0]))
+    left_out: dict[str, int] = {}
     if statuses is not None:
         wanted = {s.lower() for s in statuses} | ({"completed"} if "terminated" in {s.lower() for s in statuses} else set())
-        frame = frame[frame["outcome"].str.lower().isin(wanted) | frame["status"].str.lower().isin(wanted)]
+        keep = frame["outcome"].str.lower().isin(wanted) | frame["status"].str.lower().isin(wanted)
+        left_out = frame.loc[~keep, "outcome"].astype(str).value_counts().to_dict()
+        frame = frame[keep]
     if frame.empty:
-        return pd.DataFrame(), task_cls.table_columns
+        empty = pd.DataFrame()
+        empty.attrs.update(left_out=left_out, epoch=epoch)
+        return empty, task_cls.table_columns
+    objective = _objective(frame, task_cls)
+    val_column = metric_column(frame, epoch, "val", objective) if epoch != "best_test" else None
     configs = _trial_configs(frame)
     labels = pd.DataFrame([task_cls.row_labels(c) for c in configs], index=frame.index)
     label_cols = list(labels.columns)
-    data = pd.concat([labels, frame], axis=1)
-    out_rows = []
-    for key, group in data.groupby(label_cols, sort=True, dropna=False):
+    signatures = pd.Series([_signature(c, o) for c, o in zip(configs, frame["outcome"])], index=frame.index)
+    several_outcomes = frame["outcome"].nunique() > 1
+    data = pd.concat([labels, frame.rename(columns={"outcome": "_outcome"})], axis=1)
+    out_rows, extra_labels = [], []
+    selected_rows = 0
+    by = label_cols + (["_outcome"] if several_outcomes else [])  # outcomes are never pooled, nor selected between
+    for key, group in data.groupby(by, sort=True, dropna=False):
         key = key if isinstance(key, tuple) else (key,)
-        row = dict(zip(label_cols, key))
-        row["n"] = len(group)
-        for display, metric in task_cls.table_columns.items():
-            column = f"last.{metric}"
-            values = pd.to_numeric(group[column], errors="coerce").dropna() if column in group else pd.Series(dtype=float)
-            row[f"{display} mean"] = float(values.mean()) if len(values) else math.nan
-            row[f"{display} std"] = float(values.std(ddof=1)) if len(values) > 1 else math.nan
-        out_rows.append(row)
-    out_rows.sort(key=lambda r: _order_key(r, label_cols, task_cls.row_order))
-    return pd.DataFrame(out_rows), task_cls.table_columns
+        base = dict(zip(label_cols, key))
+        by_config = {sig: group.loc[signatures[group.index] == sig] for sig in dict.fromkeys(signatures[group.index])}
+        if several_outcomes:
+            base["outcome"] = None
+        if len(by_config) == 1 or val_column is None:
+            varying = _varying_keys([configs[frame.index.get_loc(i)] for i in group.index]) if len(by_config) > 1 else []
+            for part in by_config.values():
+                row = dict(base)
+                first = configs[frame.index.get_loc(part.index[0])]
+                for k in varying:
+                    row[k] = first.get(k)
+                    if k not in extra_labels:
+                        extra_labels.append(k)
+                out_rows.append(_row(row, part, task_cls, frame, epoch, val_column, several_outcomes, None))
+        else:
+            means = {sig: pd.to_numeric(part[val_column], errors="coerce").mean() for sig, part in by_config.items()}
+            finite = {sig: m for sig, m in means.items() if not math.isnan(m)}
+            if not finite:
+                continue
+            pick = max if _mode(frame) == "max" else min
+            best = pick(finite, key=finite.get)
+            selected_rows += 1
+            out_rows.append(_row(dict(base), by_config[best], task_cls, frame, epoch, val_column, several_outcomes,
+                                 f"best of {len(by_config)} by val"))
+    out_rows.sort(key=lambda r: _order_key(r, label_cols + extra_labels, task_cls.row_order))
+    summary = pd.DataFrame(out_rows)
+    selection = (str(frame["selection"].dropna().iloc[0]) if "selection" in frame.columns
+                 and frame["selection"].notna().any() else None)
+    summary.attrs.update(left_out=left_out, epoch=epoch, selected_rows=selected_rows, split_rows=extra_labels,
+                         val_column=val_column, objective=objective, selection=selection)
+    return summary, task_cls.table_columns
+
+
+def _row(row: dict, part: pd.DataFrame, task_cls, frame: pd.DataFrame, epoch: str, val_column: Optional[str],
+         several_outcomes: bool, selected: Optional[str]) -> dict:
+    row["n"] = len(part)
+    row["selected"] = selected or ""
+    if several_outcomes:
+        row["outcome"] = str(part["_outcome"].iloc[0])
+    columns = {"val": val_column} if val_column else {}
+    columns.update({display: metric_column(frame, epoch, "test", metric)
+                    for display, metric in task_cls.table_columns.items()})
+    for display, column in columns.items():
+        values = pd.to_numeric(part[column], errors="coerce").dropna() if column in part else pd.Series(dtype=float)
+        row[f"{display} mean"] = float(values.mean()) if len(values) else math.nan
+        row[f"{display} std"] = float(values.std(ddof=1)) if len(values) > 1 else math.nan
+    return row
+
+
+def _objective(frame: pd.DataFrame, task_cls) -> str:
+    """The task metric the sweep selected on (`map`), from the parquet's `objective` column."""
+    if "objective" in frame.columns and frame["objective"].notna().any():
+        return str(frame["objective"].dropna().iloc[0]).split(".", 1)[-1]
+    return task_cls.metric_names[0]
+
+
+def _mode(frame: pd.DataFrame) -> str:
+    return "min" if "objective_mode" in frame.columns and (frame["objective_mode"] == "min").all() else "max"
+
+
+def _signature(config: dict, outcome: str) -> str:
+    import json
+
+    return json.dumps([{k: str(v) for k, v in sorted(config.items()) if k != SEED_KEY}, outcome])
+
+
+def _varying_keys(configs: list[dict]) -> list[str]:
+    keys = sorted({k for c in configs for k in c} - {SEED_KEY})
+    return [k for k in keys if len({str(c.get(k)) for c in configs}) > 1]
+
+
+def footer(summary: pd.DataFrame, unit: str = "mAP in %") -> str:
+    """What the numbers are: the split, the epoch, how rows pool, what was left out."""
+    attrs = summary.attrs
+    parts = [f"Test {unit}, mean ± std over the n trials of one configuration (they differ in the seed only); values "
+             f"at {EPOCH_NOTES[attrs.get('epoch', 'last')]}."]
+    if attrs.get("selection") == "test" or attrs.get("epoch") == "best_test":
+        parts.append("TEST-SET SELECTION: these numbers were chosen on the test set, as the published protocol "
+                     "being reproduced did; do not compare them with validation-selected numbers.")
+    if attrs.get("val_column"):
+        parts.append(f"`val`: the validation {attrs.get('objective', 'objective')} that selected the trial.")
+    if attrs.get("selected_rows"):
+        parts.append("`best of k by val`: the row held k configurations; shown is the one with the best mean "
+                     "validation objective.")
+    if attrs.get("split_rows"):
+        parts.append(f"Rows differing in {', '.join(attrs['split_rows'])} are separate (no validation metric to "
+                     f"select between them).")
+    left = attrs.get("left_out") or {}
+    if left:
+        listed = ", ".join(f"{n} {o}" for o, n in sorted(left.items()))
+        parts.append(f"Left out: {listed} trial{'s' * (sum(left.values()) != 1)} (--outcome to include; outcomes are "
+                     f"never averaged together).")
+    return " ".join(parts)
 
 
 def _order_key(row: dict, label_cols: Sequence[str], order: dict[str, tuple[str, ...]]) -> tuple:
@@ -88,26 +210,46 @@ def _cell(mean: float, std: float, latex: bool = False) -> str:
 
 
 def render_table(source: str | pd.DataFrame, fmt: str = "markdown", statuses: Optional[Sequence[str]] = ("completed",),
-                 layout: Optional[str] = None, with_ko: bool = False) -> str:
+                 layout: Optional[str] = None, with_ko: bool = False, epoch: str = "last") -> str:
     """The table as text. layout "paper": the task's paper rows in the paper's order, missing ones shown as "–", rows
-    that are not paper rows after them; "results": one row per result row; None: "paper" when any trial is a paper row.
-    `with_ko` adds the Known-Object column(s) to the paper layout (the paper has none)."""
+    that are not paper rows after them; "results": one row per result row; "trials": one row per trial, sorted by
+    the objective, with the best configuration as an override line; None: "paper" when any trial is a paper row.
+    `with_ko` adds the Known-Object column(s) to the paper layout (the paper has none). `epoch` picks the value of
+    each trial: "last", "best_val" or "best_test" (see `EPOCH_NOTES`)."""
     if fmt not in FORMATS:
         raise UserError(f"--format: {fmt!r} is not one of {', '.join(FORMATS)}")
     if layout is not None and layout not in LAYOUTS:
         raise UserError(f"--layout: {layout!r} is not one of {', '.join(LAYOUTS)}")
+    if epoch not in EPOCHS:
+        raise UserError(f"--epoch: {epoch!r} is not one of {', '.join(EPOCHS)}")
     frame = source if isinstance(source, pd.DataFrame) else load_results(str(source))
     if frame.empty:
         return _no_trials(statuses)
-    if (layout or default_layout(frame)) == "paper":
-        return _render_paper(frame, fmt, statuses, with_ko)
-    summary, columns = summarise(frame, statuses)
+    layout = layout or default_layout(frame)
+    if layout == "trials":
+        from raysweep.results.trials_table import render_trials
+
+        return render_trials(frame, fmt, statuses, epoch)
+    if layout == "paper":
+        return _render_paper(frame, fmt, statuses, with_ko, epoch)
+    summary, columns = summarise(frame, statuses, epoch)
     if summary.empty:
-        return _no_trials(statuses)
+        return _no_trials(statuses) + _footer_left_out(summary)
+    shown = _value_columns(summary, list(columns))
     if fmt == "csv":
         return summary.to_csv(index=False).rstrip()
-    text = _render(_label_columns(summary), list(columns), summary.to_dict("records"), fmt)
-    return text + ("\n\nmAP in %, mean ± std over n trials." if fmt == "markdown" else "")
+    text = _render(_label_columns(summary), shown, summary.to_dict("records"), fmt)
+    return text + (f"\n\n{footer(summary)}" if fmt == "markdown" else "")
+
+
+def _value_columns(summary: pd.DataFrame, columns: list[str]) -> list[str]:
+    """The validation column (when the trials were selected on validation data), then the task's test columns."""
+    return (["val"] if "val mean" in summary.columns else []) + columns
+
+
+def _footer_left_out(summary: pd.DataFrame) -> str:
+    left = summary.attrs.get("left_out") or {}
+    return f"\n\n{footer(summary)}" if left else ""
 
 
 def default_layout(frame: pd.DataFrame) -> str:
@@ -123,32 +265,35 @@ def default_layout(frame: pd.DataFrame) -> str:
     return "paper" if any(_row_key(task_cls.row_labels(c), label_cols) in paper for c in configs) else "results"
 
 
-def _render_paper(frame: pd.DataFrame, fmt: str, statuses: Optional[Sequence[str]], with_ko: bool) -> str:
+def _render_paper(frame: pd.DataFrame, fmt: str, statuses: Optional[Sequence[str]], with_ko: bool,
+                  epoch: str) -> str:
     task_cls = get_task(str(frame["task"].iloc[0]))
     if not task_cls.paper_rows:
         raise UserError(f"--layout paper: task {task_cls.name!r} has no paper table; use --layout results")
-    summary, _ = summarise(frame, statuses)
+    summary, _ = summarise(frame, statuses, epoch)
     shown = [d for d in task_cls.table_columns if not d.startswith(KNOWN_OBJECT)]
     if with_ko:
         shown += [d for d in task_cls.table_columns if d.startswith(KNOWN_OBJECT)]
+    shown = _value_columns(summary, shown)
     label_cols = list(task_cls.paper_rows[0])
     records = summary.to_dict("records") if not summary.empty else []
     found = {_row_key(r, label_cols): r for r in records if all(c in r for c in label_cols)}
-    missing = {"n": 0, **{f"{d} {stat}": math.nan for d in shown for stat in ("mean", "std")}}
+    missing = {"n": 0, "selected": "", **{f"{d} {stat}": math.nan for d in shown for stat in ("mean", "std")}}
     paper = [found.get(_row_key(row, label_cols)) or {**row, **missing} for row in task_cls.paper_rows]
     paper_keys = {_row_key(row, label_cols) for row in task_cls.paper_rows}
     extra = [r for r in records if not (all(c in r for c in label_cols) and _row_key(r, label_cols) in paper_keys)]
     extra_cols = _label_columns(summary) if extra else label_cols
     if fmt == "csv":
-        value_cols = [f"{d} {stat}" for d in shown for stat in ("mean", "std")] + ["n"]
-        rows = [{**{c: r[c] for c in label_cols}, "in_paper": True, **{c: r[c] for c in value_cols}} for r in paper]
-        rows += [{**{c: r.get(c) for c in extra_cols}, "in_paper": False, **{c: r[c] for c in value_cols}}
+        value_cols = [f"{d} {stat}" for d in shown for stat in ("mean", "std")] + ["n", "selected"]
+        rows = [{**{c: r[c] for c in label_cols}, "in_paper": True, **{c: r.get(c) for c in value_cols}}
+                for r in paper]
+        rows += [{**{c: r.get(c) for c in extra_cols}, "in_paper": False, **{c: r.get(c) for c in value_cols}}
                  for r in extra]
         return pd.DataFrame(rows).to_csv(index=False).rstrip()
     if fmt == "latex":
         return _render(label_cols, shown, paper + extra, fmt, rule_before=len(paper) if extra else None)
     text = _render(label_cols, shown, paper, fmt)
-    text += "\n\nmAP in %, mean ± std over n trials; – : no result for this row."
+    text += f"\n\n{footer(summary)} – : no result for this row."
     if extra:
         text += (f"\n\nNot in the paper ({len(extra)} row{'s' * (len(extra) != 1)}):\n\n"
                  + _render(extra_cols, shown, extra, fmt))
@@ -159,21 +304,32 @@ def _render(label_cols: list[str], columns: list[str], records: list[dict], fmt:
             rule_before: Optional[int] = None) -> str:
     """Markdown or LaTeX rows of label cells, then `<col> mean` ± `<col> std` per column, then n; LaTeX puts a rule
     before record `rule_before`."""
-    header = label_cols + columns + ["n"]
-    body = [[str(r.get(c)) for c in label_cols] + [_cell(r[f"{d} mean"], r[f"{d} std"], fmt == "latex") for d in columns]
-            + [str(r["n"])] for r in records]
+    selected = any(r.get("selected") for r in records)
+    header = label_cols + columns + ["n"] + (["selected"] if selected else [])
+    body = [[str(r.get(c)) for c in label_cols]
+            + [_cell(r.get(f"{d} mean", math.nan), r.get(f"{d} std", math.nan), fmt == "latex") for d in columns]
+            + [str(r["n"])] + ([str(r.get("selected") or "")] if selected else []) for r in records]
+    return _render_plain(header, body, fmt, len(label_cols), rule_before)
+
+
+def _render_plain(header: list[str], body: list[list[str]], fmt: str, first_value_column: int,
+                  rule_before: Optional[int] = None) -> str:
+    """Markdown (label columns left, values right-aligned) or LaTeX booktabs (label cells escaped; value cells
+    carry their own LaTeX) from string cells."""
     if fmt == "latex":
-        lines = [r"\begin{tabular}{" + "l" * len(label_cols) + "r" * (len(columns) + 1) + "}", r"\toprule",
-                 " & ".join(_tex(h) for h in header) + r" \\", r"\midrule"]
+        lines = [r"\begin{tabular}{" + "l" * first_value_column + "r" * (len(header) - first_value_column) + "}",
+                 r"\toprule", " & ".join(_tex(h) for h in header) + r" \\", r"\midrule"]
         for index, row in enumerate(body):
             if index == rule_before:
                 lines.append(r"\midrule")
-            lines.append(" & ".join(_tex(c) if i < len(label_cols) else c for i, c in enumerate(row)) + r" \\")
+            lines.append(" & ".join(_tex(c) if i < first_value_column or "$" not in c else c
+                                    for i, c in enumerate(row)) + r" \\")
         lines += [r"\bottomrule", r"\end{tabular}"]
         return "\n".join(lines)
-    widths = [max(len(h), *(len(row[i]) for row in body)) for i, h in enumerate(header)]
+    widths = [max(len(h), *(len(row[i]) for row in body)) if body else len(h) for i, h in enumerate(header)]
     line = lambda cells: "| " + " | ".join(c.ljust(w) for c, w in zip(cells, widths)) + " |"  # noqa: E731
-    rule = "|" + "|".join(("-" * (w + 1) + ":") if i >= len(label_cols) else ("-" * (w + 2)) for i, w in enumerate(widths)) + "|"
+    rule = "|" + "|".join(("-" * (w + 1) + ":") if i >= first_value_column else ("-" * (w + 2))
+                          for i, w in enumerate(widths)) + "|"
     return "\n".join([line(header), rule] + [line(row) for row in body])
 
 
@@ -183,7 +339,7 @@ def _trial_configs(frame: pd.DataFrame) -> list[dict]:
 
 
 def _label_columns(summary: pd.DataFrame) -> list[str]:
-    return [c for c in summary.columns if c != "n" and not c.endswith((" mean", " std"))]
+    return [c for c in summary.columns if c not in ("n", "selected") and not c.endswith((" mean", " std"))]
 
 
 def _row_key(labels: dict, label_cols: list[str]) -> tuple[str, ...]:
@@ -194,5 +350,10 @@ def _no_trials(statuses: Optional[Sequence[str]]) -> str:
     return "(no trials to tabulate yet" + (f": none with status {', '.join(statuses)})" if statuses else ")")
 
 
+_TEX_ESCAPES = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
+                "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
+
+
 def _tex(text: str) -> str:
-    return text.replace("_", r"\_").replace("&", r"\&").replace("%", r"\%").replace("@", "@")
+    """Plain text as LaTeX: every character LaTeX treats specially is escaped."""
+    return "".join(_TEX_ESCAPES.get(ch, ch) for ch in text)

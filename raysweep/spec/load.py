@@ -17,7 +17,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from raysweep.errors import ConfigError, did_you_mean
-from raysweep.spec.schema import DISTRIBUTIONS, SECTIONS, Choice, Distribution, Grid, RandInt, Rows, SpaceFile
+from raysweep.spec.schema import DISTRIBUTIONS, SECTIONS, SELECTIONS, Choice, Distribution, Grid, RandInt, Rows, SpaceFile
 from raysweep.tasks.base import Task
 from raysweep.tasks.registry import get_task
 
@@ -246,8 +246,22 @@ class Sweep:
         return params
 
     @property
+    def task_metric(self) -> str:
+        """The objective as the task names it (`map`), without its split."""
+        metric = self.spec.objective.metric or self.task_cls.metric_names[0]
+        head, _, rest = metric.partition(".")
+        return rest if head in SPLITS and rest else metric
+
+    @property
+    def selection_split(self) -> str:
+        """The split whose metrics select: `val` when `selection: val`, else `test` (nothing searched, or a
+        published test protocol reproduced on purpose)."""
+        return "val" if self.spec.selection == "val" else "test"
+
+    @property
     def metric(self) -> str:
-        return self.spec.objective.metric or self.task_cls.metric_names[0]
+        """The reported objective, e.g. `val.map`: what ASHA, Optuna and the results' best-epoch columns use."""
+        return f"{self.selection_split}.{self.task_metric}"
 
     @property
     def mode(self) -> str:
@@ -348,12 +362,46 @@ def load_sweep(path: str | Path, overrides: Sequence[str] = ()) -> Sweep:
         raise ConfigError(f"{path}: {describe_validation_error(err, 'config', model)}") from None
     base_config = base.model_dump(mode="json")
     _check_search(path, spec, model, base_config)
-    sweep = Sweep(path=path, spec=spec, task_cls=task_cls, base_config=base_config, overrides=list(overrides))
-    metric = sweep.metric
-    if metric not in task_cls.metric_names:
-        raise ConfigError(f"{path}: objective.metric: {metric!r}{did_you_mean(metric, task_cls.metric_names)} is not "
-                          f"reported by task {spec.task!r}; allowed: {', '.join(task_cls.metric_names)}")
-    return sweep
+    _check_selection(path, spec, task_cls)
+    set_path(base_config, task_cls.validation_key, spec.selection == "val")
+    return Sweep(path=path, spec=spec, task_cls=task_cls, base_config=base_config, overrides=list(overrides))
+
+
+SPLITS = ("val", "test")
+
+
+def _check_selection(path: Path, spec: SpaceFile, task_cls: type[Task]) -> None:
+    """Hyper-parameters are selected on validation data; a test metric selects only where the file says so."""
+    metric = spec.objective.metric or task_cls.metric_names[0]
+    head, _, rest = metric.partition(".")
+    split, name = (head, rest) if head in SPLITS and rest else (None, metric)
+    if name not in task_cls.metric_names:
+        allowed = [*task_cls.metric_names, *(f"{s}.{m}" for s in SPLITS for m in task_cls.metric_names[:1])]
+        raise ConfigError(f"{path}: objective.metric: {metric!r}{did_you_mean(name, task_cls.metric_names)} is not "
+                          f"reported by task {spec.task!r}; allowed: {', '.join(allowed)}, ...")
+    if spec.selection == "val" and split == "test":
+        raise ConfigError(f"{path}: objective.metric: {metric!r} would select hyper-parameters on the test set; use "
+                          f"{'val.' + name!r} (selection: val), or set `selection: test` to reproduce a published "
+                          f"test-set protocol on purpose")
+    if spec.selection != "val" and split == "val":
+        raise ConfigError(f"{path}: objective.metric: {metric!r} needs a validation split, but selection is "
+                          f"{spec.selection!r} (no split is carved out); use {name!r} or set `selection: val`")
+    key = task_cls.validation_key
+    written = get_path(spec.config, key, spec.config.get(key))
+    if written is not None and bool(written) != (spec.selection == "val"):
+        raise ConfigError(f"{path}: config.{key}: {written!r} contradicts selection: {spec.selection}; the split "
+                          f"follows `selection` (val: carved out, none / test: full training set), drop the key")
+    if key in spec.search:
+        raise ConfigError(f"{path}: search.{key}: the validation split is not a hyper-parameter; it follows "
+                          f"`selection` (allowed: {', '.join(SELECTIONS)})")
+    if spec.selection == "none":
+        searched = [k for k, d in spec.search.items() if not isinstance(d, (Grid, Rows))]
+        if searched:
+            raise ConfigError(f"{path}: search.{searched[0]}: selection: none runs a fixed grid, so only `grid` and "
+                              f"`rows` distributions are allowed (a searched value needs `selection: val`)")
+        if spec.scheduler.type != "none":
+            raise ConfigError(f"{path}: scheduler.type: {spec.scheduler.type!r} would stop trials on test-set "
+                              f"numbers under selection: none; set scheduler.type: none (or `selection: val`)")
 
 
 def _validate_value(path: Path, model: type[BaseModel], base: dict, key: str, value: Any, where: str) -> None:

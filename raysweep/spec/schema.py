@@ -135,8 +135,20 @@ class SchedulerSettings(StrictModel):
 
 
 class Objective(StrictModel):
-    metric: Optional[str] = None  # default: the task's first metric
+    # A metric the task reports (e.g. `map`), optionally with its split (`val.map`); default: the task's first
+    # metric. The split follows `selection`: `val.<metric>` for `val`, `test.<metric>` otherwise.
+    metric: Optional[str] = None
     mode: Literal["max", "min"] = "max"
+
+
+# How a trial's numbers are selected (see docs/selection.md):
+#   val   carve a validation split out of the training set; the objective, ASHA and Optuna see only validation
+#         metrics; test metrics are reported beside them (the default, and the only choice for a searched space)
+#   none  a fixed grid (`grid` / `rows` only, no scheduler) trained on the full training set as the papers did;
+#         nothing is selected, the table shows test numbers
+#   test  explicitly reproduce a published protocol that selected on the test set (e.g. a best-of-epochs test
+#         number); the report flags it
+SELECTIONS = ("val", "none", "test")
 
 
 class Trials(StrictModel):
@@ -191,7 +203,7 @@ class RaySettings(StrictModel):
     report_interval_s: float = Field(0.2, gt=0)  # Train → Tune poll interval (Ray's default 2 s is slow locally)
 
 
-SECTIONS = ("task", "name", "description", "config", "search", "optuna", "scheduler", "objective", "trials",
+SECTIONS = ("task", "name", "description", "selection", "config", "search", "optuna", "scheduler", "objective", "trials",
             "resources", "storage", "failure", "ray")
 
 
@@ -199,6 +211,7 @@ class SpaceFile(StrictModel):
     task: str
     name: Optional[str] = None
     description: str = ""
+    selection: Literal["val", "none", "test"] = "val"
     config: dict[str, Any] = {}
     search: dict[str, Distribution] = {}
     optuna: OptunaSettings = OptunaSettings()

@@ -21,6 +21,7 @@ from raysweep.errors import UserError
 from raysweep.spec.load import Sweep, load_sweep
 from raysweep.sweep import storage
 from raysweep.sweep.driver import DRIVER_RESOURCE, TrialPlan, make_trainable
+from raysweep.sweep.study import STUDY_FILE
 
 log = logging.getLogger(__name__)
 SPACE_COPY = "raysweep_space.yaml"
@@ -203,13 +204,14 @@ def run_sweep(sweep: Sweep, name: Optional[str] = None, storage_path: Optional[s
         check_reachable(address)
     prepare_task(sweep)
     init_ray(sweep, address, res.driver_slots or max(1, sweep.num_trials))
+    journal = None
     try:
         concurrency = _concurrency(sweep, ray.cluster_resources(), local=local)
         if not existing:
             storage.write_text_atomic(storage.join(experiment_dir, SPACE_COPY), sweep.path.read_text())
             storage.write_text_atomic(meta_path, json.dumps({
                 "name": name, "task": sweep.spec.task, "space_file": str(sweep.path), "overrides": sweep.overrides,
-                "metric": sweep.metric, "mode": sweep.mode, "num_trials": sweep.num_trials, "created": time.time(),
+                "metric": sweep.metric, "mode": sweep.mode, "selection": sweep.spec.selection, "num_trials": sweep.num_trials, "created": time.time(),
                 "versions": _versions()}, indent=2))
         plan = TrialPlan(task=sweep.spec.task, base_config=sweep.base_config, experiment_dir=experiment_dir,
                          cache_dir=str(cache_dir(sweep)), metric=sweep.metric, num_workers=res.num_workers,
@@ -218,6 +220,7 @@ def run_sweep(sweep: Sweep, name: Optional[str] = None, storage_path: Optional[s
                          worker_restarts=sweep.spec.failure.worker_restarts,
                          controller_failure_limit=sweep.spec.failure.start_attempts,
                          keep_checkpoints=sweep.spec.storage.keep_checkpoints)
+        journal = local_study_journal(experiment_dir, cache_dir(sweep), name)
         trainable = tune.with_resources(make_trainable(plan), {"CPU": 0, DRIVER_RESOURCE: 1})
         print(f"Experiment {name!r}: {sweep.num_trials} trials, up to {concurrency} at a time, "
               f"{res.num_workers} worker(s) each; storage {experiment_dir}", flush=True)
@@ -225,17 +228,37 @@ def run_sweep(sweep: Sweep, name: Optional[str] = None, storage_path: Optional[s
             tuner = tune.Tuner.restore(experiment_dir, trainable=trainable, resume_unfinished=True,
                                        resume_errored=True)
         else:
-            tuner = tune.Tuner(trainable, tune_config=_tune_config(sweep, concurrency),
+            tuner = tune.Tuner(trainable, tune_config=_tune_config(sweep, concurrency, journal, name),
                                run_config=_run_config(sweep, root, name))
         tuner.fit()
     finally:
         ray.shutdown()
+        if journal and journal != study_journal(experiment_dir) and Path(journal).is_file():  # URI: kept locally
+            storage.write_bytes_atomic(study_journal(experiment_dir), Path(journal).read_bytes())
     from raysweep.results.collect import collect_experiment
 
     parquet = storage.join(experiment_dir, RESULTS_FILE)
     collect_experiment(experiment_dir, parquet)
     return SweepOutcome(experiment_dir=experiment_dir, parquet=parquet, num_trials=sweep.num_trials,
                         wall_time_s=time.time() - started)
+
+
+def study_journal(experiment_dir: str) -> str:
+    """Where an experiment's Optuna study lives: Optuna's journal file, next to the results."""
+    return storage.join(experiment_dir, STUDY_FILE)
+
+
+def local_study_journal(experiment_dir: str, cache: Path, name: str) -> str:
+    """The journal the searcher appends to: in the experiment folder, or on local disk for a URI experiment (Optuna
+    journals need a file system; it is copied into the experiment when the sweep ends)."""
+    if not storage.is_uri(experiment_dir):
+        Path(experiment_dir).mkdir(parents=True, exist_ok=True)
+        return study_journal(experiment_dir)
+    folder = cache / "studies"
+    folder.mkdir(parents=True, exist_ok=True)
+    import hashlib
+
+    return str(folder / f"{name}-{hashlib.sha1(experiment_dir.encode()).hexdigest()[:10]}.journal")
 
 
 def _saved_sweep(experiment_dir: str, given: Sweep) -> Sweep:
@@ -260,16 +283,18 @@ def _saved_sweep(experiment_dir: str, given: Sweep) -> Sweep:
     return sweep
 
 
-def _tune_config(sweep: Sweep, concurrency: int):
+def _tune_config(sweep: Sweep, concurrency: int, journal: str, study_name: str):
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
     from raysweep.sweep.optuna_space import DefineByRun, grid_points_to_evaluate, make_sampler
     from raysweep.sweep.searcher import EpochAwareOptunaSearch
+    from raysweep.sweep.study import study_storage
 
     searcher = EpochAwareOptunaSearch(space=DefineByRun(sweep), metric=sweep.metric, mode=sweep.mode,
                                       points_to_evaluate=grid_points_to_evaluate(sweep) or None,
-                                      sampler=make_sampler(sweep))
+                                      sampler=make_sampler(sweep), study_name=study_name,
+                                      storage=study_storage(journal))
     sched = sweep.spec.scheduler
     if sched.type == "asha":
         scheduler = ASHAScheduler(time_attr="epoch", max_t=sweep.max_epochs, grace_period=sched.grace_period,

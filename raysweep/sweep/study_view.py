@@ -17,9 +17,9 @@ from raysweep.spec.schema import Choice, Grid, LogUniform, QUniform, RandInt, Un
 from raysweep.sweep import storage
 from raysweep.sweep.optuna_space import encode_value
 from raysweep.sweep.searcher import outcome
+from raysweep.sweep.study import STUDY_FILE, TRIAL_ID_ATTR, study_storage
 
 log = logging.getLogger(__name__)
-JOURNAL_FILE = "optuna_study.journal"
 
 
 def distributions(sweep: Sweep) -> dict[str, BaseDistribution]:
@@ -67,21 +67,18 @@ def rebuilt_study(sweep: Sweep, trials: Sequence[Mapping[str, Any]]) -> optuna.S
             value = intermediate[max(intermediate)]  # what Optuna's own pruners record
         study.add_trial(optuna.trial.create_trial(
             state=state, value=value if state in (TrialState.COMPLETE, TrialState.PRUNED) else None, params=params,
-            distributions=used, intermediate_values=intermediate, user_attrs={"trial_id": trial["trial_id"]}))
+            distributions=used, intermediate_values=intermediate, user_attrs={TRIAL_ID_ATTR: trial["trial_id"]}))
     return study
 
 
 def load_study(experiment_dir: str, sweep: Sweep, trials: Sequence[Mapping[str, Any]]) -> tuple[optuna.Study, str]:
     """(study, where it came from): the experiment's journal when it exists locally and holds the trials, else the
     rebuilt one."""
-    journal = storage.join(experiment_dir, JOURNAL_FILE)
+    journal = storage.join(experiment_dir, STUDY_FILE)
     if not storage.is_uri(journal) and storage.exists(journal):
         try:
-            from optuna.storages import JournalStorage
-            from optuna.storages.journal import JournalFileBackend
-
             optuna.logging.set_verbosity(optuna.logging.WARNING)
-            backend = JournalStorage(JournalFileBackend(journal))
+            backend = study_storage(journal)
             names = optuna.get_all_study_names(backend)
             if len(names) == 1:
                 study = optuna.load_study(study_name=names[0], storage=backend)

@@ -113,11 +113,15 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     model = ray.train.torch.prepare_model(  # ray: DDP wrap (no-op for one worker) and move to device
         parts.model, parallel_strategy_kwargs={"find_unused_parameters": parts.find_unused_parameters})
     train_sampler = DistributedSampler(parts.train_set, num_replicas=world, rank=rank, shuffle=True, seed=seed)
-    eval_sampler = DistributedSampler(parts.eval_set, num_replicas=world, rank=rank, shuffle=False)
     loader_kw = dict(collate_fn=parts.collate_fn, num_workers=parts.num_loader_workers,
                      persistent_workers=parts.num_loader_workers > 0)
     train_loader = DataLoader(parts.train_set, batch_size=parts.batch_size, sampler=train_sampler, drop_last=False, **loader_kw)
-    eval_loader = DataLoader(parts.eval_set, batch_size=parts.eval_batch_size, sampler=eval_sampler, **loader_kw)
+    # The selection split comes first: validation when the config carves one out, else test (a fixed grid that
+    # reproduces a published test protocol). Only its metrics carry forward to epochs without evaluation.
+    eval_loaders = {split: DataLoader(dataset, batch_size=parts.eval_batch_size, **loader_kw,
+                                      sampler=DistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=False))
+                    for split, dataset in (("val", parts.val_set), ("test", parts.eval_set)) if dataset is not None}
+    selection_split = next(iter(eval_loaders))
 
     start_epoch, last_metrics = 0, {}
     checkpoint = ray.train.get_checkpoint()  # ray: set when resuming (restart or --resume)
@@ -182,23 +186,24 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
             "epoch_time_s": max_time,
             **{f"train_{k}": totals[3 + i] / max(totals[1], 1) for i, k in enumerate(keys)},
         }
-        evaluated = task.should_evaluate(epoch) or epoch == epochs - 1
-        if evaluated:
-            model.eval()
-            local: dict[int, Any] = {}
-            with torch.no_grad():
-                for batch in eval_loader:
-                    indices, outputs = task.predict(model, batch)
-                    local.update({int(i): o for i, o in zip(indices, outputs)})
-            outputs = _gather_outputs(local)
-            eval_metrics = task.evaluate(outputs) if rank == 0 else None
+        last_epoch = epoch == epochs - 1
+        evaluated = task.should_evaluate(epoch) or last_epoch
+        test_due = last_epoch or (task.should_evaluate_test(epoch) if selection_split == "val" else evaluated)
+        for split, loader in eval_loaders.items():
+            if not (evaluated if split == selection_split else test_due):
+                continue
+            split_metrics = _evaluate_split(task, model, loader, split, rank)
             if rank == 0:
-                save_per_class(loop_config, task, epoch + 1)
-            eval_metrics = _broadcast(eval_metrics)
-            last_metrics = {k: float(v) for k, v in eval_metrics.items() if isinstance(v, (int, float))}
-        metrics.update(last_metrics)  # carried forward on epochs without evaluation
+                save_per_class(loop_config, task, epoch + 1, split)
+            if split == selection_split:
+                last_metrics = split_metrics  # carried forward on epochs without evaluation
+            else:
+                metrics.update(split_metrics)
+        metrics.update(last_metrics)
         metrics["evaluated"] = evaluated
-        parts.schedule.step_epoch(epoch, metrics.get(loop_config.get("metric", ""), None) if evaluated else None)
+        metrics["test_evaluated"] = test_due
+        objective = loop_config.get("metric", "")
+        parts.schedule.step_epoch(epoch, metrics.get(objective) if evaluated else None)
         metrics["eval_time_s"] = time.perf_counter() - started - train_time
 
         state = {"model": _unwrap(model).state_dict(), "optimizer": parts.optimizer.state_dict(),
@@ -225,6 +230,20 @@ def save_per_class(loop_config: dict[str, Any], task: Any, epoch: int, split: st
         append_evaluation(path, loop_config.get("trial_id", ""), epoch, columns, split=split)
     except Exception as exc:  # noqa: BLE001
         log.warning("per-class results of epoch %d not saved to %s: %s", epoch, path, exc)
+
+
+def _evaluate_split(task: Any, model: torch.nn.Module, loader: DataLoader, split: str, rank: int) -> dict[str, float]:
+    """`<split>.<metric>` for one split: every rank predicts its shard, rank 0 scores once, all ranks get the result."""
+    model.eval()
+    local: dict[int, Any] = {}
+    with torch.no_grad():
+        for batch in loader:
+            indices, outputs = task.predict(model, batch)
+            local.update({int(i): o for i, o in zip(indices, outputs)})
+    gathered = _gather_outputs(local)
+    scores = task.evaluate(gathered, split) if rank == 0 else None
+    scores = _broadcast(scores)
+    return {f"{split}.{k}": float(v) for k, v in scores.items() if isinstance(v, (int, float))}
 
 
 def _report_failure(rank: int, metrics: dict[str, Any]) -> None:

@@ -11,11 +11,12 @@ A task is a training recipe in plain PyTorch (never imports ray or optuna). The 
             loss, logs = task.train_step(model, batch, epoch, it)      # loss: scalar tensor, graph attached
             loss.backward(); clip(parts.grad_clip_norm); parts.optimizer.step(); parts.optimizer.zero_grad()
             parts.schedule.step_iteration(epoch + (it + 1) / len(train_loader))
-        if task.should_evaluate(epoch):
-            outputs = {idx: out for batch in eval_loader for idx, out in zip(*task.predict(model, batch))}
-            outputs = <gathered from all ranks onto rank 0>
-            metrics = task.evaluate(outputs)                            # rank 0 only; broadcast afterwards
-        parts.schedule.step_epoch(epoch, metrics.get(task.objective))
+        for split, dataset in (("val", parts.val_set), ("test", parts.eval_set)):   # val only when carved out
+            if <this split is due this epoch: should_evaluate / should_evaluate_test, and always after the last>:
+                outputs = {idx: out for batch in <loader over dataset> for idx, out in zip(*task.predict(model, batch))}
+                outputs = <gathered from all ranks onto rank 0>
+                metrics[split] = task.evaluate(outputs, split)         # rank 0 only; broadcast afterwards
+        parts.schedule.step_epoch(epoch, <the objective on the selection split>)
         <report metrics + checkpoint(model, optimizer, schedule, epoch, RNG)>
 
 Everything a trial needs travels in the config: no global state, no files outside `config` paths and the cache dir.
@@ -73,13 +74,16 @@ class TrainingParts:
     optimizer: torch.optim.Optimizer
     schedule: LRSchedule
     train_set: Dataset
-    eval_set: Dataset
+    eval_set: Dataset  # the test split: what the paper's table reports
     batch_size: int  # per worker
     eval_batch_size: int
     collate_fn: Callable | None = None
     grad_clip_norm: float | None = None
     find_unused_parameters: bool = False  # DDP flag (HQM's alternating branches leave parameters unused)
     num_loader_workers: int = 0
+    # The validation split carved out of the training set (`stratified_holdout`), when the config asks for one: the
+    # sweep's objective, ASHA and Optuna then see only its metrics, never the test set's.
+    val_set: Dataset | None = None
 
 
 class Task(ABC):
@@ -102,6 +106,9 @@ class Task(ABC):
     # Display order of row-label values in the results layout (label column → values in order; others after, sorted),
     # so an ablation reads top to bottom as in the paper rather than alphabetically.
     row_order: ClassVar[dict[str, tuple[str, ...]]] = {}
+    # The boolean config key that carves a validation split out of the training set; the sweep sets it from the
+    # space file's `selection:` (true for `val`, false when a fixed grid reproduces a published test protocol).
+    validation_key: ClassVar[str] = "data.validation"
 
     def __init__(self, config: StrictModel, cache_dir: Path | None = None):
         self.config = config
@@ -128,8 +135,14 @@ class Task(ABC):
         """Number of training epochs this trial runs (the scheduler's max time)."""
 
     def should_evaluate(self, epoch: int) -> bool:
-        """Evaluate after `epoch` (0-based)? Default: every epoch."""
+        """Evaluate the selection split (validation if carved out, else test) after `epoch` (0-based)? Default: every
+        epoch. The loop always evaluates after the last epoch."""
         return True
+
+    def should_evaluate_test(self, epoch: int) -> bool:
+        """With a validation split: evaluate the test split too after `epoch`? Default: whenever validation is. The
+        loop always evaluates it after the last epoch."""
+        return self.should_evaluate(epoch)
 
     @abstractmethod
     def build(self, device: torch.device, rank: int = 0, world_size: int = 1) -> TrainingParts:
@@ -147,8 +160,9 @@ class Task(ABC):
         """Eval forward (no grad): (dataset indices, picklable per-sample outputs, e.g. numpy rows)."""
 
     @abstractmethod
-    def evaluate(self, outputs: Mapping[int, Any]) -> dict[str, float]:
-        """Metrics from every eval sample's output, keyed by dataset index (all indices present)."""
+    def evaluate(self, outputs: Mapping[int, Any], split: str = "test") -> dict[str, float]:
+        """Metrics of `split` ("val" or "test") from every sample's output, keyed by its index in that split's
+        dataset (all indices present). The loop reports them as `<split>.<metric>`."""
 
     def per_class_results(self) -> Mapping[str, Sequence[Any]] | None:
         """Per-class results of the last `evaluate` call, as columns of equal length (one entry per class: at least
@@ -162,14 +176,17 @@ class Task(ABC):
         return len(first)
 
 
-def evaluate_in_process(task: Task, parts: TrainingParts) -> dict[str, float]:
-    """Predict over the whole eval set in this process and compute the metrics: the worker loop's evaluation
-    without Ray or ranks, for tests, benchmarks and notebooks."""
+def evaluate_in_process(task: Task, parts: TrainingParts, split: str = "test") -> dict[str, float]:
+    """Predict over one split in this process and compute its metrics: the worker loop's evaluation without Ray or
+    ranks, for tests, benchmarks and notebooks."""
+    dataset = parts.eval_set if split == "test" else parts.val_set
+    if dataset is None:
+        raise ValueError(f"split {split!r}: this task was built without a validation split")
     parts.model.eval()
     outputs: dict[int, Any] = {}
     with torch.no_grad():
-        for batch in DataLoader(parts.eval_set, batch_size=parts.eval_batch_size, collate_fn=parts.collate_fn):
+        for batch in DataLoader(dataset, batch_size=parts.eval_batch_size, collate_fn=parts.collate_fn):
             indices, predictions = task.predict(parts.model, batch)
             outputs.update(zip(indices, predictions))
-    return task.evaluate(outputs)
+    return task.evaluate(outputs, split)
 

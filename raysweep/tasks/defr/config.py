@@ -27,8 +27,11 @@ class DataConfig(StrictModel):
     synth: SynthHicoConfig = SynthHicoConfig()
     image_size: int = Field(64, ge=16, le=2048)  # square input (paper: 672)
     min_samples: int = Field(1, ge=1)  # rare-class rebalancing (paper: 40; 1 = off)
-    validation: bool = False  # train on 90% of train, evaluate on the held-out 10% instead of test
+    # Carve a validation split out of the training images (stratified so rare classes keep positives on both
+    # sides; the same for every trial). Set by the sweep from the space file's `selection:`.
+    validation: bool = False
     val_fraction: float = Field(0.1, gt=0.0, lt=1.0)
+    val_seed: int = Field(0, ge=0)  # the split's own seed: not train.seed, so every trial sees the same split
     augment: bool = True
     aug_bright: float = Field(0.4, ge=0.0)
     aug_contra: float = Field(0.4, ge=0.0)
@@ -127,6 +130,7 @@ class TrainConfig(StrictModel):
     batch_size: int = Field(32, ge=1)  # per worker (paper: 16 per GPU)
     eval_batch_size: int = Field(128, ge=1)
     eval_every: int = Field(1, ge=1)  # evaluate every k epochs and after the last (paper: 5)
+    test_every: int = Field(1, ge=0)  # with validation: test every k epochs (0: only after the last)
     seed: int = 0
     amp: Literal["off", "bf16"] = "off"  # bf16 autocast, GPU only
 

@@ -239,20 +239,6 @@ def rebalance_indices(targets: np.ndarray, min_samples: int) -> np.ndarray:
     return np.concatenate([base, np.repeat(base[extra], m[extra])])
 
 
-def split_train_val(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Seeded random split of 0..n-1 into sorted (train, val) index arrays; val has round(n * fraction) rows.
-
-    DEFR draws its 90/10 split unseeded (np.random.choice once per process); ours is reproducible from `seed`.
-    """
-    if not 0.0 < fraction < 1.0:
-        raise ConfigError(f"data.val_fraction must be in (0, 1), got {fraction!r}")
-    n_val = min(max(int(round(n * fraction)), 1), n - 1) if n > 1 else 0
-    val = np.sort(np.random.default_rng(seed).choice(n, size=n_val, replace=False)).astype(np.int64)
-    mask = np.ones(n, dtype=bool)
-    mask[val] = False
-    return np.flatnonzero(mask).astype(np.int64), val
-
-
 # ---- transforms -----------------------------------------------------------------------------------------------------
 class ToRGB:
     """Convert a PIL image to RGB (a class, not a lambda, so loader workers can pickle it)."""

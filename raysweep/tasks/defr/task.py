@@ -86,8 +86,7 @@ class DefrTask(Task):
         annotations = task.annotations  # validates anno.pkl before any trial starts
         images = Path(config.data.root) / "images"
         _check_image_folder(images / "train2015", annotations.files_train, config.data.max_bad_images)
-        if not config.data.validation:
-            _check_image_folder(images / "test2015", annotations.files_test, config.data.max_bad_images)
+        _check_image_folder(images / "test2015", annotations.files_test, config.data.max_bad_images)
         if config.data.few_shot_lists:
             _check_few_shot_lists(config.data.few_shot_lists, annotations.num_classes)
         _check_weights_path(config)
@@ -102,6 +101,10 @@ class DefrTask(Task):
 
     def should_evaluate(self, epoch: int) -> bool:
         return (epoch + 1) % self.config.train.eval_every == 0
+
+    def should_evaluate_test(self, epoch: int) -> bool:
+        every = self.config.train.test_every
+        return every > 0 and self.should_evaluate(epoch) and (epoch + 1) % every == 0
 
     @cached_property
     def annotations(self):
@@ -141,16 +144,21 @@ class DefrTask(Task):
         return text_embeddings(prompts, self.config.classifier.text_encoder,
                                self.config.classifier.text_encoder_weights, cache)
 
-    def _splits(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, str]:
-        """(train files, train labels, eval files, eval labels, eval image folder)."""
-        from raysweep.tasks.defr.data import split_train_val
+    def _splits(self) -> dict[str, tuple[np.ndarray, np.ndarray, str]]:
+        """{"train" | "val" | "test": (files, labels, image folder)}; "val" only with data.validation."""
+        from raysweep.tasks.common.splits import stratified_holdout
 
         ann, data = self.annotations, self.config.data
-        if data.validation:
-            train_idx, val_idx = split_train_val(len(ann.files_train), data.val_fraction, self.config.train.seed)
-            return (ann.files_train[train_idx], ann.labels_train[train_idx], ann.files_train[val_idx],
-                    ann.labels_train[val_idx], "train2015")
-        return ann.files_train, ann.labels_train, ann.files_test, ann.labels_test, "test2015"
+        splits = {"test": (ann.files_test, ann.labels_test, "test2015")}
+        if not data.validation:
+            splits["train"] = (ann.files_train, ann.labels_train, "train2015")
+            return splits
+        positives = [np.flatnonzero(row == 1) for row in ann.labels_train]
+        train_idx, val_idx = stratified_holdout(positives, ann.labels_train.shape[1], data.val_fraction,
+                                                data.val_seed)
+        splits["train"] = (ann.files_train[train_idx], ann.labels_train[train_idx], "train2015")
+        splits["val"] = (ann.files_train[val_idx], ann.labels_train[val_idx], "train2015")
+        return splits
 
     def build(self, device: torch.device, rank: int = 0, world_size: int = 1) -> TrainingParts:
         from raysweep.tasks.defr.backbones import build_backbone, normalisation_for
@@ -160,8 +168,9 @@ class DefrTask(Task):
         from raysweep.tasks.defr.model import DefrNet, back_projection_matrix
 
         cfg = self.config
-        train_files, train_labels, eval_files, eval_labels, eval_folder = self._splits()
-        self._eval_labels, self._train_labels = eval_labels, train_labels
+        splits = self._splits()
+        train_files, train_labels, _ = splits["train"]
+        self._labels = {name: labels for name, (_, labels, _) in splits.items()}
         num_classes = train_labels.shape[1]
 
         backbone = build_backbone(cfg.model, cfg.data.image_size)
@@ -178,9 +187,10 @@ class DefrTask(Task):
         indices = rebalance_indices(targets, cfg.data.min_samples)
         train_set = HicoDataset(root / "images" / "train2015", train_files, train_labels, indices,
                                 build_transforms(cfg.data.image_size, True, norm, cfg.data))
-        eval_set = HicoDataset(root / "images" / eval_folder, eval_files, eval_labels, None,
-                               build_transforms(cfg.data.image_size, False, norm, cfg.data))
-        for dataset in (train_set, eval_set):
+        eval_transforms = build_transforms(cfg.data.image_size, False, norm, cfg.data)
+        eval_sets = {name: HicoDataset(root / "images" / folder, files, labels, None, eval_transforms)
+                     for name, (files, labels, folder) in splits.items() if name != "train"}
+        for dataset in (train_set, *eval_sets.values()):
             if hasattr(dataset, "max_bad_fraction"):
                 dataset.max_bad_fraction = cfg.data.max_bad_images
 
@@ -195,8 +205,9 @@ class DefrTask(Task):
         self.device = device
         return TrainingParts(
             model=model, optimizer=optimizer, schedule=self._schedule(optimizer, iters), train_set=train_set,
-            eval_set=eval_set, batch_size=cfg.train.batch_size, eval_batch_size=cfg.train.eval_batch_size,
-            grad_clip_norm=cfg.optim.grad_clip_norm, num_loader_workers=cfg.data.loader_workers)
+            eval_set=eval_sets["test"], val_set=eval_sets.get("val"), batch_size=cfg.train.batch_size,
+            eval_batch_size=cfg.train.eval_batch_size, grad_clip_norm=cfg.optim.grad_clip_norm,
+            num_loader_workers=cfg.data.loader_workers)
 
     def _schedule(self, optimizer: torch.optim.Optimizer, iters_per_epoch: int):
         o = self.config.optim
@@ -231,31 +242,34 @@ class DefrTask(Task):
         rows = logits.float().cpu().numpy()
         return [int(i) for i in indices], list(rows)
 
-    def evaluate(self, outputs: Mapping[int, Any]) -> dict[str, float]:
+    def evaluate(self, outputs: Mapping[int, Any], split: str = "test") -> dict[str, float]:
+        """Few@k classes come from the training images the model saw (or the configured lists), for both splits."""
         from raysweep.metrics.hico import evaluate_hico, load_few_shot_lists
 
-        n = len(self._eval_labels)
+        labels = self._labels[split]
+        n = len(labels)
         missing = [i for i in range(n) if i not in outputs]
         if missing:
-            raise RuntimeError(f"evaluation is missing {len(missing)} of {n} images (first: {missing[0]})")
+            raise RuntimeError(f"{split} evaluation is missing {len(missing)} of {n} images (first: {missing[0]})")
         scores = np.stack([outputs[i] for i in range(n)]).astype(np.float64)
         lists = load_few_shot_lists(self.config.data.few_shot_lists) if self.config.data.few_shot_lists else None
-        result = evaluate_hico(scores, self._eval_labels, self._train_labels, few_shot_lists=lists)
-        self._per_class = self._per_class_columns(result["per_class_ap"], lists)
+        result = evaluate_hico(scores, labels, self._labels["train"], few_shot_lists=lists)
+        self._per_class = self._per_class_columns(result["per_class_ap"], lists, labels)
         return {"map": result["full"], "map_few1": result["few@1"], "map_few5": result["few@5"],
                 "map_few10": result["few@10"], "map_ko": result["known_object"]}
 
     def per_class_results(self) -> dict[str, list] | None:
         return getattr(self, "_per_class", None)
 
-    def _per_class_columns(self, ap: Sequence[float], lists: Mapping[str, Sequence[int]] | None) -> dict[str, list]:
+    def _per_class_columns(self, ap: Sequence[float], lists: Mapping[str, Sequence[int]] | None,
+                           eval_labels: np.ndarray) -> dict[str, list]:
         """Default-setting AP per class with its positive training/eval images and its smallest Few@k list."""
         from raysweep.metrics.hico import FEW_SHOT_KS, few_shot_classes, hico_labels
 
         num_classes = len(ap)
         few_k: list[int | None] = [None] * num_classes
         for k in sorted(FEW_SHOT_KS, reverse=True):  # the smallest k wins
-            members = lists.get(f"few@{k}", []) if lists is not None else few_shot_classes(self._train_labels, k)
+            members = lists.get(f"few@{k}", []) if lists is not None else few_shot_classes(self._labels["train"], k)
             for c in members:
                 few_k[int(c)] = k
         names = self.annotations.class_names
@@ -264,8 +278,8 @@ class DefrTask(Task):
             "class_name": [f"{v} {o}" for v, o in names] if names and len(names) == num_classes else
             [str(c) for c in range(num_classes)],
             "ap": [float(a) for a in ap],
-            "n_train": hico_labels(self._train_labels).positives.sum(axis=0).astype(int).tolist(),
-            "n_test": hico_labels(self._eval_labels).positives.sum(axis=0).astype(int).tolist(),
+            "n_train": hico_labels(self._labels["train"]).positives.sum(axis=0).astype(int).tolist(),
+            "n_test": hico_labels(eval_labels).positives.sum(axis=0).astype(int).tolist(),
             "few_shot_k": few_k,
         }
 

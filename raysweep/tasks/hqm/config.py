@@ -66,6 +66,11 @@ class DataConfig(StrictModel):
     augment: bool = True  # flip, colour jitter, random resize / crop (False: resize to max(train_scales) only)
     color_jitter: float = Field(0.0, ge=0.0)  # brightness = contrast = saturation (paper: 0.4)
     loader_workers: int = Field(0, ge=0)
+    # Carve a validation split out of the training images (stratified over HOI classes; the same for every trial).
+    # Set by the sweep from the space file's `selection:`; the test split is then reported beside it.
+    validation: bool = False
+    val_fraction: float = Field(0.1, gt=0.0, lt=1.0)
+    val_seed: int = Field(0, ge=0)
 
     @model_validator(mode="after")
     def _check(self) -> "DataConfig":
@@ -170,6 +175,7 @@ class TrainConfig(StrictModel):
     eval_batch_size: int = Field(8, ge=1)
     # Evaluate every k epochs and after the last (QPIC: every epoch; HQM: every 5th, and every epoch after 40).
     eval_every: int = Field(5, ge=1)
+    test_every: int = Field(1, ge=0)  # with validation: test every k epochs (0: only after the last)
     seed: int = 0
 
 

@@ -12,6 +12,7 @@ from typing import Any, ClassVar, Mapping, Sequence
 import torch
 from torch import nn
 
+from raysweep.data.hicodet import HicoDetAnnotations
 from raysweep.tasks.base import Task, TrainingParts
 from raysweep.tasks.common import schedules
 from raysweep.tasks.hqm.config import HqmConfig
@@ -113,6 +114,32 @@ class HqmTask(Task):
             raise RuntimeError("data.root is unresolved: HqmTask.prepare must run first")
         return load_hicodet(Path(self.config.data.root))
 
+    def should_evaluate_test(self, epoch: int) -> bool:
+        every = self.config.train.test_every
+        return every > 0 and self.should_evaluate(epoch) and (epoch + 1) % every == 0
+
+    @cached_property
+    def splits(self) -> dict[str, HicoDetAnnotations]:
+        """Annotation views whose `train` is what the model trains on and whose `test` is what a split evaluates:
+        {"train", "test"} and, with data.validation, "val" (a stratified holdout of the training images).
+
+        Rare / non-rare membership always counts the full training set, as the published split defines it."""
+        from dataclasses import replace
+
+        from raysweep.tasks.common.splits import stratified_holdout
+
+        ann, d = self.annotations, self.config.data
+        if not d.validation:
+            return {"train": ann, "test": ann}
+        keys: dict[tuple[int, int], int] = {}
+        labels = []
+        for record in ann.train:
+            labels.append([keys.setdefault(pair, len(keys)) for pair in hoi_classes(record)])
+        train_idx, val_idx = stratified_holdout(labels, len(keys), d.val_fraction, d.val_seed)
+        train = [ann.train[i] for i in train_idx]
+        val = [ann.train[i] for i in val_idx]
+        return {"train": replace(ann, train=train), "val": replace(ann, test=val), "test": ann}
+
     def build(self, device: torch.device, rank: int = 0, world_size: int = 1) -> TrainingParts:
         from raysweep.data.hicodet import IMAGE_DIRS
         from raysweep.tasks.hqm.checkpoint import load_pretrained
@@ -130,19 +157,22 @@ class HqmTask(Task):
         self.criterion = build_criterion(cfg, num_objects).to(device)
 
         d, root = cfg.data, Path(cfg.data.root)
+        splits = self.splits
         train_set = HicoDetTrainSet(
-            ann.train, root / IMAGE_DIRS["train"],
+            splits["train"].train, root / IMAGE_DIRS["train"],
             train_transforms(d.train_scales, d.max_size, d.crop_resize_scales, d.crop_min, d.crop_max,
                              d.color_jitter, d.augment),
             max_boxes=cfg.model.num_queries, num_verbs=num_verbs)
         eval_set = HicoDetTestSet(ann.test, root / IMAGE_DIRS["test"], eval_transforms(d.test_size, d.test_max_size))
+        val_set = (HicoDetTestSet(splits["val"].test, root / IMAGE_DIRS["train"],
+                                  eval_transforms(d.test_size, d.test_max_size)) if "val" in splits else None)
 
         o = cfg.optim
         optimizer = torch.optim.AdamW(param_groups(model, o.lr_backbone), lr=o.lr, weight_decay=o.weight_decay)
         self.device = device
         return TrainingParts(
             model=model, optimizer=optimizer, schedule=schedules.step_drop(optimizer, o.lr_drop, 0.1),
-            train_set=train_set, eval_set=eval_set, batch_size=cfg.train.batch_size,
+            train_set=train_set, eval_set=eval_set, val_set=val_set, batch_size=cfg.train.batch_size,
             eval_batch_size=cfg.train.eval_batch_size, collate_fn=collate,
             grad_clip_norm=o.clip_max_norm or None,
             # alternating branches (and GBS on a batch without pairs) leave some parameters without gradient
@@ -174,14 +204,15 @@ class HqmTask(Task):
         orig_sizes = torch.stack([m["orig_size"] for m in metas]).to(self.device)
         return [int(m["index"]) for m in metas], postprocess_hoi(outputs, orig_sizes)
 
-    def evaluate(self, outputs: Mapping[int, Any]) -> dict[str, float]:
+    def evaluate(self, outputs: Mapping[int, Any], split: str = "test") -> dict[str, float]:
         from raysweep.metrics.hicodet import evaluate_hicodet
 
-        n = len(self.annotations.test)
+        annotations = self.splits[split]
+        n = len(annotations.test)
         missing = [i for i in range(n) if i not in outputs]
         if missing:
-            raise RuntimeError(f"evaluation is missing {len(missing)} of {n} images (first: {missing[0]})")
-        result = evaluate_hicodet(self.annotations, [outputs[i] for i in range(n)], self.config.eval.protocol)
+            raise RuntimeError(f"{split} evaluation is missing {len(missing)} of {n} images (first: {missing[0]})")
+        result = evaluate_hicodet(annotations, [outputs[i] for i in range(n)], self.config.eval.protocol)
 
         def value(v: float | None) -> float:  # a group without classes (e.g. no rare class) has no mean
             return math.nan if v is None else float(v)
@@ -211,6 +242,13 @@ def _per_class_columns(per_class: list[dict]) -> dict[str, list]:
         "n_test": [c["n_test"] for c in per_class],
         "rare": [c["rare"] for c in per_class],
     }
+
+
+def hoi_classes(record: Mapping[str, Any]) -> set[tuple[int, int]]:
+    """The (verb id, object COCO id) HOI classes annotated in one HICO-DET record (what the split stratifies on)."""
+    boxes = record["annotations"]
+    return {(int(h["category_id"]), int(boxes[h["object_id"]]["category_id"])) for h in record["hoi_annotation"]
+            if 0 <= h["object_id"] < len(boxes)}
 
 
 _BACKBONE_NAMES = {"resnet18": "R18", "resnet34": "R34", "resnet50": "R50", "resnet101": "R101"}
