@@ -4,7 +4,7 @@ Each trial's rank 0 rewrites `<experiment>/_train/<trial_id>/per_class.parquet` 
 (one row per class and evaluated epoch; an epoch evaluated again after a resume replaces its rows); `collect`
 gathers the trials' files into `per_class.parquet` beside `results.parquet`.
 
-Columns: `trial_id`, `split` ("test" unless the sweep evaluates on a validation split), `epoch`, then the task's
+Columns: `trial_id`, `split` (`val` or `test`: each evaluated split has its rows), `epoch`, then the task's
 own (`Task.per_class_results`): `class_index`, `class_name`, `ap` (Default setting), `n_train` (training instances
 of the class), `n_test`, and for HICO `few_shot_k` (the smallest k whose Few@k list holds the class, else null),
 for HICO-DET `ap_known_object`, `hoi_id` and `rare` (null: no training instance, counted in Full only).
