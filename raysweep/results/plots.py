@@ -300,7 +300,8 @@ def learning_curves(exp: Experiment) -> View:
             ax.set_title(title)
             ax.set_xlabel("epoch")
             ax.grid(alpha=0.3)
-        axes[0].legend(fontsize=7, title="trial (✕ pruned)" if stopped else "trial", title_fontsize=7)
+        legend_at = axes[0] if axes[0].get_legend_handles_labels()[0] else axes[1]
+        legend_at.legend(fontsize=7, title="trial (✕ pruned)" if stopped else "trial", title_fontsize=7)
         figure.tight_layout()
         figure.savefig(path, dpi=100)
         plt.close(figure)
@@ -486,10 +487,15 @@ def paper_table(exp: Experiment) -> View:
     if exp.results.empty:
         view.note = "no trials yet"
         return view
-    text = render_table(exp.results, "markdown", statuses=("completed",))
-    if text.startswith("(no trials"):
-        view.caption = "No trial has completed yet: every trial, whatever its outcome."
-        text = render_table(exp.results, "markdown", statuses=None)
+    try:
+        text = render_table(exp.results, "markdown", statuses=("completed",))
+        if text.startswith("(no trials"):
+            view.caption = "No trial has completed yet: every trial, whatever its outcome."
+            text = render_table(exp.results, "markdown", statuses=None)
+    except Exception as exc:  # noqa: BLE001 - the plots stay useful when the table cannot be laid out
+        log.warning("the paper table could not be rendered: %s: %s", type(exc).__name__, exc)
+        view.note = f"the table could not be rendered ({type(exc).__name__}: {exc}); try `raysweep report`"
+        return view
     view.html = f"<pre class='table'>{html.escape(text)}</pre>"
     view.facts = {"markdown": text}
     return view
