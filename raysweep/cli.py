@@ -85,7 +85,9 @@ def report(source: str = typer.Argument(..., help="experiment folder/URI or a re
            with_ko: bool = typer.Option(False, "--with-ko", help="paper layout: add the Known-Object column"),
            epoch: str = typer.Option("last", "--epoch", help="each trial's numbers at: last (the last epoch) | "
                                      "best_val (the epoch with the best validation objective) | best_test (the "
-                                     "best test evaluation: only to reproduce a published protocol)")) -> None:
+                                     "best test evaluation: only to reproduce a published protocol)"),
+           html: Optional[str] = typer.Option(None, "--html", help="also write the HTML report with every plot "
+                                              "(raysweep plots) to this file, e.g. report.html")) -> None:
     """Print the paper's table: test numbers, mean ± std over seeds of one configuration, with the validation
     objective that selected it."""
     from raysweep.commands.report import run
@@ -99,7 +101,7 @@ def report(source: str = typer.Argument(..., help="experiment folder/URI or a re
         raise UserError(f"--outcome: {_quoted(bad)}{did_you_mean(bad, OUTCOMES)} is not one of "
                         f"{', '.join(OUTCOMES)}, a comma list of them, or all")
 
-    run(source, format, outcome, layout, with_ko, epoch)
+    run(source, format, outcome, layout, with_ko, epoch, html=html)
 
 
 @app.command()
@@ -109,6 +111,17 @@ def dashboard(experiment: str = typer.Argument(..., help="experiment folder (<st
     from raysweep.commands.dashboard import run
 
     run(experiment, port)
+
+
+@app.command()
+def plots(experiment: str = typer.Argument(..., help="experiment folder or URI (<storage>/<name>)"),
+          out: Optional[str] = typer.Option(None, "--out", help="folder to write (default: <experiment>/plots)"),
+          format: Optional[str] = typer.Option(None, "--format", "-f", help="html | png (default: both)")) -> None:
+    """Optimisation history, parallel coordinates, importance, learning curves, per-class AP, Rare/Few views and the
+    paper table: one self-contained HTML page (index.html) and PNGs."""
+    from raysweep.commands.plots import run
+
+    run(experiment, out, format)
 
 
 @app.command()

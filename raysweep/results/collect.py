@@ -193,6 +193,8 @@ def trial_rows(experiment_dir: str) -> tuple[list[dict[str, Any]], dict[str, Any
         history = _history(_read(fs, f"{entry.path}/result.json"),
                            storage.join(experiment_dir, entry.base_name, "result.json"))
         params = _read(fs, f"{entry.path}/params.json")
+        if not history and params is None:  # not a trial folder (Tune writes params.json first), e.g. plots/
+            continue
         trial_id = history[0].get("trial_id", entry.base_name) if history else entry.base_name
         if not isinstance(trial_id, str):
             trial_id = entry.base_name
@@ -212,9 +214,10 @@ def trial_rows(experiment_dir: str) -> tuple[list[dict[str, Any]], dict[str, Any
     return rows, meta
 
 
-def collect_frame(experiment_dir: str) -> pd.DataFrame:
+def collect_frame(experiment_dir: str,
+                  read: Optional[tuple[list[dict[str, Any]], dict[str, Any]]] = None) -> pd.DataFrame:
     experiment_dir = storage.normalise(experiment_dir)
-    rows, meta = trial_rows(experiment_dir)
+    rows, meta = read or trial_rows(experiment_dir)
     base_config: dict[str, Any] = {}
     resources: dict[str, Any] = {}
     objective, mode = meta.get("metric"), meta.get("mode", "max")
@@ -376,11 +379,15 @@ def write_parquet(frame: pd.DataFrame, target: str, flat_names: bool = False) ->
 
 def collect_experiment(experiment_dir: str, target: str, flat_names: bool = False) -> pd.DataFrame:
     """Collect, then write `target` (parquet, or CSV for *.csv) atomically: on any error the previous file is left as
-    it was."""
+    it was. The per-epoch history and per-class files go beside it (raysweep.results.history)."""
+    from raysweep.results.history import write_histories
+
     fmt = output_format(target)
-    frame = collect_frame(experiment_dir)
+    read = trial_rows(storage.normalise(experiment_dir))
+    frame = collect_frame(experiment_dir, read)
     try:
         write_parquet(frame, storage.normalise(target), flat_names)
+        write_histories(storage.normalise(experiment_dir), *read, storage.normalise(target))
     except OSError as exc:  # includes pyarrow's IO errors for URIs
         reason = exc.strerror or str(exc).splitlines()[0]
         raise UserError(f"{target}: cannot write the results {fmt} ({reason})") from None

@@ -54,6 +54,7 @@ def make_trainable(plan: TrialPlan) -> Callable[[dict[str, Any]], None]:
         from ray.train.torch import TorchTrainer
         from ray.tune.integration.ray_train import TuneReportCallback
 
+        from raysweep.results.per_class import trial_file as per_class_file
         from raysweep.sweep.storage import join
         from raysweep.sweep.worker import FAILURE_KEY, train_loop_per_worker
 
@@ -72,6 +73,8 @@ def make_trainable(plan: TrialPlan) -> Callable[[dict[str, Any]], None]:
                 "metric": p.metric,
                 "cache_dir": p.cache_dir,
                 "threads_per_worker": max(1, int(p.cpus_per_worker)),
+                "trial_id": trial_id,
+                "per_class_path": per_class_file(p.experiment_dir, trial_id),
             },
             scaling_config=ray.train.ScalingConfig(
                 num_workers=p.num_workers, use_gpu=p.use_gpu, resources_per_worker=resources,

@@ -193,6 +193,8 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
             if not (evaluated if split == selection_split else test_due):
                 continue
             split_metrics = _evaluate_split(task, model, loader, split, rank)
+            if rank == 0:
+                save_per_class(loop_config, task, epoch + 1, split)
             if split == selection_split:
                 last_metrics = split_metrics  # carried forward on epochs without evaluation
             else:
@@ -216,6 +218,21 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
                 ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(folder))  # ray
         else:
             ray.train.report(metrics, checkpoint=None)  # ray: every worker reports (collective)
+
+
+def save_per_class(loop_config: dict[str, Any], task: Any, epoch: int, split: str = "test") -> None:
+    """Rank 0: the last evaluation's per-class results into the trial's per-class file (for plots). A failure to
+    write is logged, never fatal: the metrics are what the sweep needs."""
+    from raysweep.results.per_class import append_evaluation
+
+    columns = task.per_class_results()
+    path = loop_config.get("per_class_path")
+    if not columns or not path:
+        return
+    try:
+        append_evaluation(path, loop_config.get("trial_id", ""), epoch, columns, split=split)
+    except Exception as exc:  # noqa: BLE001
+        log.warning("per-class results of epoch %d not saved to %s: %s", epoch, path, exc)
 
 
 def _evaluate_split(task: Any, model: torch.nn.Module, loader: DataLoader, split: str, rank: int) -> dict[str, float]:

@@ -174,6 +174,12 @@ class Task(ABC):
         model); merged into that epoch's report. Default: none."""
         return {}
 
+    def per_class_results(self) -> Mapping[str, Sequence[Any]] | None:
+        """Per-class results of the last `evaluate` call, as columns of equal length (one entry per class: at least
+        `class_index`, `ap`, `n_train`), which the sweep saves per trial so per-class plots need no re-evaluation.
+        None: the task keeps none."""
+        return None
+
     def num_samples(self, batch: Any) -> int:
         """Images in a batch, for throughput; default: length of the first element."""
         first = batch[0] if isinstance(batch, (list, tuple)) else batch

@@ -261,7 +261,7 @@ class DefrTask(Task):
 
     def evaluate(self, outputs: Mapping[int, Any], split: str = "test") -> dict[str, float]:
         """Few@k classes: DEFR's lists on 600-class HICO, else those rare in the training images the model saw."""
-        from raysweep.metrics.hico import evaluate_hico
+        from raysweep.metrics.hico import defr_few_shot_lists, evaluate_hico
         from raysweep.tasks.defr.few_shot import few_shot_lists_for
 
         labels = self._labels[split]
@@ -272,8 +272,36 @@ class DefrTask(Task):
         scores = np.stack([outputs[i] for i in range(n)]).astype(np.float64)
         lists, source = few_shot_lists_for(self.config.data.few_shot_lists, scores.shape[1])
         result = evaluate_hico(scores, labels, self._labels["train"], few_shot_lists=lists, few_shot_name=source)
+        named = {"defr": defr_few_shot_lists(), "derived": None}
+        self._per_class = self._per_class_columns(result["per_class_ap"],
+                                                  named[lists] if isinstance(lists, str) else lists, labels)
         return {"map": result["full"], "map_few1": result["few@1"], "map_few5": result["few@5"],
                 "map_few10": result["few@10"], "map_ko": result["known_object"]}
+
+    def per_class_results(self) -> dict[str, list] | None:
+        return getattr(self, "_per_class", None)
+
+    def _per_class_columns(self, ap: Sequence[float], lists: Mapping[str, Sequence[int]] | None,
+                           eval_labels: np.ndarray) -> dict[str, list]:
+        """Default-setting AP per class with its positive training/eval images and its smallest Few@k list."""
+        from raysweep.metrics.hico import FEW_SHOT_KS, few_shot_classes, hico_labels
+
+        num_classes = len(ap)
+        few_k: list[int | None] = [None] * num_classes
+        for k in sorted(FEW_SHOT_KS, reverse=True):  # the smallest k wins
+            members = lists.get(f"few@{k}", []) if lists is not None else few_shot_classes(self._labels["train"], k)
+            for c in members:
+                few_k[int(c)] = k
+        names = self.annotations.class_names
+        return {
+            "class_index": list(range(num_classes)),
+            "class_name": [f"{v} {o}" for v, o in names] if names and len(names) == num_classes else
+            [str(c) for c in range(num_classes)],
+            "ap": [float(a) for a in ap],
+            "n_train": hico_labels(self._labels["train"]).positives.sum(axis=0).astype(int).tolist(),
+            "n_test": hico_labels(eval_labels).positives.sum(axis=0).astype(int).tolist(),
+            "few_shot_k": few_k,
+        }
 
     def num_samples(self, batch: Any) -> int:
         return int(batch[0].shape[0])

@@ -276,6 +276,7 @@ class HqmTask(Task):
         def value(v: float | None) -> float:  # a group without classes (e.g. no rare class) has no mean
             return math.nan if v is None else float(v)
 
+        self._per_class = _per_class_columns(result["per_class"])
         default, ko = result["default"], result["known_object"]
         return {"map": value(default["full"]), "map_rare": value(default["rare"]),
                 "map_non_rare": value(default["non_rare"]), "ko_map": value(ko["full"]),
@@ -295,8 +296,25 @@ class HqmTask(Task):
         return {"map": m["role_ap_s1"], "role_ap_s1": m["role_ap_s1"], "role_ap_s2": m["role_ap_s2"],
                 "agent_ap": m["agent_ap"]}
 
+    def per_class_results(self) -> dict[str, list] | None:
+        return getattr(self, "_per_class", None)
+
     def num_samples(self, batch: Any) -> int:
         return len(batch[0])
+
+
+def _per_class_columns(per_class: list[dict]) -> dict[str, list]:
+    """The evaluator's per-class records as columns: Default and Known-Object AP, training/test counts, rare."""
+    return {
+        "class_index": list(range(len(per_class))),
+        "class_name": [f"verb {c['verb_id']} object {c['object_coco_id']}" for c in per_class],
+        "hoi_id": [-1 if c["hoi_id"] is None else int(c["hoi_id"]) for c in per_class],  # -1: not in the records
+        "ap": [c["ap_default"] for c in per_class],
+        "ap_known_object": [c["ap_known_object"] for c in per_class],
+        "n_train": [c["n_train"] for c in per_class],
+        "n_test": [c["n_test"] for c in per_class],
+        "rare": [c["rare"] for c in per_class],
+    }
 
 
 def hoi_classes(record: Mapping[str, Any]) -> set[tuple[int, int]]:
