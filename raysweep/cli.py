@@ -28,11 +28,13 @@ def tune(space: str = typer.Argument(..., help="search-space YAML, e.g. search_s
          name: Optional[str] = typer.Option(None, help="experiment name (default: the file's `name:` or its stem)"),
          storage: Optional[str] = typer.Option(None, help="folder or URI holding experiments (default: storage.path)"),
          resume: bool = typer.Option(False, "--resume", help="continue an interrupted experiment of this name"),
-         address: Optional[str] = typer.Option(None, help="join a Ray cluster: auto or ray://host:10001")) -> None:
+         address: Optional[str] = typer.Option(None, help="join a Ray cluster: auto or ray://host:10001"),
+         force_unlock: bool = typer.Option(False, "--force-unlock", help="take over the experiment's lock even if "
+                                           "its owner may still run (see docs/fault_tolerance.md)")) -> None:
     """Run a sweep; ends with the results table and the path of results.parquet."""
     from raysweep.commands.tune import run
 
-    run(space, overrides or [], name=name, storage=storage, resume=resume, address=address)
+    run(space, overrides or [], name=name, storage=storage, resume=resume, address=address, force_unlock=force_unlock)
 
 
 @app.command()

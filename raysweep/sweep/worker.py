@@ -20,6 +20,7 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader, DistributedSampler
 
 from raysweep.spec.load import set_path
+from raysweep.sweep.checkpoints import load_resume_point, write_history
 from raysweep.tasks.registry import get_task
 
 log = logging.getLogger(__name__)
@@ -119,15 +120,14 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     train_loader = DataLoader(parts.train_set, batch_size=parts.batch_size, sampler=train_sampler, drop_last=False, **loader_kw)
     eval_loader = DataLoader(parts.eval_set, batch_size=parts.eval_batch_size, sampler=eval_sampler, **loader_kw)
 
-    start_epoch, last_metrics = 0, {}
+    start_epoch, last_metrics, history, resume_warning = 0, {}, [], None
     checkpoint = ray.train.get_checkpoint()  # ray: set when resuming (restart or --resume)
     if checkpoint is not None:
-        with checkpoint.as_directory() as folder:
-            failed = Path(folder) / FAILURE_FILE
-            if failed.exists():  # a relaunch of a trial that already failed for good: say so again, cheaply
-                _report_failure(rank, json.loads(failed.read_text()))
-                return
-            state = torch.load(Path(folder) / STATE_FILE, map_location=device, weights_only=True)
+        point = load_resume_point(checkpoint, device)  # falls back to an older checkpoint if this one is unreadable
+        if point.failure is not None or point.unreadable:  # failed for good before, or nothing left to resume from
+            _report_failure(rank, point.failure or {"epochs_total": task.epochs, FAILURE_KEY: point.warning()})
+            return
+        state, history, resume_warning = point.state, point.history, point.warning()
         _unwrap(model).load_state_dict(state["model"])
         parts.optimizer.load_state_dict(state["optimizer"])
         parts.schedule.load_state_dict(state["schedule"])
@@ -201,10 +201,14 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
 
         state = {"model": _unwrap(model).state_dict(), "optimizer": parts.optimizer.state_dict(),
                  "schedule": parts.schedule.state_dict(), "epoch": epoch, "metrics": last_metrics}
+        if resume_warning:  # once, on the first epoch after a fallback: result.json says which file was skipped
+            metrics["resume_warning"], resume_warning = resume_warning, None
+        history.append(metrics)
         rngs = _gather_rng(world)
         if rank == 0:
             with tempfile.TemporaryDirectory() as folder:
                 torch.save({**state, "rng": rngs}, Path(folder) / STATE_FILE)
+                write_history(folder, history)  # every epoch so far: fills what a killed sweep never synced
                 ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(folder))  # ray
         else:
             ray.train.report(metrics, checkpoint=None)  # ray: every worker reports (collective)
