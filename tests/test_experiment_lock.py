@@ -50,7 +50,7 @@ def test_another_hosts_lock_is_stale_only_after_its_heartbeat_ages() -> None:
 
 def test_a_reused_pid_is_not_the_owner() -> None:
     info = LockInfo(host=socket.gethostname(), pid=os.getpid(), started=0.0, heartbeat=0.0, token="t",
-                    pid_started=1.0)  # this pid, but a process that started in 1970
+                    pid_started=1.0)  # this pid, but a process that started at boot
     assert "another process" in stale_reason(info)
 
 

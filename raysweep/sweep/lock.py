@@ -24,6 +24,7 @@ import threading
 import time
 import uuid
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Callable, Optional
 
 from raysweep.errors import UserError
@@ -45,7 +46,7 @@ class LockInfo:
     started: float
     heartbeat: float
     token: str
-    pid_started: Optional[float] = None  # the owner's process start time, so a reused pid is not mistaken for it
+    pid_started: Optional[float] = None  # the owner's start time (ticks since boot): a reused pid is not it
 
     def describe(self) -> str:
         when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(self.started))
@@ -53,11 +54,11 @@ class LockInfo:
 
 
 def _process_start_time(pid: int) -> Optional[float]:
+    """The process's start time in clock ticks since boot (Linux /proc); None where unknown."""
     try:
-        import psutil
-
-        return psutil.Process(pid).create_time()
-    except Exception:  # noqa: BLE001 - gone, or no permission: treated as unknown
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return float(stat.rsplit(")", 1)[1].split()[19])  # field 22: starttime
+    except (OSError, IndexError, ValueError):
         return None
 
 
@@ -78,7 +79,7 @@ def stale_reason(info: LockInfo, now: Optional[float] = None) -> Optional[str]:
         if not _pid_alive(info.pid):
             return f"its owner (pid {info.pid} on this host) is gone"
         started = _process_start_time(info.pid)
-        if info.pid_started is not None and started is not None and abs(started - info.pid_started) > 1.0:
+        if info.pid_started is not None and started is not None and started != info.pid_started:
             return f"pid {info.pid} now belongs to another process"
         return None
     age = now - info.heartbeat
@@ -130,8 +131,6 @@ class ExperimentLock:
             self._acquire_local()
 
     def _acquire_local(self) -> None:
-        from pathlib import Path
-
         folder = Path(self.experiment_dir)
         self.created_folder = not folder.exists()
         folder.mkdir(parents=True, exist_ok=True)
