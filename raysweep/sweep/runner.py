@@ -23,6 +23,7 @@ from raysweep.spec.load import Sweep, load_sweep
 from raysweep.sweep import sessions, storage
 from raysweep.sweep.driver import DRIVER_RESOURCE, TrialPlan, make_trainable
 from raysweep.sweep.lock import ExperimentLock
+from raysweep.sweep.reaper import Reaper, start_reaper
 
 log = logging.getLogger(__name__)
 SPACE_COPY = "raysweep_space.yaml"
@@ -282,8 +283,9 @@ def _run_locked(sweep: Sweep, name: str, root: str, experiment_dir: str, resume:
         check_reachable(address)
     prepare_task(sweep)
     stop = StopSignals()
-    init_ray(sweep, address, res.driver_slots or max(1, sweep.num_trials))
+    reaper = start_reaper() if local else Reaper(None)  # ends this instance's processes if we are SIGKILLed
     try:
+        init_ray(sweep, address, res.driver_slots or max(1, sweep.num_trials))
         concurrency = _concurrency(sweep, ray.cluster_resources(), local=local)
         space_text = sweep.path.read_text()
         meta_text = json.dumps({
@@ -322,6 +324,7 @@ def _run_locked(sweep: Sweep, name: str, root: str, experiment_dir: str, resume:
                 stop.interrupted = True  # Tune's loop began
     finally:
         ray.shutdown()
+        reaper.done()
     from raysweep.results.collect import collect_experiment
 
     parquet = storage.join(experiment_dir, RESULTS_FILE)
