@@ -381,7 +381,7 @@ def test_sigkill_of_the_sweep_then_resume_keeps_every_epoch(fault_dir: Path, ref
         assert histories[seed]["status"] == "TERMINATED"
         _assert_matches_reference(histories[seed], reference["histories"][seed])
     _assert_parquet_matches(experiment, reference["frame"])
-    print(f"SIGKILL: Ray processes gone {gone_s:.0f} s after the kill; resume took {time.time() - t0:.0f} s")
+    print(f"SIGKILL: the sweep's processes gone {gone_s:.0f} s after the kill; resume took {time.time() - t0:.0f} s")
 
 
 def test_ctrl_c_exits_130_with_the_resume_command_and_resume_keeps_every_epoch(fault_dir: Path,
@@ -421,8 +421,9 @@ def test_storage_removed_mid_run_stops_the_sweep_and_keeps_what_exists(fault_dir
     experiment = fault_dir / "store" / "vanish"
     sweep = SweepProcess(_tune_args(fault_dir, "vanish"), fault_dir, "vanish.log")
     sweep.wait_for(lambda: _every_trial_has(experiment, 2), "two checkpoints of each trial")
-    shutil.rmtree(experiment)
     t0 = time.time()
+    while experiment.exists() and time.time() - t0 < 10:  # files appear while it is deleted: repeat
+        shutil.rmtree(experiment, ignore_errors=True)
     code, err = sweep.finish(timeout=180)
     stopped_s = time.time() - t0
     assert code == 1, err
@@ -440,40 +441,57 @@ def test_storage_removed_mid_run_stops_the_sweep_and_keeps_what_exists(fault_dir
     print(f"storage removed: sweep stopped {stopped_s:.0f} s later")
 
 
+def _latest_checkpoint(run: Path) -> tuple[Path, int] | None:
+    """The checkpoint Train would resume `run` from, and its epoch (from Train's own snapshot)."""
+    snapshot = run / "checkpoint_manager_snapshot.json"
+    try:
+        latest = json.loads(snapshot.read_text())["latest_checkpoint_result"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return run / latest["checkpoint_dir_name"], int(latest["metrics"]["epoch"])
+
+
 def test_corrupt_checkpoints_fall_back_or_end_the_trial_with_its_history(fault_dir: Path, reference: dict) -> None:
     experiment = fault_dir / "store" / "corrupt"
     sweep = SweepProcess(_tune_args(fault_dir, "corrupt"), fault_dir, "corrupt.log")
-    sweep.wait_for(lambda: _every_trial_has(experiment, 2), "two checkpoints of each trial")
+    sweep.wait_for(lambda: _every_trial_has(experiment, 1) and max(map(len, _checkpoints(experiment).values())) >= 2,
+                   "checkpoints of both trials")
     sweep.kill()
     sweep.survivors_after(RAY_EXIT_GRACE_S)
     sweep.end_survivors()
-    seeds = {int(json.loads(p.read_text())["train.seed"]): p.parent.name.split("_")[2]
-             for p in experiment.glob("*/params.json")}
-    checkpoints = _checkpoints(experiment)
-    # Seed 0: only the newest checkpoint is damaged, so it resumes from the one before. Seed 1: all are damaged.
-    snapshot = json.loads((experiment / "_train" / seeds[0] / "checkpoint_manager_snapshot.json").read_text())
-    newest = experiment / "_train" / seeds[0] / snapshot["latest_checkpoint_result"]["checkpoint_dir_name"]
+    seed_of = {p.parent.name.split("_")[2]: int(json.loads(p.read_text())["train.seed"])
+               for p in experiment.glob("*/params.json")}
+    runs = {trial_id: experiment / "_train" / trial_id for trial_id in seed_of}
+    latest = {trial_id: _latest_checkpoint(run) for trial_id, run in runs.items()}
+    unfinished = [t for t, info in latest.items() if info is not None and info[1] < SWEEP_EPOCHS]
+    # One trial loses only its newest checkpoint (it must have an older one to fall back to), the other all.
+    fallback = next((t for t in unfinished if len(_checkpoints(experiment)[t]) >= 2), None)
+    broken = next((t for t in unfinished if t != fallback), None)
+    if fallback is None or broken is None:
+        pytest.skip(f"the kill came too late for two unfinished trials with checkpoints: {latest}")
+    newest = latest[fallback][0]
     (newest / "state.pt").write_bytes(b"\0garbage")
-    for folder in checkpoints[seeds[1]]:
+    damaged = sorted(runs[broken].glob("checkpoint_*"))
+    for folder in damaged:
         (folder / "state.pt").write_bytes(b"")
 
     from support import run_cli_process
 
     run_cli_process(_tune_args(fault_dir, "corrupt", "--resume"), cwd=fault_dir)
     histories = _histories(experiment)
-    _assert_matches_reference(histories[0], reference["histories"][0])
-    warnings = [r["resume_warning"] for r in histories[0]["rows"] if r.get("resume_warning")]
+    good, bad = histories[seed_of[fallback]], histories[seed_of[broken]]
+    _assert_matches_reference(good, reference["histories"][seed_of[fallback]])
+    warnings = [r["resume_warning"] for r in good["rows"] if r.get("resume_warning")]
     assert warnings and str(newest / "state.pt") in warnings[0]
 
-    broken = histories[1]
-    assert broken["status"] == "ERROR"
-    assert broken["error"].startswith("TrialFailure: no readable checkpoint to resume from")
-    for folder in checkpoints[seeds[1]]:
-        assert str(folder / "state.pt") in broken["error"]  # every file named, nothing cut off
-    assert broken["epochs"], "the epochs before the damage are kept"
-    _assert_matches_reference(broken, reference["histories"][1], range(1, len(broken["epochs"]) + 1))
-    row = pd.read_parquet(experiment / "results.parquet").set_index("seed").loc[1]
-    assert row["outcome"] == "error" and row["epochs_done"] == len(broken["epochs"])
+    assert bad["status"] == "ERROR"
+    assert bad["error"].startswith("TrialFailure: no readable checkpoint to resume from"), bad["error"]
+    for folder in damaged:
+        assert str(folder / "state.pt") in bad["error"]  # every file named, nothing cut off
+    assert bad["epochs"], "the epochs before the damage are kept"
+    _assert_matches_reference(bad, reference["histories"][seed_of[broken]], range(1, len(bad["epochs"]) + 1))
+    row = pd.read_parquet(experiment / "results.parquet").set_index("seed").loc[seed_of[broken]]
+    assert row["outcome"] == "error" and row["epochs_done"] == len(bad["epochs"])
 
 
 def test_a_start_that_crashed_before_its_first_trial_can_be_started_again(fault_dir: Path, reference: dict) -> None:
