@@ -499,12 +499,11 @@ def test_a_start_that_crashed_before_its_first_trial_can_be_started_again(fault_
 
     experiment = fault_dir / "store" / "crashed"
     sweep = SweepProcess(_tune_args(fault_dir, "crashed"), fault_dir, "crashed.log")
-    sweep.wait_for(lambda: (experiment / "raysweep_meta.json").is_file(), "the experiment's meta file", timeout=300)
-    sweep.kill()  # Ray is up and meta + space copy are written, but no trial has started
+    sweep.wait_for(lambda: (experiment / "raysweep_space.yaml").is_file(), "the space copy", timeout=300)
+    sweep.kill()  # Ray is up and the space copy written, but no trial has started: a crash inside Tune
     sweep.survivors_after(RAY_EXIT_GRACE_S)
     sweep.end_survivors()
-    assert (experiment / "raysweep_space.yaml").is_file()
-    if has_started_trials(str(experiment)):
+    if (experiment / "raysweep_meta.json").exists() or has_started_trials(str(experiment)):
         pytest.skip("the first trial started before the kill on this machine; nothing to test")
 
     from support import run_cli_process

@@ -95,7 +95,7 @@ class ExperimentLock:
         self.experiment_dir = experiment_dir
         self.path = storage.join(experiment_dir, LOCK_FILE)
         self.force = force
-        self.created_folder = False
+        self.created_folders: list[Path] = []  # local folders the lock had to create, deepest first
         self.info: Optional[LockInfo] = None
         self._stop = threading.Event()
         self._thread: Optional[threading.Thread] = None
@@ -132,7 +132,7 @@ class ExperimentLock:
 
     def _acquire_local(self) -> None:
         folder = Path(self.experiment_dir)
-        self.created_folder = not folder.exists()
+        self.created_folders = storage.missing_folders(folder)
         folder.mkdir(parents=True, exist_ok=True)
         try:
             fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
@@ -145,7 +145,6 @@ class ExperimentLock:
             handle.write(json.dumps(asdict(self.info)))
 
     def _acquire_uri(self) -> None:
-        self.created_folder = not storage.exists(self.experiment_dir)
         storage.write_text_atomic(self.path, json.dumps(asdict(self.info)))
         time.sleep(URI_SETTLE_S)
         stored = self.read()
@@ -194,12 +193,12 @@ class ExperimentLock:
         self.info = None
 
     def remove_folder_if_empty(self) -> None:
-        """After a refusal: leave no empty experiment folder that this lock created."""
-        if self.created_folder and not storage.is_uri(self.experiment_dir):
+        """After a refusal: leave none of the (now empty) folders this lock created."""
+        for folder in self.created_folders:
             try:
-                os.rmdir(self.experiment_dir)
+                folder.rmdir()
             except OSError:
-                pass
+                break
 
     def _delete(self) -> None:
         fs, inner = storage.filesystem(self.path)

@@ -239,23 +239,27 @@ def run_sweep(sweep: Sweep, name: Optional[str] = None, storage_path: Optional[s
     lock.acquire()
     try:
         existing = storage.exists(meta_path)
-        unstarted = existing and not sessions.has_started_trials(experiment_dir)
-        if existing and not resume and not unstarted:
+        if existing and not resume:
             raise UserError(f"experiment {name!r} already exists at {experiment_dir}; continue it with --resume or "
                             f"choose another --name")
+        # raysweep_meta.json is written when the first trial starts: without it, an earlier start failed inside
+        # Ray Tune before any trial (leaving the space copy and Tune's files), and the folder can be started afresh.
+        leftover = not existing and storage.exists(storage.join(experiment_dir, SPACE_COPY))
         if resume and not existing:
-            raise UserError(f"--resume: no raysweep experiment at {experiment_dir} (no {META_FILE}); start it "
+            why = " (an earlier start failed before its first trial)" if leftover else ""
+            raise UserError(f"--resume: no raysweep experiment at {experiment_dir} (no {META_FILE}){why}; start it "
                             f"without --resume")
+        if not existing and sessions.has_started_trials(experiment_dir):
+            raise UserError(f"{experiment_dir} holds trial folders but no {META_FILE}; it is not a raysweep "
+                            f"experiment that can be continued: choose another --name")
         if resume:
             sweep = _saved_sweep(experiment_dir, sweep)
-        if unstarted:
+        elif leftover or storage.exists(storage.join(experiment_dir, "tuner.pkl")):
             removed = sessions.clear_unstarted(experiment_dir)
             log.warning("experiment %r never started a trial (an earlier start failed inside Ray Tune); starting it "
                         "afresh%s", name, f" (removed {', '.join(removed)})" if removed else "")
-            resume = False
         hint = resume_command(space_arg or str(sweep.path), name, root)
-        return _run_locked(sweep, name, root, experiment_dir, resume, existing and not unstarted, address, lock,
-                           started, hint)
+        return _run_locked(sweep, name, root, experiment_dir, resume, existing, address, lock, started, hint)
     except BaseException:
         if lock.info is not None and not storage.exists(meta_path):
             lock.release()
@@ -292,9 +296,8 @@ def _run_locked(sweep: Sweep, name: str, root: str, experiment_dir: str, resume:
             "name": name, "task": sweep.spec.task, "space_file": str(sweep.path), "overrides": sweep.overrides,
             "metric": sweep.metric, "mode": sweep.mode, "num_trials": sweep.num_trials, "created": time.time(),
             "versions": _versions()}, indent=2)
-        if not keep_meta:
+        if not keep_meta:  # the space copy now, the meta file once the first trial starts (MetaOnFirstTrial)
             storage.write_text_atomic(storage.join(experiment_dir, SPACE_COPY), space_text)
-            storage.write_text_atomic(meta_path, meta_text)
         else:
             meta_text = storage.read_text(meta_path)
             space_text = storage.read_text(storage.join(experiment_dir, SPACE_COPY))
@@ -317,8 +320,11 @@ def _run_locked(sweep: Sweep, name: str, root: str, experiment_dir: str, resume:
                     tuner = tune.Tuner.restore(experiment_dir, trainable=trainable, resume_unfinished=True,
                                                resume_errored=True)
                 else:
-                    tuner = tune.Tuner(trainable, tune_config=_tune_config(sweep, concurrency),
-                                       run_config=_run_config(sweep, root, name))
+                    from raysweep.sweep.meta_callback import MetaOnFirstTrial
+
+                    run_config = _run_config(sweep, root, name)
+                    run_config.callbacks = [*(run_config.callbacks or []), MetaOnFirstTrial(meta_path, meta_text)]
+                    tuner = tune.Tuner(trainable, tune_config=_tune_config(sweep, concurrency), run_config=run_config)
                 tuner.fit()
             except KeyboardInterrupt:  # a second Ctrl-C (Tune stopped without its last snapshot), or one before
                 stop.interrupted = True  # Tune's loop began
