@@ -1,8 +1,9 @@
 """`raysweep tune`: start or join Ray, run (or resume) the Optuna + ASHA sweep, then write the parquet.
 
 Experiment layout: `<storage>/<name>/` holds Tune's own files, `raysweep_space.yaml` (the space file as given),
-`raysweep_meta.json` (overrides, versions, commit), `_train/<trial id>/` (each trial's Train run and checkpoints)
-and `results.parquet`.
+`raysweep_meta.json` (overrides, versions, commit; written when the first trial starts), `raysweep.lock` (the live
+sweep that owns the folder), `_train/<trial id>/` (each trial's Train run and checkpoints) and `results.parquet`.
+Faults and what survives them: docs/fault_tolerance.md.
 """
 
 from __future__ import annotations
