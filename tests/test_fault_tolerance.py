@@ -269,7 +269,8 @@ def _descendants(root: int) -> set[int]:
 
 
 def _checkpoints(experiment: Path) -> dict[str, list[Path]]:
-    return {run.name: sorted(run.glob("checkpoint_*")) for run in experiment.glob("_train/*") if run.is_dir()}
+    return {run.name: sorted(c for c in run.glob("checkpoint_*") if c.is_dir())  # not checkpoint_manager_snapshot
+            for run in experiment.glob("_train/*") if run.is_dir()}
 
 
 def _every_trial_has(experiment: Path, n: int, trials: int = 2) -> bool:
@@ -471,7 +472,7 @@ def test_corrupt_checkpoints_fall_back_or_end_the_trial_with_its_history(fault_d
         pytest.skip(f"the kill came too late for two unfinished trials with checkpoints: {latest}")
     newest = latest[fallback][0]
     (newest / "state.pt").write_bytes(b"\0garbage")
-    damaged = sorted(runs[broken].glob("checkpoint_*"))
+    damaged = _checkpoints(experiment)[broken]
     for folder in damaged:
         (folder / "state.pt").write_bytes(b"")
 
