@@ -53,6 +53,12 @@ def load_resume_point(checkpoint, device: torch.device) -> ResumePoint:
         try:
             with candidate.as_directory() as folder:
                 failed = Path(folder) / FAILURE_FILE
+                # history.json is separate from state.pt: keep the longest one even from a damaged checkpoint, so
+                # a trial that cannot resume still carries its epochs into its failure checkpoint.
+                history = read_history(Path(folder) / HISTORY_FILE)
+                if len(history) > len(point.history):
+                    point.history = history
+                own_history = history
                 if failed.exists():
                     point.failure = json.loads(failed.read_text())
                 else:
@@ -65,7 +71,7 @@ def load_resume_point(checkpoint, device: torch.device) -> ResumePoint:
                         raise _Unreadable(f"{_display(candidate, STATE_FILE)}: {type(exc).__name__}: "
                                           f"{' '.join(str(exc).split())[:300]}") from None
                     point.state = state
-                    point.history = read_history(Path(folder) / HISTORY_FILE)
+                    point.history = own_history  # the epochs up to the state it resumes from, not a newer one's
         except _Unreadable as exc:
             point.skipped.append(str(exc))
             continue

@@ -125,7 +125,8 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     if checkpoint is not None:
         point = load_resume_point(checkpoint, device)  # falls back to an older checkpoint if this one is unreadable
         if point.failure is not None or point.unreadable:  # failed for good before, or nothing left to resume from
-            _report_failure(rank, point.failure or {"epochs_total": task.epochs, FAILURE_KEY: point.warning()})
+            _report_failure(rank, point.failure or {"epochs_total": task.epochs, FAILURE_KEY: point.warning()},
+                            point.history)
             return
         state, history, resume_warning = point.state, point.history, point.warning()
         _unwrap(model).load_state_dict(state["model"])
@@ -214,7 +215,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
             ray.train.report(metrics, checkpoint=None)  # ray: every worker reports (collective)
 
 
-def _report_failure(rank: int, metrics: dict[str, Any]) -> None:
+def _report_failure(rank: int, metrics: dict[str, Any], history: list[dict[str, Any]] | None = None) -> None:
     """End the run with a reason instead of raising: a restart from the last checkpoint would only hit the same NaN.
 
     The reason travels as a checkpoint (Train's `Result.metrics` are those of the latest checkpoint), which the
@@ -225,6 +226,8 @@ def _report_failure(rank: int, metrics: dict[str, Any]) -> None:
     if rank == 0:
         with tempfile.TemporaryDirectory() as folder:
             (Path(folder) / FAILURE_FILE).write_text(json.dumps(metrics))
+            if history:  # the epochs before the failure, for raysweep collect (Train may delete older checkpoints)
+                write_history(folder, history)
             ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(folder))
     else:
         ray.train.report(metrics, checkpoint=None)
