@@ -37,7 +37,9 @@ def tune(space: str = typer.Argument(..., help="search-space YAML, e.g. search_s
          storage: Optional[str] = typer.Option(None, help="folder or URI holding experiments (default: storage.path)"),
          resume: bool = typer.Option(False, "--resume", help="continue an interrupted experiment of this name"),
          address: Optional[str] = typer.Option(None, help="join a Ray cluster: auto or ray://host:10001"),
-         allow_pickle: bool = ALLOW_PICKLE) -> None:
+         allow_pickle: bool = ALLOW_PICKLE,
+         force_unlock: bool = typer.Option(False, "--force-unlock", help="take over the experiment's lock even if "
+                                           "its owner may still run (see docs/fault_tolerance.md)")) -> None:
     """Run a sweep; ends with the results table and the path of results.parquet."""
     from raysweep.progress import notice
 
@@ -49,7 +51,8 @@ def tune(space: str = typer.Argument(..., help="search-space YAML, e.g. search_s
         raise UserError(f"--name {_quoted(name)}: {name_problem(name)}; give {_name_rule()}")
     if storage is not None and storage_problem(storage):
         raise UserError(f"--storage {_quoted(storage)}: {storage_problem(storage)}")
-    run(space, _with_pickle(overrides, allow_pickle), name=name, storage=storage, resume=resume, address=address)
+    run(space, _with_pickle(overrides, allow_pickle), name=name, storage=storage, resume=resume, address=address,
+        force_unlock=force_unlock)
 
 
 @app.command()

@@ -147,8 +147,8 @@ def test_resume_after_the_tune_process_is_killed(workdir: Path) -> None:
     # No trial restarted from scratch: an interrupted one continues from its checkpoint, redoing at most the
     # epoch in flight (Train commits a checkpoint one report late).
     for trial_id in frame["trial_id"]:
-        history = [json.loads(x) for d in experiment.glob(f"*{trial_id}*")
-                   for x in (d / "result.json").read_text().splitlines() if x.strip()]
+        history = [json.loads(x) for d in experiment.glob(f"*{trial_id}*")  # every session's result file
+                   for f in sorted(d.glob("result*.json")) for x in f.read_text().splitlines() if x.strip()]
         epochs = [h["epoch"] for h in history if "epoch" in h]
         assert set(epochs) == {1, 2, 3} and len(epochs) - len(set(epochs)) <= 1, epochs
 

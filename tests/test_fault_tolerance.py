@@ -1,7 +1,11 @@
-"""Failures on a real local Ray: a killed training worker, a NaN loss, an unwritable storage path."""
+"""Failures on a real local Ray: a killed training worker, a NaN loss, an unwritable storage path, a lost node, and
+the faults of a whole sweep (SIGKILL or Ctrl-C of `raysweep tune` then --resume, two sweeps on one folder, the
+folder deleted mid-run, corrupt checkpoints, a start that crashed before its first trial), each compared epoch by
+epoch with one unbroken run of the same trials."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import threading
@@ -155,3 +159,360 @@ def test_removed_node_reschedules_its_trial_and_the_sweep_completes(tmp_path: Pa
 def _train_worker_nodes() -> set[str]:
     """Node ids of the live Train workers."""
     return {a["Address"]["NodeID"] for a in _live_train_workers()}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Faults of a whole sweep, driven through the real `raysweep tune` process. Every sweep below runs the same two
+# trials (a grid over seeds, no scheduler), so its collected history must equal the unbroken reference's epoch by
+# epoch: same epochs, none twice, same losses and mAPs (training on CPU is deterministic given the seed, and a
+# checkpoint restores model, optimiser, schedule and RNG state).
+
+SWEEP_EPOCHS = 6
+SWEEP_ARGS = [*FIXED, f"train.epochs={SWEEP_EPOCHS}"]
+RAY_EXIT_GRACE_S = 30.0  # see docs/fault_tolerance.md: what Ray cleans up after its driver dies, and when
+
+
+def _grid_space(folder: Path) -> Path:
+    space = yaml.safe_load(SPACE.read_text())
+    space["search"] = {"train.seed": {"distribution": "grid", "values": [0, 1]}}
+    path = folder / "seeds.yaml"
+    path.write_text(yaml.safe_dump(space))
+    return path
+
+
+class SweepProcess:
+    """`raysweep tune` as its own process group, with every descendant it ever had recorded (Ray's GCS, raylet,
+    workers), so the test can tell whether anything of this sweep outlives it, without looking processes up by
+    name."""
+
+    def __init__(self, args: list[str], cwd: Path, log_name: str) -> None:
+        import subprocess
+        import sys
+
+        self.log = cwd / log_name
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", "RAY_DEDUP_LOGS": "0"}
+        self.proc = subprocess.Popen([sys.executable, "-m", "raysweep.cli", *args], cwd=cwd, env=env,
+                                     stdout=self.log.open("w"), stderr=subprocess.PIPE, text=True,
+                                     start_new_session=True)
+        self.descendants: set[int] = set()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._record, daemon=True)
+        self._thread.start()
+
+    def _record(self) -> None:
+        while not self._stop.wait(0.2):
+            self.descendants.update(_descendants(self.proc.pid))
+
+    def wait_for(self, condition, what: str, timeout: float = 420.0) -> None:
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if condition():
+                return
+            assert self.proc.poll() is None, f"raysweep ended before {what}: {self.output()}"
+            time.sleep(0.1)
+        raise AssertionError(f"timed out waiting for {what}: {self.output()}")
+
+    def finish(self, timeout: float = 600.0) -> tuple[int, str]:
+        _, err = self.proc.communicate(timeout=timeout)
+        self._stop.set()
+        return self.proc.returncode, err
+
+    def kill(self) -> None:
+        os.kill(self.proc.pid, signal.SIGKILL)  # the raysweep process this test started, nothing else
+        self.proc.wait(timeout=60)
+        self._stop.set()
+
+    def output(self) -> str:
+        return self.log.read_text()[-3000:]
+
+    def survivors_after(self, grace_s: float) -> list[int]:
+        """This sweep's processes still alive `grace_s` after it ended (polled; returns as soon as none is left)."""
+        deadline = time.time() + grace_s
+        while True:
+            alive = [pid for pid in self.descendants if _running(pid)]
+            if not alive or time.time() > deadline:
+                return alive
+            time.sleep(0.5)
+
+    def end_survivors(self) -> None:
+        for pid in self.descendants:  # only the processes this sweep started
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+def _proc_stat(pid: int) -> list[str] | None:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+
+
+def _running(pid: int) -> bool:
+    stat = _proc_stat(pid)
+    return stat is not None and stat[0] != "Z"
+
+
+def _descendants(root: int) -> set[int]:
+    """Every process below `root` now (from /proc's parent links)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and (stat := _proc_stat(int(entry.name))) is not None:
+            children.setdefault(int(stat[1]), []).append(int(entry.name))
+    found, todo = set(), [root]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            if child not in found:
+                found.add(child)
+                todo.append(child)
+    return found
+
+
+def _checkpoints(experiment: Path) -> dict[str, list[Path]]:
+    return {run.name: sorted(c for c in run.glob("checkpoint_*") if c.is_dir())  # not checkpoint_manager_snapshot
+            for run in experiment.glob("_train/*") if run.is_dir()}
+
+
+def _every_trial_has(experiment: Path, n: int, trials: int = 2) -> bool:
+    found = _checkpoints(experiment)
+    return len(found) >= trials and all(len(c) >= n for c in found.values())
+
+
+def _histories(experiment: Path) -> dict[int, dict]:
+    """Seed → {"status", "epochs": [...], "rows": merged history}, as raysweep collect sees them."""
+    from raysweep.results.collect import trial_rows
+
+    rows, _ = trial_rows(str(experiment))
+    out = {}
+    for trial in rows:
+        seed = int(trial["sampled"]["train.seed"])
+        epochs = [r["epoch"] for r in trial["history"] if "epoch" in r]
+        out[seed] = {"status": trial["status"], "epochs": epochs, "rows": trial["history"], "error": trial["error"]}
+    return out
+
+
+def _assert_matches_reference(got: dict, reference: dict, epochs: range | None = None) -> None:
+    """Same epochs (none twice), same loss and mAP per epoch as the unbroken run."""
+    expected = list(epochs or range(1, SWEEP_EPOCHS + 1))
+    assert got["epochs"] == expected, f"epochs {got['epochs']} != {expected}"
+    ref_by_epoch = {r["epoch"]: r for r in reference["rows"]}
+    for row in got["rows"]:
+        if "epoch" not in row:
+            continue
+        ref = ref_by_epoch[row["epoch"]]
+        assert row["loss"] == pytest.approx(ref["loss"], rel=1e-5), f"epoch {row['epoch']}"
+        assert row["map"] == pytest.approx(ref["map"], abs=1e-6), f"epoch {row['epoch']}"
+
+
+def _assert_parquet_matches(experiment: Path, reference_frame: pd.DataFrame) -> pd.DataFrame:
+    frame = pd.read_parquet(experiment / "results.parquet").set_index("seed").sort_index()
+    ref = reference_frame.set_index("seed").sort_index()
+    assert list(frame.index) == list(ref.index) == [0, 1]
+    assert (frame["outcome"] == "completed").all() and (frame["epochs_done"] == SWEEP_EPOCHS).all()
+    for column in ("last.loss", "best.loss", "last.map", "best.map"):
+        assert frame[column].to_numpy() == pytest.approx(ref[column].to_numpy(), rel=1e-5, abs=1e-6), column
+    assert (frame["wall_time_s"] > 0).all()
+    return frame
+
+
+@pytest.fixture(scope="module")
+def fault_dir(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("faults")
+    _grid_space(folder)
+    return folder
+
+
+def _tune_args(folder: Path, name: str, *extra: str) -> list[str]:
+    return ["tune", str(folder / "seeds.yaml"), *SWEEP_ARGS, f"storage.cache_dir={folder / 'cache'}",
+            "--storage", str(folder / "store"), "--name", name, *extra]
+
+
+@pytest.fixture(scope="module")
+def reference(fault_dir: Path) -> dict:
+    """The unbroken run every fault is compared with. While it runs, a second sweep on its folder (a plain start
+    and a --resume, a second apart) must be refused at once: one sweep owns a folder."""
+    experiment = fault_dir / "store" / "reference"
+    sweep = SweepProcess(_tune_args(fault_dir, "reference"), fault_dir, "reference.log")
+    sweep.wait_for(lambda: (experiment / "raysweep.lock").is_file(), "the experiment lock")
+    from support import run_cli_process
+
+    t0 = time.time()
+    second = run_cli_process(_tune_args(fault_dir, "reference", "--resume"), cwd=fault_dir, check=False)
+    time.sleep(1)
+    third = run_cli_process(_tune_args(fault_dir, "reference"), cwd=fault_dir, check=False)
+    refused_s = time.time() - t0
+    code, err = sweep.finish()
+    assert code == 0, f"{err}\n{sweep.output()}"
+    return {"experiment": experiment, "histories": _histories(experiment), "second": second, "third": third,
+            "refused_s": refused_s, "frame": pd.read_parquet(experiment / "results.parquet"),
+            "survivors": sweep.survivors_after(RAY_EXIT_GRACE_S)}
+
+
+def test_a_second_sweep_on_a_running_experiment_is_refused(reference: dict) -> None:
+    for proc in (reference["second"], reference["third"]):
+        assert proc.returncode == 2, proc.stderr
+        lines = proc.stderr.strip().splitlines()
+        assert len(lines) == 1 and "is in use by raysweep pid" in lines[0] and "Traceback" not in proc.stderr
+    assert "Ray dashboard" not in reference["second"].stdout  # refused before Ray started
+    # The owner was not disturbed: every epoch of both trials, once, and nothing left running.
+    for seed in (0, 1):
+        assert reference["histories"][seed]["epochs"] == list(range(1, SWEEP_EPOCHS + 1))
+    assert reference["survivors"] == []
+    assert not (reference["experiment"] / "raysweep.lock").exists()
+
+
+def test_sigkill_of_the_sweep_then_resume_keeps_every_epoch(fault_dir: Path, reference: dict) -> None:
+    experiment = fault_dir / "store" / "sigkill"
+    sweep = SweepProcess(_tune_args(fault_dir, "sigkill"), fault_dir, "sigkill.log")
+    sweep.wait_for(lambda: _every_trial_has(experiment, 2), "two checkpoints of each trial")
+    killed_at = time.time()
+    sweep.kill()
+    survivors = sweep.survivors_after(RAY_EXIT_GRACE_S)
+    gone_s = time.time() - killed_at
+    sweep.end_survivors()
+    assert survivors == [], f"{len(survivors)} processes of the killed sweep alive {RAY_EXIT_GRACE_S:.0f} s later"
+
+    from support import run_cli_process
+
+    t0 = time.time()
+    resumed = run_cli_process(_tune_args(fault_dir, "sigkill", "--resume"), cwd=fault_dir)
+    assert "Results:" in resumed.stdout
+    histories = _histories(experiment)
+    for seed in (0, 1):
+        assert histories[seed]["status"] == "TERMINATED"
+        _assert_matches_reference(histories[seed], reference["histories"][seed])
+    _assert_parquet_matches(experiment, reference["frame"])
+    print(f"SIGKILL: the sweep's processes gone {gone_s:.0f} s after the kill; resume took {time.time() - t0:.0f} s")
+
+
+def test_ctrl_c_exits_130_with_the_resume_command_and_resume_keeps_every_epoch(fault_dir: Path,
+                                                                              reference: dict) -> None:
+    import shlex
+
+    experiment = fault_dir / "store" / "ctrl-c"
+    sweep = SweepProcess(_tune_args(fault_dir, "ctrl-c"), fault_dir, "ctrl-c.log")
+    sweep.wait_for(lambda: _every_trial_has(experiment, 2), "two checkpoints of each trial")
+    os.kill(sweep.proc.pid, signal.SIGINT)  # what Ctrl-C sends to the foreground process
+    code, err = sweep.finish(timeout=180)
+    out = sweep.log.read_text()
+    assert code == 130, err
+    expected = (f"raysweep tune {shlex.quote(str(fault_dir / 'seeds.yaml'))} --resume --name ctrl-c "
+                f"--storage {shlex.quote(str(fault_dir / 'store'))}")
+    assert expected in err
+    assert "Tuner.restore" not in out + err and "Results:" not in out and "Traceback" not in err
+    partial = pd.read_parquet(experiment / "results.parquet")  # what was done when interrupted
+    assert len(partial) == 2 and (partial["epochs_done"] >= 1).all()
+    assert sweep.survivors_after(RAY_EXIT_GRACE_S) == []
+
+    from support import run_cli_process
+
+    args = shlex.split(expected)[1:]  # the printed command, as the user would paste it ...
+    resumed = run_cli_process([*args[:2], *SWEEP_ARGS, f"storage.cache_dir={fault_dir / 'cache'}", *args[2:]],
+                              cwd=fault_dir)  # ... with the same overrides
+    assert "Results:" in resumed.stdout
+    histories = _histories(experiment)
+    for seed in (0, 1):
+        _assert_matches_reference(histories[seed], reference["histories"][seed])
+    _assert_parquet_matches(experiment, reference["frame"])
+
+
+def test_storage_removed_mid_run_stops_the_sweep_and_keeps_what_exists(fault_dir: Path, reference: dict) -> None:
+    import shutil
+
+    experiment = fault_dir / "store" / "vanish"
+    sweep = SweepProcess(_tune_args(fault_dir, "vanish"), fault_dir, "vanish.log")
+    sweep.wait_for(lambda: _every_trial_has(experiment, 2), "two checkpoints of each trial")
+    t0 = time.time()
+    while experiment.exists() and time.time() - t0 < 10:  # files appear while it is deleted: repeat
+        shutil.rmtree(experiment, ignore_errors=True)
+    code, err = sweep.finish(timeout=180)
+    stopped_s = time.time() - t0
+    assert code == 1, err
+    lines = [line for line in err.splitlines() if line.startswith("raysweep:")]
+    assert any("storage lost" in line and str(experiment) in line for line in lines), err
+    assert "Traceback" not in err
+    assert sweep.survivors_after(RAY_EXIT_GRACE_S) == []
+    # What this process still held is written back and collectable; every epoch present is the reference's.
+    histories = _histories(experiment)
+    assert set(histories) == {0, 1}
+    for seed, got in histories.items():
+        done = len(got["epochs"])
+        assert done >= 1
+        _assert_matches_reference(got, reference["histories"][seed], range(got["epochs"][0], got["epochs"][0] + done))
+    print(f"storage removed: sweep stopped {stopped_s:.0f} s later")
+
+
+def _latest_checkpoint(run: Path) -> tuple[Path, int] | None:
+    """The checkpoint Train would resume `run` from, and its epoch (from Train's own snapshot)."""
+    snapshot = run / "checkpoint_manager_snapshot.json"
+    try:
+        latest = json.loads(snapshot.read_text())["latest_checkpoint_result"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return run / latest["checkpoint_dir_name"], int(latest["metrics"]["epoch"])
+
+
+def test_corrupt_checkpoints_fall_back_or_end_the_trial_with_its_history(fault_dir: Path, reference: dict) -> None:
+    experiment = fault_dir / "store" / "corrupt"
+    sweep = SweepProcess(_tune_args(fault_dir, "corrupt"), fault_dir, "corrupt.log")
+    sweep.wait_for(lambda: _every_trial_has(experiment, 1) and max(map(len, _checkpoints(experiment).values())) >= 2,
+                   "checkpoints of both trials")
+    sweep.kill()
+    sweep.survivors_after(RAY_EXIT_GRACE_S)
+    sweep.end_survivors()
+    seed_of = {p.parent.name.split("_")[2]: int(json.loads(p.read_text())["train.seed"])
+               for p in experiment.glob("*/params.json")}
+    runs = {trial_id: experiment / "_train" / trial_id for trial_id in seed_of}
+    latest = {trial_id: _latest_checkpoint(run) for trial_id, run in runs.items()}
+    unfinished = [t for t, info in latest.items() if info is not None and info[1] < SWEEP_EPOCHS]
+    # One trial loses only its newest checkpoint (it must have an older one to fall back to), the other all.
+    fallback = next((t for t in unfinished if len(_checkpoints(experiment)[t]) >= 2), None)
+    broken = next((t for t in unfinished if t != fallback), None)
+    if fallback is None or broken is None:
+        pytest.skip(f"the kill came too late for two unfinished trials with checkpoints: {latest}")
+    newest = latest[fallback][0]
+    (newest / "state.pt").write_bytes(b"\0garbage")
+    damaged = _checkpoints(experiment)[broken]
+    for folder in damaged:
+        (folder / "state.pt").write_bytes(b"")
+
+    from support import run_cli_process
+
+    run_cli_process(_tune_args(fault_dir, "corrupt", "--resume"), cwd=fault_dir)
+    histories = _histories(experiment)
+    good, bad = histories[seed_of[fallback]], histories[seed_of[broken]]
+    _assert_matches_reference(good, reference["histories"][seed_of[fallback]])
+    warnings = [r["resume_warning"] for r in good["rows"] if r.get("resume_warning")]
+    assert warnings and str(newest / "state.pt") in warnings[0]
+
+    assert bad["status"] == "ERROR"
+    assert bad["error"].startswith("TrialFailure: no readable checkpoint to resume from"), bad["error"]
+    for folder in damaged:
+        assert str(folder / "state.pt") in bad["error"]  # every file named, nothing cut off
+    assert bad["epochs"], "the epochs before the damage are kept"
+    _assert_matches_reference(bad, reference["histories"][seed_of[broken]], range(1, len(bad["epochs"]) + 1))
+    row = pd.read_parquet(experiment / "results.parquet").set_index("seed").loc[seed_of[broken]]
+    assert row["outcome"] == "error" and row["epochs_done"] == len(bad["epochs"])
+
+
+def test_a_start_that_crashed_before_its_first_trial_can_be_started_again(fault_dir: Path, reference: dict) -> None:
+    from raysweep.sweep.sessions import has_started_trials
+
+    experiment = fault_dir / "store" / "crashed"
+    sweep = SweepProcess(_tune_args(fault_dir, "crashed"), fault_dir, "crashed.log")
+    sweep.wait_for(lambda: (experiment / "raysweep_space.yaml").is_file(), "the space copy", timeout=300)
+    sweep.kill()  # Ray is up and the space copy written, but no trial has started: a crash inside Tune
+    sweep.survivors_after(RAY_EXIT_GRACE_S)
+    sweep.end_survivors()
+    if (experiment / "raysweep_meta.json").exists() or has_started_trials(str(experiment)):
+        pytest.skip("the first trial started before the kill on this machine; nothing to test")
+
+    from support import run_cli_process
+
+    again = run_cli_process(_tune_args(fault_dir, "crashed"), cwd=fault_dir)  # no --resume needed
+    assert "never started a trial" in again.stderr
+    histories = _histories(experiment)
+    for seed in (0, 1):
+        _assert_matches_reference(histories[seed], reference["histories"][seed])
+    _assert_parquet_matches(experiment, reference["frame"])

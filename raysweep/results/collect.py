@@ -1,8 +1,8 @@
 """Experiment folder (local or URI) → one tidy row per trial → parquet.
 
 Reads Tune's files directly (no Ray started): the newest `experiment_state-*.json` for statuses and errors, and
-each trial's `result.json` for its full report history (never `progress.csv`, whose columns freeze at the first
-report). Works on a running experiment and after a crash; writing is atomic, so re-running is idempotent.
+each trial's full report history merged over its sessions by `raysweep.results.history` (never `progress.csv`,
+whose columns freeze at the first report). Works on a running experiment and after a crash; writing is atomic, so re-running is idempotent.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from raysweep.errors import UserError
+from raysweep.results.trial_history import TRAIN_SUBDIR, read_trial_history, segment_wall_time
 from raysweep.spec.load import flatten, load_sweep
 from raysweep.sweep import storage
 
@@ -86,15 +87,7 @@ def _short(value: Any) -> str:
 
 def _wall_time(history: list[dict[str, Any]]) -> float:
     """Sum over restore segments (Tune's time_total_s restarts at 0 on resume)."""
-    total, segment_max, previous = 0.0, 0.0, -1.0
-    for row in history:
-        t = float(row.get("time_total_s") or 0.0)
-        if t < previous:
-            total += segment_max
-            segment_max = 0.0
-        segment_max = max(segment_max, t)
-        previous = t
-    return total + segment_max
+    return segment_wall_time(history)
 
 
 def _is_number(value: Any) -> bool:
@@ -190,8 +183,8 @@ def trial_rows(experiment_dir: str) -> tuple[list[dict[str, Any]], dict[str, Any
             continue
         if any(t["dir"] == entry.base_name for t in trials.values()):
             continue
-        history = _history(_read(fs, f"{entry.path}/result.json"),
-                           storage.join(experiment_dir, entry.base_name, "result.json"))
+        _history(_read(fs, f"{entry.path}/result.json"), storage.join(experiment_dir, entry.base_name, "result.json"))
+        history = read_trial_history(fs, entry.path).rows
         params = _read(fs, f"{entry.path}/params.json")
         if not history and params is None:  # not a trial folder (Tune writes params.json first), e.g. plots/
             continue
@@ -206,11 +199,14 @@ def trial_rows(experiment_dir: str) -> tuple[list[dict[str, Any]], dict[str, Any
     for trial in trials.values():
         folder = f"{inner}/{trial['dir']}" if trial["dir"] else None
         where = storage.join(experiment_dir, trial["dir"], "result.json") if folder else ""
-        history = _history(_read(fs, f"{folder}/result.json"), where) if folder else []
+        if folder:  # damaged report lines are the user's one-line error, named by file and line
+            _history(_read(fs, f"{folder}/result.json"), where)
+        merged = read_trial_history(fs, folder, f"{inner}/{TRAIN_SUBDIR}/{trial['trial_id']}")
+        history = merged.rows
         error = None
         if trial["status"] == "ERROR" and folder:
             error = error_reason(_read(fs, f"{folder}/{trial['error_file'] or 'error.txt'}"))
-        rows.append({**trial, "history": history, "error": error})
+        rows.append({**trial, "history": history, "error": error, "wall_time_s": merged.wall_time_s})
     return rows, meta
 
 
@@ -261,7 +257,7 @@ def collect_frame(experiment_dir: str,
         record["outcome"] = _outcome(trial["status"], epochs_done, epochs_total)
         record["epochs_done"] = epochs_done
         record["epochs_total"] = epochs_total
-        record["wall_time_s"] = _wall_time(history)
+        record["wall_time_s"] = trial.get("wall_time_s", _wall_time(history))
         record["seed"] = config.get("train.seed")
         for key, value in resources.items():
             record[f"resources.{key}"] = value

@@ -1,12 +1,14 @@
 """`raysweep tune`: start or join Ray, run (or resume) the Optuna + ASHA sweep, then write the parquet.
 
 Experiment layout: `<storage>/<name>/` holds Tune's own files, `raysweep_space.yaml` (the space file as given),
-`raysweep_meta.json` (overrides, versions, commit), `_train/<trial id>/` (each trial's Train run and checkpoints)
-and `results.parquet`.
+`raysweep_meta.json` (overrides, versions, commit; written when the first trial starts), `raysweep.lock` (the live
+sweep that owns the folder), `_train/<trial id>/` (each trial's Train run and checkpoints) and `results.parquet`.
+Faults and what survives them: docs/fault_tolerance.md.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -19,9 +21,11 @@ from typing import Optional
 
 from raysweep.errors import UserError
 from raysweep.spec.load import Sweep, load_sweep
-from raysweep.sweep import storage
+from raysweep.sweep import sessions, storage
 from raysweep.sweep.driver import DRIVER_RESOURCE, TrialPlan, make_trainable
 from raysweep.sweep.study import STUDY_FILE
+from raysweep.sweep.lock import ExperimentLock
+from raysweep.sweep.reaper import Reaper, start_reaper
 
 log = logging.getLogger(__name__)
 SPACE_COPY = "raysweep_space.yaml"
@@ -134,6 +138,30 @@ def dashboard_port(host: str, preferred: int) -> int:
     return preferred
 
 
+@contextlib.contextmanager
+def _local_start_lock(timeout_s: float = 120.0):
+    """A machine-wide file lock held from choosing the dashboard port until Ray has bound it: without it, two
+    sweeps started a second apart both find 8265 free and the second one's dashboard fails to start."""
+    import fcntl
+    import tempfile
+
+    path = Path(tempfile.gettempdir(), f"raysweep-ray-start-{os.getuid()}.lock")
+    with open(path, "a") as handle:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:  # a hung start elsewhere: go on, as before this lock existed
+                    break
+                time.sleep(0.2)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def init_ray(sweep: Sweep, address: Optional[str], slots: int) -> None:
     """Local instance (dashboard on 127.0.0.1 unless `ray.dashboard: false`) or join `address`; prints the dashboard
     URL."""
@@ -159,12 +187,13 @@ def init_ray(sweep: Sweep, address: Optional[str], slots: int) -> None:
             from raysweep.sweep.local_ray import bind_to_loopback
 
             bind_to_loopback()  # node address 127.0.0.1, not the machine's routable one (docs/security.md)
-            dashboard = ({"dashboard_host": settings.dashboard_host,
-                          "dashboard_port": dashboard_port(settings.dashboard_host, settings.dashboard_port)}
-                         if settings.dashboard else {})
-            context = ray.init(address="local", num_cpus=os.cpu_count(), resources={DRIVER_RESOURCE: slots},
-                               include_dashboard=settings.dashboard, **dashboard, runtime_env=runtime_env,
-                               logging_level=logging.WARNING, log_to_driver=False)
+            with _local_start_lock():  # two sweeps started together must not both pick the same free port
+                dashboard = ({"dashboard_host": settings.dashboard_host,
+                              "dashboard_port": dashboard_port(settings.dashboard_host, settings.dashboard_port)}
+                             if settings.dashboard else {})
+                context = ray.init(address="local", num_cpus=os.cpu_count(), resources={DRIVER_RESOURCE: slots},
+                                   include_dashboard=settings.dashboard, **dashboard, runtime_env=runtime_env,
+                                   logging_level=logging.WARNING, log_to_driver=False)
     except Exception as exc:  # noqa: BLE001 - ray raises many types; the user needs one line
         text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         if address and any(word in text.lower() for word in ("token", "auth", "401", "unauthenticated")):
@@ -183,28 +212,84 @@ def init_ray(sweep: Sweep, address: Optional[str], slots: int) -> None:
                         f"give the head node `resources: {{{DRIVER_RESOURCE}: 8}}` (see cluster.yaml)")
 
 
-def run_sweep(sweep: Sweep, name: Optional[str] = None, storage_path: Optional[str] = None, resume: bool = False,
-              address: Optional[str] = None) -> SweepOutcome:
-    """Everything that can fail on bad input fails before anything is written: storage, address, resources, data."""
-    import ray
-    from ray import tune
+class SweepInterrupted(Exception):
+    """Ctrl-C (SIGINT) stopped the sweep: the state is saved, the parquet holds what is done; exit 130."""
 
+    def __init__(self, message: str, parquet: Optional[str]) -> None:
+        super().__init__(message)
+        self.parquet = parquet
+
+
+class StorageLost(Exception):
+    """The experiment folder vanished (or its lock was taken over) while the sweep ran; exit 1."""
+
+    def __init__(self, message: str, parquet: Optional[str]) -> None:
+        super().__init__(message)
+        self.parquet = parquet
+
+
+def resume_command(space: str, name: str, storage_root: str) -> str:
+    import shlex
+
+    return f"raysweep tune {shlex.quote(space)} --resume --name {shlex.quote(name)} --storage {shlex.quote(storage_root)}"
+
+
+def run_sweep(sweep: Sweep, name: Optional[str] = None, storage_path: Optional[str] = None, resume: bool = False,
+              address: Optional[str] = None, force_unlock: bool = False,
+              space_arg: Optional[str] = None) -> SweepOutcome:
+    """Everything that can fail on bad input fails before anything is written: storage, address, resources, data.
+
+    One live sweep owns the experiment folder (`raysweep.lock`); a second one is refused. Ctrl-C stops the trials,
+    saves the state and the parquet of what is done and raises `SweepInterrupted`; a vanished folder raises
+    `StorageLost`. `space_arg` is the space file as the user typed it (for the resume hint).
+    """
     started = time.time()
     root = storage.normalise(storage_path or sweep.spec.storage.path)
     name = name or sweep.name
     experiment_dir = storage.join(root, name)
     meta_path = storage.join(experiment_dir, META_FILE)
     storage.check_writable(root)
-    existing = storage.exists(meta_path)
-    if existing and not resume:
-        raise UserError(f"experiment {name!r} already exists at {experiment_dir}; continue it with --resume or "
-                        f"choose another --name")
-    if resume and not existing:
-        raise UserError(f"--resume: no raysweep experiment at {experiment_dir} (no {META_FILE}); start it without "
-                        f"--resume")
-    if resume:
-        sweep = _saved_sweep(experiment_dir, sweep)
+    lock = ExperimentLock(experiment_dir, force=force_unlock)
+    lock.acquire()
+    try:
+        existing = storage.exists(meta_path)
+        if existing and not resume:
+            raise UserError(f"experiment {name!r} already exists at {experiment_dir}; continue it with --resume or "
+                            f"choose another --name")
+        # raysweep_meta.json is written when the first trial starts: without it, an earlier start failed inside
+        # Ray Tune before any trial (leaving the space copy and Tune's files), and the folder can be started afresh.
+        leftover = not existing and storage.exists(storage.join(experiment_dir, SPACE_COPY))
+        if resume and not existing:
+            why = " (an earlier start failed before its first trial)" if leftover else ""
+            raise UserError(f"--resume: no raysweep experiment at {experiment_dir} (no {META_FILE}){why}; start it "
+                            f"without --resume")
+        if not existing and sessions.has_started_trials(experiment_dir):
+            raise UserError(f"{experiment_dir} holds trial folders but no {META_FILE}; it is not a raysweep "
+                            f"experiment that can be continued: choose another --name")
+        if resume:
+            sweep = _saved_sweep(experiment_dir, sweep)
+        elif leftover or storage.exists(storage.join(experiment_dir, "tuner.pkl")):
+            removed = sessions.clear_unstarted(experiment_dir)
+            log.warning("experiment %r never started a trial (an earlier start failed inside Ray Tune); starting it "
+                        "afresh%s", name, f" (removed {', '.join(removed)})" if removed else "")
+        hint = resume_command(space_arg or str(sweep.path), name, root)
+        return _run_locked(sweep, name, root, experiment_dir, resume, existing, address, lock, started, hint)
+    except BaseException:
+        if lock.info is not None and not storage.exists(meta_path):
+            lock.release()
+            lock.remove_folder_if_empty()
+        raise
+    finally:
+        lock.release()
+
+
+def _run_locked(sweep: Sweep, name: str, root: str, experiment_dir: str, resume: bool, keep_meta: bool,
+                address: Optional[str], lock: ExperimentLock, started: float, hint: str) -> SweepOutcome:
+    import ray
+    from ray import tune
+
     res = sweep.spec.resources
+    meta_path = storage.join(experiment_dir, META_FILE)
     # A Ray job's entrypoint has RAY_ADDRESS set by the job supervisor: join that cluster.
     address = address or sweep.spec.ray.address or os.environ.get("RAY_ADDRESS") or None
     local = not address
@@ -218,16 +303,22 @@ def run_sweep(sweep: Sweep, name: Optional[str] = None, storage_path: Optional[s
 
     check_tracking(sweep, experiment_dir)
     prepare_task(sweep)
-    init_ray(sweep, address, res.driver_slots or max(1, sweep.num_trials))
+    stop = StopSignals()
+    reaper = start_reaper() if local else Reaper(None)  # ends this instance's processes if we are SIGKILLed
     journal = None
     try:
+        init_ray(sweep, address, res.driver_slots or max(1, sweep.num_trials))
         concurrency = _concurrency(sweep, ray.cluster_resources(), local=local)
-        if not existing:
-            storage.write_text_atomic(storage.join(experiment_dir, SPACE_COPY), sweep.path.read_text())
-            storage.write_text_atomic(meta_path, json.dumps({
-                "name": name, "task": sweep.spec.task, "space_file": str(sweep.path), "overrides": sweep.overrides,
-                "metric": sweep.metric, "mode": sweep.mode, "selection": sweep.spec.selection, "num_trials": sweep.num_trials, "created": time.time(),
-                "versions": _versions()}, indent=2))
+        space_text = sweep.path.read_text()
+        meta_text = json.dumps({
+            "name": name, "task": sweep.spec.task, "space_file": str(sweep.path), "overrides": sweep.overrides,
+            "metric": sweep.metric, "mode": sweep.mode, "selection": sweep.spec.selection,
+            "num_trials": sweep.num_trials, "created": time.time(), "versions": _versions()}, indent=2)
+        if not keep_meta:  # the space copy now, the meta file once the first trial starts (MetaOnFirstTrial)
+            storage.write_text_atomic(storage.join(experiment_dir, SPACE_COPY), space_text)
+        else:
+            meta_text = storage.read_text(meta_path)
+            space_text = storage.read_text(storage.join(experiment_dir, SPACE_COPY))
         plan = TrialPlan(task=sweep.spec.task, base_config=sweep.base_config, experiment_dir=experiment_dir,
                          cache_dir=str(cache_dir(sweep)), metric=sweep.metric, num_workers=res.num_workers,
                          use_gpu=res.use_gpu, cpus_per_worker=res.cpus_per_worker, gpus_per_worker=res.gpus,
@@ -239,21 +330,41 @@ def run_sweep(sweep: Sweep, name: Optional[str] = None, storage_path: Optional[s
         trainable = tune.with_resources(make_trainable(plan), {"CPU": 0, DRIVER_RESOURCE: 1})
         print(f"Experiment {name!r}: {sweep.num_trials} trials, up to {concurrency} at a time, "
               f"{res.num_workers} worker(s) each; storage {experiment_dir}", flush=True)
-        if resume:
-            tuner = tune.Tuner.restore(experiment_dir, trainable=trainable, resume_unfinished=True,
-                                       resume_errored=True)
-        else:
-            tuner = tune.Tuner(trainable, tune_config=_tune_config(sweep, concurrency, journal, name),
-                               run_config=_run_config(sweep, root, name))
-        tuner.fit()
+        lock.watch(stop.storage_lost)
+        with stop.installed(), quiet_tune_hints():
+            try:
+                if resume:
+                    moved = sessions.archive_results(experiment_dir)
+                    log.info("kept the histories of %d trials as result.session-<k>.json", moved)
+                    tuner = tune.Tuner.restore(experiment_dir, trainable=trainable, resume_unfinished=True,
+                                               resume_errored=True)
+                else:
+                    from raysweep.sweep.meta_callback import MetaOnFirstTrial
+
+                    if Path(journal).is_file():  # left by a start that never began a trial: its study is empty
+                        Path(journal).unlink()
+                    run_config = _run_config(sweep, root, name)
+                    run_config.callbacks = [*(run_config.callbacks or []), MetaOnFirstTrial(meta_path, meta_text)]
+                    tuner = tune.Tuner(trainable, tune_config=_tune_config(sweep, concurrency, journal, name),
+                                       run_config=run_config)
+                tuner.fit()
+            except KeyboardInterrupt:  # a second Ctrl-C (Tune stopped without its last snapshot), or one before
+                stop.interrupted = True  # Tune's loop began
     finally:
         ray.shutdown()
+        reaper.done()
         if journal and journal != study_journal(experiment_dir) and Path(journal).is_file():  # URI: kept locally
             storage.write_bytes_atomic(study_journal(experiment_dir), Path(journal).read_bytes())
     from raysweep.results.collect import collect_experiment
 
     parquet = storage.join(experiment_dir, RESULTS_FILE)
+    if stop.lost_reason:
+        kept = _keep_after_loss(experiment_dir, meta_text, space_text, parquet)
+        raise StorageLost(f"storage lost: {stop.lost_reason}; stopped the sweep. {kept}", kept and parquet)
     collect_experiment(experiment_dir, parquet)
+    if stop.interrupted:
+        raise SweepInterrupted(f"interrupted; the finished epochs are kept and the results so far are in {parquet}. "
+                               f"Continue with: {hint}", parquet)
     return SweepOutcome(experiment_dir=experiment_dir, parquet=parquet, num_trials=sweep.num_trials,
                         wall_time_s=time.time() - started)
 
@@ -274,6 +385,107 @@ def local_study_journal(experiment_dir: str, cache: Path, name: str) -> str:
     import hashlib
 
     return str(folder / f"{name}-{hashlib.sha1(experiment_dir.encode()).hexdigest()[:10]}.journal")
+
+
+def _keep_after_loss(experiment_dir: str, meta_text: str, space_text: str, parquet: str) -> str:
+    """Tune's last snapshot wrote the histories it still held back into the folder: make that a collectable
+    experiment again (meta, space copy, parquet). Says what was kept."""
+    from raysweep.results.collect import collect_experiment
+
+    try:
+        if not storage.exists(experiment_dir) or not sessions.trial_folders(experiment_dir):
+            return "Nothing could be written back."
+        storage.write_text_atomic(storage.join(experiment_dir, SPACE_COPY), space_text)
+        storage.write_text_atomic(storage.join(experiment_dir, META_FILE), meta_text)
+        frame = collect_experiment(experiment_dir, parquet)
+    except (OSError, UserError) as exc:
+        return f"Nothing could be written back ({exc})."
+    return (f"The histories this process still held ({len(frame)} trials) are in {parquet}; the checkpoints were "
+            f"lost, so --resume would restart those trials.")
+
+
+class StopSignals:
+    """Ctrl-C and storage loss both end Tune's loop the way its own SIGINT handler does (trials stopped, state
+    saved, statuses left resumable), through the SIGUSR1 handler Tune installs for that; a second Ctrl-C stops at
+    once. Our SIGINT handler replaces Tune's, so the interrupt is known and Ray's hint is not printed."""
+
+    def __init__(self) -> None:
+        self.interrupted = False
+        self.lost_reason: Optional[str] = None
+        self._previous = None
+
+    def _stop_tune(self) -> None:
+        import signal
+
+        handler = signal.getsignal(signal.SIGUSR1)
+        if callable(handler):  # Tune's loop is running: ask it to stop gracefully
+            os.kill(os.getpid(), signal.SIGUSR1)
+        else:  # before or after Tune's loop: stop whatever runs now
+            import _thread
+
+            _thread.interrupt_main()
+
+    def on_sigint(self, signum, frame) -> None:
+        if self.interrupted:
+            raise KeyboardInterrupt
+        self.interrupted = True
+        print("raysweep: interrupted; stopping the trials and saving the experiment (Ctrl-C again to stop at once)",
+              file=sys.stderr, flush=True)
+        self._stop_tune()
+
+    def storage_lost(self, reason: str) -> None:
+        if self.lost_reason is None:
+            self.lost_reason = reason
+            print(f"raysweep: storage lost: {reason}; stopping the sweep", file=sys.stderr, flush=True)
+            self._stop_tune()
+
+    @contextlib.contextmanager
+    def installed(self):
+        import signal
+        import threading
+
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        previous_env = os.environ.get("TUNE_DISABLE_SIGINT_HANDLER")
+        os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"
+        previous = signal.signal(signal.SIGINT, self.on_sigint)
+        previous_usr1 = signal.getsignal(signal.SIGUSR1)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, previous)
+            signal.signal(signal.SIGUSR1, previous_usr1)  # Tune leaves its handler behind
+            if previous_env is None:
+                os.environ.pop("TUNE_DISABLE_SIGINT_HANDLER", None)
+            else:
+                os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = previous_env
+
+
+class _DropTuneHints(logging.Filter):
+    """Ray's end-of-run lines that would mislead: its own restore hint (raysweep prints the command to run) and
+    missing-metrics warnings for trials whose history raysweep keeps in session files."""
+
+    PHRASES = ("Resume experiment with", "Resume training with", "Trials did not complete",
+               "Failed to fetch metrics for", "Stop signal received")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not any(phrase in message for phrase in self.PHRASES)
+
+
+@contextlib.contextmanager
+def quiet_tune_hints():
+    drop = _DropTuneHints()
+    loggers = [logging.getLogger(n) for n in ("ray.tune.tune", "ray.tune.analysis.experiment_analysis",
+                                               "ray.tune.execution.tune_controller")]
+    for logger in loggers:
+        logger.addFilter(drop)
+    try:
+        yield
+    finally:
+        for logger in loggers:
+            logger.removeFilter(drop)
 
 
 def _saved_sweep(experiment_dir: str, given: Sweep) -> Sweep:

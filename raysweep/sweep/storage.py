@@ -104,7 +104,7 @@ def check_writable(path: str) -> None:
     """One clear error before any trial starts if the storage cannot be written; leaves no trace either way
     (local folders it had to create are removed again, so a later failing check leaves no empty storage behind)."""
     probe = join(path, f".raysweep-write-probe-{uuid.uuid4().hex[:8]}")
-    created = [] if is_uri(path) else _missing_folders(Path(path))
+    created = [] if is_uri(path) else missing_folders(Path(path))
     try:
         if is_uri(path):
             fs, inner = _probe_filesystem(probe)
@@ -139,7 +139,7 @@ def _is_gcs(fs: pafs.FileSystem) -> bool:
     return type(fs).__name__ == "GcsFileSystem"
 
 
-def _missing_folders(path: Path) -> list[Path]:
+def missing_folders(path: Path) -> list[Path]:
     """`path` and its ancestors that do not exist yet, deepest first."""
     missing = []
     while not path.exists() and not path.is_symlink() and path != path.parent:

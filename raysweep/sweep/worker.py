@@ -20,6 +20,7 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader, DistributedSampler
 
 from raysweep.spec.load import set_path
+from raysweep.sweep.checkpoints import load_resume_point, write_history
 from raysweep.tasks.registry import get_task
 
 log = logging.getLogger(__name__)
@@ -123,15 +124,15 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
                     for split, dataset in (("val", parts.val_set), ("test", parts.eval_set)) if dataset is not None}
     selection_split = next(iter(eval_loaders))
 
-    start_epoch, last_metrics = 0, {}
+    start_epoch, last_metrics, history, resume_warning = 0, {}, [], None
     checkpoint = ray.train.get_checkpoint()  # ray: set when resuming (restart or --resume)
     if checkpoint is not None:
-        with checkpoint.as_directory() as folder:
-            failed = Path(folder) / FAILURE_FILE
-            if failed.exists():  # a relaunch of a trial that already failed for good: say so again, cheaply
-                _report_failure(rank, json.loads(failed.read_text()))
-                return
-            state = torch.load(Path(folder) / STATE_FILE, map_location=device, weights_only=True)
+        point = load_resume_point(checkpoint, device)  # falls back to an older checkpoint if this one is unreadable
+        if point.failure is not None or point.unreadable:  # failed for good before, or nothing left to resume from
+            _report_failure(rank, point.failure or {"epochs_total": task.epochs, FAILURE_KEY: point.warning()},
+                            point.history)
+            return
+        state, history, resume_warning = point.state, point.history, point.warning()
         _unwrap(model).load_state_dict(state["model"])
         parts.optimizer.load_state_dict(state["optimizer"])
         parts.schedule.load_state_dict(state["schedule"])
@@ -211,10 +212,14 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
 
         state = {"model": _unwrap(model).state_dict(), "optimizer": parts.optimizer.state_dict(),
                  "schedule": parts.schedule.state_dict(), "epoch": epoch, "metrics": last_metrics}
+        if resume_warning:  # once, on the first epoch after a fallback: result.json says which file was skipped
+            metrics["resume_warning"], resume_warning = resume_warning, None
+        history.append(metrics)
         rngs = _gather_rng(world)
         if rank == 0:
             with tempfile.TemporaryDirectory() as folder:
                 torch.save({**state, "rng": rngs}, Path(folder) / STATE_FILE)
+                write_history(folder, history)  # every epoch so far: fills what a killed sweep never synced
                 ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(folder))  # ray
         else:
             ray.train.report(metrics, checkpoint=None)  # ray: every worker reports (collective)
@@ -249,7 +254,7 @@ def _evaluate_split(task: Any, model: torch.nn.Module, loader: DataLoader, split
     return {f"{split}.{k}": float(v) for k, v in scores.items() if isinstance(v, (int, float))}
 
 
-def _report_failure(rank: int, metrics: dict[str, Any]) -> None:
+def _report_failure(rank: int, metrics: dict[str, Any], history: list[dict[str, Any]] | None = None) -> None:
     """End the run with a reason instead of raising: a restart from the last checkpoint would only hit the same NaN.
 
     The reason travels as a checkpoint (Train's `Result.metrics` are those of the latest checkpoint), which the
@@ -260,6 +265,8 @@ def _report_failure(rank: int, metrics: dict[str, Any]) -> None:
     if rank == 0:
         with tempfile.TemporaryDirectory() as folder:
             (Path(folder) / FAILURE_FILE).write_text(json.dumps(metrics))
+            if history:  # the epochs before the failure, for raysweep collect (Train may delete older checkpoints)
+                write_history(folder, history)
             ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(folder))
     else:
         ray.train.report(metrics, checkpoint=None)
