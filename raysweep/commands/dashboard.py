@@ -6,25 +6,14 @@ a URI experiment's journal is copied next to its results when the sweep ends; do
 
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 from typing import Optional
 
 from raysweep.errors import UserError
 from raysweep.sweep import storage
+from raysweep.sweep.runner import dashboard_port
 from raysweep.sweep.study import STUDY_FILE, study_storage
 
-
-
-def free_port(host: str, preferred: Optional[int]) -> int:
-    for port in ((preferred,) if preferred else ()) + (0,):
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-            try:
-                probe.bind((host, port))
-                return probe.getsockname()[1]
-            except OSError:
-                continue
-    raise UserError(f"--port: no free port on {host}")
 
 
 def run(experiment: str, port: Optional[int] = None, host: str = "127.0.0.1") -> None:
@@ -40,6 +29,6 @@ def run(experiment: str, port: Optional[int] = None, host: str = "127.0.0.1") ->
         from optuna_dashboard import run_server
     except ImportError:
         raise UserError("optuna-dashboard is not installed; `pip install optuna-dashboard`") from None
-    chosen = free_port(host, port)
+    chosen = dashboard_port(host, port or 0)
     print(f"Optuna dashboard for {journal}: http://{host}:{chosen}/  (Ctrl-C to stop)", flush=True)
     run_server(study_storage(str(journal)), host=host, port=chosen)

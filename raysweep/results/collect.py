@@ -20,7 +20,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from raysweep.errors import UserError
-from raysweep.results.trial_history import TRAIN_SUBDIR, read_trial_history, segment_wall_time
+from raysweep.results.trial_history import TRAIN_SUBDIR, read_or_none as _read, read_trial_history, segment_wall_time
 from raysweep.spec.load import flatten, load_sweep
 from raysweep.sweep import storage
 
@@ -30,14 +30,6 @@ _EXCEPTION_LINE = re.compile(r"^(?:[\w.]+\.)?(\w*(?:Error|Exception|Failure|Inte
 
 def _list(fs: pafs.FileSystem, inner: str) -> list[pafs.FileInfo]:
     return fs.get_file_info(pafs.FileSelector(inner, recursive=False, allow_not_found=True))
-
-
-def _read(fs: pafs.FileSystem, inner: str) -> Optional[str]:
-    try:
-        with fs.open_input_stream(inner) as stream:
-            return stream.read().decode(errors="replace")
-    except (FileNotFoundError, OSError):
-        return None
 
 
 def error_reason(text: Optional[str]) -> Optional[str]:

@@ -97,7 +97,7 @@ def read_trial_history(fs: pafs.FileSystem, trial_folder: Optional[str],
     session_rows: list[list[dict[str, Any]]] = []
     if trial_folder:
         for name in _session_files(fs, trial_folder) + [RESULT_FILE]:
-            text = _read(fs, f"{trial_folder}/{name}")
+            text = read_or_none(fs, f"{trial_folder}/{name}")
             if text is None:
                 continue
             rows = parse_lines(text)
@@ -129,7 +129,7 @@ def _checkpoint_history(fs: pafs.FileSystem, train_folder: str) -> list[dict[str
     for info in fs.get_file_info(pafs.FileSelector(train_folder, recursive=False, allow_not_found=True)):
         if info.type != pafs.FileType.Directory or not info.base_name.startswith("checkpoint_"):
             continue
-        text = _read(fs, f"{info.path}/{CHECKPOINT_HISTORY}")
+        text = read_or_none(fs, f"{info.path}/{CHECKPOINT_HISTORY}")
         try:
             rows = json.loads(text) if text else []
         except ValueError:  # a damaged checkpoint: its siblings still count
@@ -140,7 +140,8 @@ def _checkpoint_history(fs: pafs.FileSystem, train_folder: str) -> list[dict[str
     return best
 
 
-def _read(fs: pafs.FileSystem, inner: str) -> Optional[str]:
+def read_or_none(fs: pafs.FileSystem, inner: str) -> Optional[str]:
+    """A file's text, or None when it is missing or unreadable (a crashed or half-copied experiment)."""
     try:
         with fs.open_input_stream(inner) as stream:
             return stream.read().decode(errors="replace")
