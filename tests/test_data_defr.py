@@ -182,7 +182,8 @@ def test_rebalance_indices_off_and_min_two():
     assert rebalance_indices(t, 3).tolist() == [0, 1, 2, 0, 0]
 
 
-# ---- splits ---------------------------------------------------------------------------------------------------------
+# ---- transforms -----------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("norm", ["clip", "half", "imagenet"])
 def test_test_transform_normalises(norm):
     tf = build_transforms(24, train=False, normalisation=norm, cfg=DataConfig())
     out = tf(Image.new("RGB", (40, 30), (255, 0, 255)))

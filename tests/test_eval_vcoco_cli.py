@@ -226,7 +226,8 @@ def test_data_synth_vcoco_command_writes_both_ground_truths(tmp_path, capsys):
     assert code == 2 and "other parameters" in err and len(err.strip().splitlines()) == 1
 
 
-def test_official_pickle_with_numpy_values_reads_with_allow_pickle(synth, tmp_path, capsys):
+def test_official_pickle_with_numpy_values_reads_safely_and_code_is_refused(synth, tmp_path, capsys):
+    import os
     import pickle
 
     dets = [{k: (np.asarray(v, dtype=np.float32) if isinstance(v, list) else v) for k, v in d.items()}
@@ -234,9 +235,21 @@ def test_official_pickle_with_numpy_values_reads_with_allow_pickle(synth, tmp_pa
     pred = tmp_path / "detections.pkl"
     with open(pred, "wb") as f:
         pickle.dump(dets, f, protocol=2)  # as QPIC's generate_vcoco_official.py writes it
-    code, _, err = run_cli(["eval", "vcoco", "--anno-dir", str(synth), "--pred", str(pred)], capsys)
-    assert code == 2 and "--allow-pickle" in err
+    # numpy arrays and built-in types pass the restricted unpickler: no flag needed
+    code, out, err = run_cli(["eval", "vcoco", "--anno-dir", str(synth), "--pred", str(pred), "--json"], capsys)
+    assert code == 0, err
+    assert json.loads(out)["role_ap_s1"] == pytest.approx(1.0)
     code, out, err = run_cli(["eval", "vcoco", "--anno-dir", str(synth), "--pred", str(pred), "--allow-pickle",
                               "--json"], capsys)
     assert code == 0, err
     assert json.loads(out)["role_ap_s1"] == pytest.approx(1.0)
+
+    class Crafted:  # unpickling it would call os.system
+        def __reduce__(self):
+            return os.system, (f"touch {tmp_path / 'ran'}",)
+
+    crafted = tmp_path / "crafted.pkl"
+    crafted.write_bytes(pickle.dumps([Crafted()]))
+    code, _, err = run_cli(["eval", "vcoco", "--anno-dir", str(synth), "--pred", str(crafted)], capsys)
+    assert code == 2 and "--allow-pickle" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "ran").exists()
