@@ -100,11 +100,11 @@ def test_console_shows_preparation_then_compact_trial_lines(sweep) -> None:
     without_clock = [re.sub(r" · [\d:]+ elapsed", "", table) for table in tables]
     assert all(a != b for a, b in zip(without_clock, without_clock[1:]))  # printed again only when a line changed
     header = tables[-1].splitlines()[1].split()
-    assert header == ["trial", "status", "epoch", "ETA", "map", "best", "classifier.init", "loss.name",
+    assert header == ["trial", "status", "epoch", "ETA", "val.map", "best", "classifier.init", "loss.name",
                       "prompts.template", "optim.lr"]
     final = [line.split() for line in tables[-1].splitlines()[2:]]
     assert len(final) == 2 and all(row[1:3] == ["COMPLETED", "2/2"] for row in final)
-    assert tables[-1].startswith("== 2/2 trials done (2 completed, 0 pruned, 0 error), 0 running · best map ")
+    assert tables[-1].startswith("== 2/2 trials done (2 completed, 0 pruned, 0 error), 0 running · best val.map ")
     assert any(re.search(r" RUNNING +\d/2 +\d+:\d\d ", block) for block in tables)  # an ETA while running
 
 
@@ -120,9 +120,9 @@ def test_mlflow_holds_one_run_per_trial_with_epochs(sweep) -> None:
     assert sorted(runs.index) == sorted(results.index)
     for trial_id, run in runs.iterrows():
         assert run["status"] == "FINISHED" and float(run["params.optim.lr"]) == results.loc[trial_id, "config.optim.lr"]
-        history = mlflow.MlflowClient().get_metric_history(run["run_id"], "map")
+        history = mlflow.MlflowClient().get_metric_history(run["run_id"], "val.map")
         assert [m.step for m in history] == [1, 2]
-        assert history[-1].value == pytest.approx(results.loc[trial_id, "last.map"])
+        assert history[-1].value == pytest.approx(results.loc[trial_id, "last.val.map"])
 
 
 def test_wandb_offline_files_hold_each_trial(sweep) -> None:
@@ -136,9 +136,9 @@ def test_wandb_offline_files_hold_each_trial(sweep) -> None:
     for trial_id, run in runs.items():
         assert run["name"] == trial_id and run["group"] == "tracked"
         assert run["config"]["optim.lr"] == pytest.approx(results.loc[trial_id, "config.optim.lr"])
-        maps = [(row["_step"], row["map"]) for row in run["history"]]
+        maps = [(row["_step"], row["val.map"]) for row in run["history"]]
         assert [step for step, _ in maps] == [1, 2]
-        assert maps[-1][1] == pytest.approx(results.loc[trial_id, "last.map"])
+        assert maps[-1][1] == pytest.approx(results.loc[trial_id, "last.val.map"])
 
 
 def test_tensorboard_event_files_hold_the_objective(sweep) -> None:
@@ -153,8 +153,8 @@ def test_tensorboard_event_files_hold_the_objective(sweep) -> None:
     for path in events:
         accumulator = EventAccumulator(path)
         accumulator.Reload()
-        scalars = accumulator.Scalars("ray/tune/map")
+        scalars = accumulator.Scalars("ray/tune/val.map")
         epochs = accumulator.Scalars("ray/tune/epoch")
         assert [e.value for e in epochs] == [1, 2]
         seen[scalars[-1].value] = path
-    assert sorted(seen) == pytest.approx(sorted(results["last.map"]), abs=1e-6)
+    assert sorted(seen) == pytest.approx(sorted(results["last.val.map"]), abs=1e-6)

@@ -30,7 +30,7 @@ def test_defr_sweep_with_detection_reports_both_and_detect_runs_on_its_trial(tmp
     experiment = tmp_path / "store" / "det"
     frame = pd.read_parquet(experiment / "results.parquet")
     assert len(frame) == 1 and frame["status"].eq("TERMINATED").all()
-    for column in ("last.map", *DET_COLUMNS):
+    for column in ("last.val.map", "last.test.map", *DET_COLUMNS):
         assert column in frame.columns, column
     assert frame["last.test.det.map"].between(0, 1).all() and frame["last.val.map"].between(0, 1).all()
     assert frame["config.detection.enabled"].all()

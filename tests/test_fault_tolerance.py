@@ -302,7 +302,9 @@ def _assert_matches_reference(got: dict, reference: dict, epochs: range | None =
             continue
         ref = ref_by_epoch[row["epoch"]]
         assert row["loss"] == pytest.approx(ref["loss"], rel=1e-5), f"epoch {row['epoch']}"
-        assert row["map"] == pytest.approx(ref["map"], abs=1e-6), f"epoch {row['epoch']}"
+        for metric in ("val.map", "test.map"):
+            if metric in ref:
+                assert row[metric] == pytest.approx(ref[metric], abs=1e-6), f"{metric}, epoch {row['epoch']}"
 
 
 def _assert_parquet_matches(experiment: Path, reference_frame: pd.DataFrame) -> pd.DataFrame:
@@ -310,7 +312,7 @@ def _assert_parquet_matches(experiment: Path, reference_frame: pd.DataFrame) -> 
     ref = reference_frame.set_index("seed").sort_index()
     assert list(frame.index) == list(ref.index) == [0, 1]
     assert (frame["outcome"] == "completed").all() and (frame["epochs_done"] == SWEEP_EPOCHS).all()
-    for column in ("last.loss", "best.loss", "last.map", "best.map"):
+    for column in ("last.loss", "last.val.map", "last.test.map", "best_val.val.map", "best_val.test.map"):
         assert frame[column].to_numpy() == pytest.approx(ref[column].to_numpy(), rel=1e-5, abs=1e-6), column
     assert (frame["wall_time_s"] > 0).all()
     return frame
