@@ -200,3 +200,17 @@ def test_report_of_a_sweep_over_both_datasets_has_a_dataset_column():
     hico = next(r for r in rows if r.startswith("| HICO-DET") and "| QPIC " in r)
     vcoco = next(r for r in rows if r.startswith("| V-COCO") and "QPIC + HQM" in r)
     assert "30.00" in hico and "60.00" in vcoco
+
+
+def test_trials_layout_of_a_vcoco_sweep_shows_the_scenario_columns():
+    from raysweep.results.tables import render_table
+
+    frame = _frame([("vcoco", False, False, 0.5), ("vcoco", True, True, 0.6)])
+    for metric in ("role_ap_s1", "role_ap_s2"):
+        frame[f"last.test.{metric}"] = frame.pop(f"last.{metric}")
+    frame["last.val.role_ap_s1"] = [0.7, 0.4]
+    frame["objective"] = "val.role_ap_s1"
+    lines = render_table(frame, layout="trials").splitlines()
+    header = [c.strip() for c in lines[0].split("|")[1:-1]]
+    assert header[-3:] == ["val.role_ap_s1", "Scenario 1", "Scenario 2"] and "Full" not in header
+    assert lines[2].startswith("| t0 ") and "| 70.00 " in lines[2] and "| 50.00 " in lines[2]

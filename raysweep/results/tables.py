@@ -73,7 +73,7 @@ def summarise(frame: pd.DataFrame, statuses: Optional[Sequence[str]] = ("complet
         return pd.DataFrame(), {}
     if epoch not in EPOCHS:
         raise UserError(f"--epoch: {epoch!r} is not one of {', '.join(EPOCHS)}")
-    task_cls = _table_task(frame)
+    task_cls = table_task(frame)
     left_out: dict[str, int] = {}
     if statuses is not None:
         wanted = {s.lower() for s in statuses} | ({"completed"} if "terminated" in {s.lower() for s in statuses} else set())
@@ -84,7 +84,7 @@ def summarise(frame: pd.DataFrame, statuses: Optional[Sequence[str]] = ("complet
         empty = pd.DataFrame()
         empty.attrs.update(left_out=left_out, epoch=epoch)
         return empty, task_cls.table_columns
-    objective = _objective(frame, task_cls)
+    objective = objective_metric(frame, task_cls)
     val_column = metric_column(frame, epoch, "val", objective) if epoch != "best_test" else None
     configs = _trial_configs(frame)
     labels = pd.DataFrame([task_cls.row_labels(c) for c in configs], index=frame.index)
@@ -147,7 +147,7 @@ def _row(row: dict, part: pd.DataFrame, task_cls, frame: pd.DataFrame, epoch: st
     return row
 
 
-def _objective(frame: pd.DataFrame, task_cls) -> str:
+def objective_metric(frame: pd.DataFrame, task_cls) -> str:
     """The task metric the sweep selected on (`map`), from the parquet's `objective` column."""
     if "objective" in frame.columns and frame["objective"].notna().any():
         return str(frame["objective"].dropna().iloc[0]).split(".", 1)[-1]
@@ -259,7 +259,7 @@ def default_layout(frame: pd.DataFrame) -> str:
     """"paper" when the task has paper rows and some trial (any outcome) is one of them, else "results"."""
     if frame.empty:
         return "results"
-    task_cls = _table_task(frame)
+    task_cls = table_task(frame)
     if not task_cls.paper_rows:
         return "results"
     label_cols = list(task_cls.paper_rows[0])
@@ -270,7 +270,7 @@ def default_layout(frame: pd.DataFrame) -> str:
 
 def _render_paper(frame: pd.DataFrame, fmt: str, statuses: Optional[Sequence[str]], with_ko: bool,
                   epoch: str) -> str:
-    task_cls = _table_task(frame)
+    task_cls = table_task(frame)
     if not task_cls.paper_rows:
         raise UserError(f"--layout paper: task {task_cls.name!r} has no paper table; use --layout results")
     summary, _ = summarise(frame, statuses, epoch)
@@ -312,10 +312,10 @@ def _render(label_cols: list[str], columns: list[str], records: list[dict], fmt:
     body = [[str(r.get(c)) for c in label_cols]
             + [_cell(r.get(f"{d} mean", math.nan), r.get(f"{d} std", math.nan), fmt == "latex") for d in columns]
             + [str(r["n"])] + ([str(r.get("selected") or "")] if selected else []) for r in records]
-    return _render_plain(header, body, fmt, len(label_cols), rule_before)
+    return render_cells(header, body, fmt, len(label_cols), rule_before)
 
 
-def _render_plain(header: list[str], body: list[list[str]], fmt: str, first_value_column: int,
+def render_cells(header: list[str], body: list[list[str]], fmt: str, first_value_column: int,
                   rule_before: Optional[int] = None) -> str:
     """Markdown (label columns left, values right-aligned) or LaTeX booktabs (label cells escaped; value cells
     carry their own LaTeX) from string cells."""
@@ -336,7 +336,7 @@ def _render_plain(header: list[str], body: list[list[str]], fmt: str, first_valu
     return "\n".join([line(header), rule] + [line(row) for row in body])
 
 
-def _table_task(frame: pd.DataFrame):
+def table_task(frame: pd.DataFrame):
     """The task class whose table attributes fit these trials (a task may lay datasets out differently:
     `table_for(configs)`), else the task itself."""
     task_cls = get_task(str(frame["task"].iloc[0]))

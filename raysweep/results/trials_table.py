@@ -12,8 +12,7 @@ from typing import Any, Optional, Sequence
 
 import pandas as pd
 
-from raysweep.results.tables import _objective, _render_plain, metric_column
-from raysweep.tasks.registry import get_task
+from raysweep.results.tables import metric_column, objective_metric, render_cells, table_task
 
 
 def searched_keys(frame: pd.DataFrame) -> list[str]:
@@ -47,13 +46,13 @@ def override_line(row: dict[str, Any], keys: Sequence[str]) -> str:
 
 
 def render_trials(frame: pd.DataFrame, fmt: str, statuses: Optional[Sequence[str]], epoch: str) -> str:
-    task_cls = get_task(str(frame["task"].iloc[0]))
+    task_cls = table_task(frame)  # V-COCO trials get the Scenario 1 / 2 columns
     if statuses is not None:
         wanted = {s.lower() for s in statuses} | ({"completed"} if "terminated" in {s.lower() for s in statuses} else set())
         frame = frame[frame["outcome"].str.lower().isin(wanted) | frame["status"].str.lower().isin(wanted)]
     if frame.empty:
         return "(no trials to list" + (f": none with outcome {', '.join(statuses)})" if statuses else ")")
-    objective = _objective(frame, task_cls)
+    objective = objective_metric(frame, task_cls)
     split = "val" if metric_column(frame, epoch, "val", objective) and epoch != "best_test" else "test"
     sort_column = metric_column(frame, epoch, split, objective)
     keys = searched_keys(frame)
@@ -74,7 +73,7 @@ def render_trials(frame: pd.DataFrame, fmt: str, statuses: Optional[Sequence[str
         rows.append(cells)
     if fmt == "csv":
         return pd.DataFrame(rows, columns=header).to_csv(index=False).rstrip()
-    text = _render_plain(header, rows, fmt, first_value_column=1 + len(keys) + 2)
+    text = render_cells(header, rows, fmt, first_value_column=1 + len(keys) + 2)
     if fmt != "markdown":
         return text
     best = frame.to_dict("records")[0]
