@@ -3,6 +3,7 @@ epoch, and the sweep selects on validation data with test numbers reported besid
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -118,7 +119,20 @@ def test_study_matches_history_after_kill_and_resume(workdir: Path) -> None:
         except ProcessLookupError:
             pass
         time.sleep(2)
+    # killed before the end: no parquet yet (certainly no half-written one), and collect works on the crashed folder
+    assert not (experiment / "results.parquet").exists()
+    assert "trials" in run_cli_process(["collect", str(experiment)], cwd=workdir).stdout
+    (experiment / "results.parquet").unlink()
     run_cli_process(["tune", str(SPACE), *TINY, *ASHA, "--storage", str(store), "--name", name, "--resume"],
                     cwd=workdir)
     frame = _assert_study_matches_history(experiment, name)
     assert len(frame) == 3 and frame["trial_id"].is_unique
+    # No trial restarted from scratch: an interrupted one continues from its checkpoint, redoing at most the epoch in
+    # flight (Train commits a checkpoint one report late).
+    for record in frame.to_dict("records"):
+        history = [json.loads(line) for folder in experiment.glob(f"*{record['trial_id']}*")  # every session's file
+                   for file in sorted(folder.glob("result*.json")) for line in file.read_text().splitlines()
+                   if line.strip()]
+        epochs = [row["epoch"] for row in history if "epoch" in row]
+        assert set(epochs) == set(range(1, record["epochs_done"] + 1)), epochs
+        assert len(epochs) - len(set(epochs)) <= 1, epochs

@@ -3,11 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pandas as pd
@@ -111,55 +107,6 @@ def _results_with_epoch(experiment: Path) -> int:
         lines = [json.loads(x) for x in result.read_text().splitlines() if x.strip()]
         count += sum(1 for x in lines if x.get("epoch"))
     return count
-
-
-def test_resume_after_the_tune_process_is_killed(workdir: Path) -> None:
-    store, name = workdir / "store", "killed"
-    args = ["tune", str(SPACE), *TINY, "trials.num_samples=3", "train.epochs=3", "trials.max_concurrent=1",
-            "scheduler.type=none", f"storage.cache_dir={workdir / 'cache'}", "--storage", str(store), "--name", name]
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    log = (workdir / "killed.log").open("w")
-    proc = subprocess.Popen([sys.executable, "-m", "raysweep.cli", *args], cwd=workdir, env=env, stdout=log,
-                            stderr=subprocess.STDOUT, start_new_session=True)
-    experiment = store / name
-    deadline = time.time() + 400
-    try:
-        while time.time() < deadline and _results_with_epoch(experiment) < 2:
-            assert proc.poll() is None, (workdir / "killed.log").read_text()[-3000:]
-            time.sleep(1)
-        assert _results_with_epoch(experiment) >= 2, "no progress before the kill"
-        time.sleep(2)  # let Tune snapshot the experiment state once more
-    finally:
-        os.kill(proc.pid, signal.SIGKILL)  # the raysweep process we started, nothing else
-        proc.wait(timeout=60)
-        _kill_our_session(proc.pid)
-    partial = pd.read_parquet(experiment / "results.parquet") if (experiment / "results.parquet").exists() else None
-    assert partial is None  # killed before the end: no parquet yet, and certainly no half-written one
-    collected = run_cli_process(["collect", str(experiment)], cwd=workdir)  # works on a crashed experiment
-    assert "trials" in collected.stdout
-
-    resumed = run_cli_process(["tune", str(SPACE), *TINY, "--storage", str(store), "--name", name, "--resume"], cwd=workdir)
-    frame = pd.read_parquet(experiment / "results.parquet")
-    assert len(frame) == 3, resumed.stdout[-3000:]
-    assert frame["trial_id"].is_unique
-    assert set(frame["status"]) == {"TERMINATED"}
-    assert frame["epochs_done"].eq(3).all()
-    # No trial restarted from scratch: an interrupted one continues from its checkpoint, redoing at most the
-    # epoch in flight (Train commits a checkpoint one report late).
-    for trial_id in frame["trial_id"]:
-        history = [json.loads(x) for d in experiment.glob(f"*{trial_id}*")  # every session's result file
-                   for f in sorted(d.glob("result*.json")) for x in f.read_text().splitlines() if x.strip()]
-        epochs = [h["epoch"] for h in history if "epoch" in h]
-        assert set(epochs) == {1, 2, 3} and len(epochs) - len(set(epochs)) <= 1, epochs
-
-
-def _kill_our_session(pid: int) -> None:
-    """Ray processes the killed CLI started share its session (start_new_session=True): end those, only those."""
-    try:
-        os.killpg(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    time.sleep(2)
 
 
 def test_per_trial_time_limit_stops_a_long_trial(workdir: Path) -> None:

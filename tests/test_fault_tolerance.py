@@ -455,11 +455,23 @@ def _latest_checkpoint(run: Path) -> tuple[Path, int] | None:
     return run / latest["checkpoint_dir_name"], int(latest["metrics"]["epoch"])
 
 
+def _committed(run: Path) -> list[Path]:
+    """The checkpoint folders of `run` up to the latest one Train has committed, oldest first."""
+    latest = _latest_checkpoint(run)
+    return [c for c in sorted(run.glob("checkpoint_*")) if c.is_dir() and c.name <= latest[0].name] if latest else []
+
+
+def _committed_counts(experiment: Path, trials: int = 0) -> list[int]:
+    """Committed checkpoints per trial; empty until `trials` runs exist."""
+    runs = [run for run in experiment.glob("_train/*") if run.is_dir()]
+    return [len(_committed(run)) for run in runs] if len(runs) >= trials else []
+
+
 def test_corrupt_checkpoints_fall_back_or_end_the_trial_with_its_history(fault_dir: Path, reference: dict) -> None:
     experiment = fault_dir / "store" / "corrupt"
     sweep = SweepProcess(_tune_args(fault_dir, "corrupt"), fault_dir, "corrupt.log")
-    sweep.wait_for(lambda: _every_trial_has(experiment, 1) and max(map(len, _checkpoints(experiment).values())) >= 2,
-                   "checkpoints of both trials")
+    sweep.wait_for(lambda: _committed_counts(experiment, 2) and min(_committed_counts(experiment)) >= 1
+                   and max(_committed_counts(experiment)) >= 2, "committed checkpoints of both trials")
     sweep.kill()
     sweep.survivors_after(RAY_EXIT_GRACE_S)
     sweep.end_survivors()
@@ -468,8 +480,11 @@ def test_corrupt_checkpoints_fall_back_or_end_the_trial_with_its_history(fault_d
     runs = {trial_id: experiment / "_train" / trial_id for trial_id in seed_of}
     latest = {trial_id: _latest_checkpoint(run) for trial_id, run in runs.items()}
     unfinished = [t for t, info in latest.items() if info is not None and info[1] < SWEEP_EPOCHS]
+    # Only checkpoints Train had committed count: a folder written after the last commit (the kill fell between the
+    # upload and Train's snapshot) is not Train's to resume from.
+    committed = {t: _committed(runs[t]) for t in unfinished}
     # One trial loses only its newest checkpoint (it must have an older one to fall back to), the other all.
-    fallback = next((t for t in unfinished if len(_checkpoints(experiment)[t]) >= 2), None)
+    fallback = next((t for t in unfinished if len(committed[t]) >= 2), None)
     broken = next((t for t in unfinished if t != fallback), None)
     if fallback is None or broken is None:
         pytest.skip(f"the kill came too late for two unfinished trials with checkpoints: {latest}")
@@ -490,11 +505,7 @@ def test_corrupt_checkpoints_fall_back_or_end_the_trial_with_its_history(fault_d
 
     assert bad["status"] == "ERROR"
     assert bad["error"].startswith("TrialFailure: no readable checkpoint to resume from"), bad["error"]
-    # Every checkpoint Train had committed is tried and named, nothing cut off. A folder written after the last
-    # commit (the kill fell between the upload and Train's snapshot) is not Train's to resume from.
-    committed = [folder for folder in damaged if folder.name <= latest[broken][0].name]
-    assert latest[broken][0] in committed
-    for folder in committed:
+    for folder in committed[broken]:  # every checkpoint Train had committed is tried and named, nothing cut off
         assert str(folder / "state.pt") in bad["error"]
     assert bad["epochs"], "the epochs before the damage are kept"
     _assert_matches_reference(bad, reference["histories"][seed_of[broken]], range(1, len(bad["epochs"]) + 1))
