@@ -16,20 +16,12 @@ from a checkpoint that lagged one report), so no epoch is lost or counted twice.
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
 import pyarrow.fs as pafs
 
-RESULT_FILE = "result.json"
-SESSION_PATTERN = re.compile(r"^result\.session-(\d+)\.json$")
-CHECKPOINT_HISTORY = "history.json"  # written by the worker into every checkpoint it reports
-TRAIN_SUBDIR = "_train"
-
-
-def session_file(k: int) -> str:
-    return f"result.session-{k}.json"
+from raysweep.experiment.layout import CHECKPOINT_HISTORY, CHECKPOINT_PREFIX, RESULT_FILE, SESSION_PATTERN
 
 
 @dataclass
@@ -127,7 +119,7 @@ def _checkpoint_history(fs: pafs.FileSystem, train_folder: str) -> list[dict[str
     """The longest readable `history.json` among the trial's kept checkpoints (each holds every epoch before it)."""
     best: list[dict[str, Any]] = []
     for info in fs.get_file_info(pafs.FileSelector(train_folder, recursive=False, allow_not_found=True)):
-        if info.type != pafs.FileType.Directory or not info.base_name.startswith("checkpoint_"):
+        if info.type != pafs.FileType.Directory or not info.base_name.startswith(CHECKPOINT_PREFIX):
             continue
         text = read_or_none(fs, f"{info.path}/{CHECKPOINT_HISTORY}")
         try:

@@ -16,6 +16,7 @@ a second of each other.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -23,15 +24,16 @@ import socket
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Optional
 
 from raysweep.errors import UserError
-from raysweep.sweep import storage
+from raysweep.experiment import storage
+from raysweep.experiment.layout import LOCK_FILE
 
 log = logging.getLogger(__name__)
-LOCK_FILE = "raysweep.lock"
 HEARTBEAT_S = 60.0
 STALE_AFTER_S = 15 * 60.0  # a lock from another host without a heartbeat for this long is stale
 WATCH_S_LOCAL = 2.0
@@ -202,7 +204,5 @@ class ExperimentLock:
 
     def _delete(self) -> None:
         fs, inner = storage.filesystem(self.path)
-        try:
+        with contextlib.suppress(FileNotFoundError, OSError):
             fs.delete_file(inner)
-        except (FileNotFoundError, OSError):
-            pass

@@ -20,7 +20,7 @@ from typing import Any
 
 from raysweep.errors import UserError
 from raysweep.spec.load import Sweep, flatten
-from raysweep.sweep import storage
+from raysweep.experiment import storage
 
 MLFLOW_FOLDER = "_mlruns"  # "_": not a trial folder to `collect`
 TRIAL_TAG = "raysweep.trial_id"

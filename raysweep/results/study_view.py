@@ -6,18 +6,18 @@ from __future__ import annotations
 
 import logging
 import math
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import optuna
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import TrialState
 
+from raysweep.experiment import storage
+from raysweep.experiment.layout import STUDY_FILE
+from raysweep.experiment.study import TRIAL_ID_ATTR, encode_value, outcome, study_storage
 from raysweep.spec.load import Sweep
 from raysweep.spec.schema import Choice, Grid, LogUniform, QUniform, RandInt, Uniform
-from raysweep.sweep import storage
-from raysweep.sweep.optuna_space import encode_value
-from raysweep.sweep.searcher import outcome
-from raysweep.sweep.study import STUDY_FILE, TRIAL_ID_ATTR, study_storage
 
 log = logging.getLogger(__name__)
 
