@@ -1,4 +1,5 @@
-"""`raysweep_meta.json`: what a sweep was started with (name, task, overrides, objective) and the versions it ran.
+"""`raysweep_meta.json`: what a sweep was started with (name, task, overrides, objective) and the versions it ran;
+with the space copy beside it, the experiment's own sweep.
 
 Written when the first trial starts; read by `--resume` (the experiment's own space file and overrides win) and by
 `collect` (the results carry the versions). Its types are checked on reading, so later reads cannot fail.
@@ -6,16 +7,20 @@ Written when the first trial starts; read by `--resume` (the experiment's own sp
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import sys
+import tempfile
 import time
 from importlib import metadata
 from pathlib import Path
 from typing import Any, Optional
 
 from raysweep.errors import UserError
-from raysweep.experiment.layout import SPACE_COPY
+from raysweep.experiment import storage
+from raysweep.experiment.layout import SPACE_COPY, ExperimentLayout
+from raysweep.spec.load import Sweep, load_sweep
 
 VERSIONED = ("raysweep", "torch", "ray", "optuna", "git_commit")  # the `version.*` columns of the results
 
@@ -91,3 +96,20 @@ def check_meta_matches(meta: dict[str, Any], task: str, where: str) -> None:
     if meta.get("task") is not None and meta["task"] != task:
         raise UserError(f"{where}: 'task' is {meta['task']!r} but the experiment's {SPACE_COPY} is for task "
                         f"{task!r}; this folder was not written by one raysweep sweep: refusing to use it")
+
+
+def load_saved_sweep(layout: ExperimentLayout, overrides: list[str], text: Optional[str] = None,
+                     file_name: str = "space.yaml", folder: Optional[Path] = None) -> Sweep:
+    """The sweep of the experiment's own space copy (`text`, else read from the folder) with `overrides`.
+
+    The copy is loaded from a local file `file_name` in `folder` (kept: the sweep may read it again), or in a
+    temporary folder removed afterwards; an error names the experiment's copy, not the local file."""
+    text = storage.read_text(layout.space_copy) if text is None else text
+    with contextlib.ExitStack() as stack:
+        where = folder or Path(stack.enter_context(tempfile.TemporaryDirectory()))
+        path = where / file_name
+        path.write_text(text)
+        try:
+            return load_sweep(path, overrides)
+        except UserError as err:
+            raise UserError(str(err).replace(str(path), layout.space_copy)) from None

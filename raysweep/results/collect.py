@@ -30,11 +30,11 @@ from raysweep.experiment.layout import (
     TRAIN_SUBDIR,
     ExperimentLayout,
 )
-from raysweep.experiment.meta import VERSIONED, check_meta_matches, parse_meta
+from raysweep.experiment.meta import VERSIONED, check_meta_matches, load_saved_sweep, parse_meta
 from raysweep.experiment.meta import expect as _expect
+from raysweep.results.trial_history import is_number, read_trial_history, segment_wall_time
 from raysweep.results.trial_history import read_or_none as _read
-from raysweep.results.trial_history import read_trial_history, segment_wall_time
-from raysweep.spec.load import flatten, load_sweep
+from raysweep.spec.load import flatten
 
 log = logging.getLogger(__name__)
 _EXCEPTION_LINE = re.compile(r"^(?:[\w.]+\.)?(\w*(?:Error|Exception|Failure|Interrupt)):\s*(.*)$")
@@ -78,7 +78,7 @@ def _history(text: Optional[str], where: str = RESULT_FILE) -> list[dict[str, An
                             f"{type(row).__name__}")
         for key in _NUMERIC_REPORT_KEYS:
             value = row.get(key)
-            if value is not None and not (_is_number(value) and math.isfinite(float(value))):
+            if value is not None and not (is_number(value) and math.isfinite(float(value))):
                 raise UserError(f"{where}: line {number}: {key!r} is {_short(value)}, expected a finite number")
         rows.append(row)
     return rows
@@ -93,9 +93,6 @@ def _wall_time(history: list[dict[str, Any]]) -> float:
     """Sum over restore segments (Tune's time_total_s restarts at 0 on resume)."""
     return segment_wall_time(history)
 
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _parse_json(text: str, where: str) -> Any:
@@ -195,16 +192,7 @@ def collect_frame(experiment_dir: str,
     layout = ExperimentLayout(experiment_dir)
     space_text = _read(*_fs_path(layout.space_copy))
     if space_text is not None:
-        import tempfile
-        from pathlib import Path
-
-        with tempfile.TemporaryDirectory() as folder:
-            path = Path(folder) / "space.yaml"
-            path.write_text(space_text)
-            try:
-                sweep = load_sweep(path, meta.get("overrides", []))
-            except UserError as err:  # name the experiment's copy, not the temporary file
-                raise UserError(str(err).replace(str(path), layout.space_copy)) from None
+        sweep = load_saved_sweep(layout, meta.get("overrides", []), space_text)
         check_meta_matches(meta, sweep.spec.task, layout.meta)
         base_config = sweep.base_config
         resources = sweep.spec.resources.model_dump()
@@ -240,10 +228,10 @@ def collect_frame(experiment_dir: str,
         record["objective"] = objective
         record["objective_mode"] = mode
         record["searched"] = json.dumps(searched)
-        numeric = sorted({k for r in history for k, v in r.items() if _is_number(v)} - _TUNE_BOOKKEEPING)
+        numeric = sorted({k for r in history for k, v in r.items() if is_number(v)} - _TUNE_BOOKKEEPING)
         for key in numeric:
-            values = [float(r[key]) for r in history if _is_number(r.get(key)) and math.isfinite(float(r[key]))]
-            record[f"last.{key}"] = float(last[key]) if _is_number(last.get(key)) else (values[-1] if values else None)
+            values = [float(r[key]) for r in history if is_number(r.get(key)) and math.isfinite(float(r[key]))]
+            record[f"last.{key}"] = float(last[key]) if is_number(last.get(key)) else (values[-1] if values else None)
         if objective:
             record.update(best_epoch_columns(history, objective, mode))
         for key in VERSIONED:
@@ -270,7 +258,7 @@ def best_epoch_columns(history: list[dict[str, Any]], objective: str, mode: str)
     for chosen in ("val", "test"):
         key = f"{chosen}.{name}"
         # the selection split is carried forward on epochs without evaluation: only evaluated epochs count
-        rows = [r for r in history if _is_number(r.get(key)) and math.isfinite(float(r[key]))
+        rows = [r for r in history if is_number(r.get(key)) and math.isfinite(float(r[key]))
                 and (r.get("evaluated", True) if chosen == split else r.get("test_evaluated", True))]
         if not rows:
             continue
@@ -278,7 +266,7 @@ def best_epoch_columns(history: list[dict[str, Any]], objective: str, mode: str)
         best = pick(rows, key=lambda r: float(r[key]))
         columns[f"best_{chosen}.epoch"] = int(best.get("epoch") or 0)
         for metric, value in best.items():
-            if metric.startswith(("val.", "test.")) and _is_number(value):
+            if metric.startswith(("val.", "test.")) and is_number(value):
                 own_split = metric.split(".", 1)[0]
                 fresh = best.get("evaluated", True) if own_split == split else best.get("test_evaluated", True)
                 columns[f"best_{chosen}.{metric}"] = float(value) if fresh else None

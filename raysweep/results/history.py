@@ -22,15 +22,13 @@ import pandas as pd
 
 from raysweep.experiment import per_class
 from raysweep.experiment.layout import HISTORY_PARQUET, PER_CLASS_FILE, beside
+from raysweep.results.trial_history import is_number
 
 COLUMNS = ("experiment", "task", "trial_id", "epoch", "evaluated", "wall_time_s", "metric", "value")
 # Tune's own bookkeeping and the identity columns: everything else numeric in a report is a history metric.
 _NOT_METRICS = {"timestamp", "training_iteration", "time_this_iter_s", "time_total_s", "pid", "time_since_restore",
                 "iterations_since_restore", "done", "evaluated", "test_evaluated", "epochs_total", "epoch"}
 
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def trial_history(trial_id: str, history: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
@@ -44,13 +42,13 @@ def trial_history(trial_id: str, history: Sequence[Mapping[str, Any]]) -> list[d
             segment_max = 0.0
         segment_max, previous = max(segment_max, t), t
         epoch = report.get("epoch")
-        if not _is_number(epoch):
+        if not is_number(epoch):
             continue
         by_epoch[int(epoch)] = {"report": report, "wall_time_s": done_before + t}
     rows = []
     for epoch in sorted(by_epoch):
         report, wall = by_epoch[epoch]["report"], by_epoch[epoch]["wall_time_s"]
-        for metric in sorted(k for k, v in report.items() if _is_number(v) and k not in _NOT_METRICS):
+        for metric in sorted(k for k, v in report.items() if is_number(v) and k not in _NOT_METRICS):
             rows.append({"trial_id": trial_id, "epoch": epoch, "evaluated": bool(report.get("evaluated", True)),
                          "wall_time_s": wall, "metric": metric, "value": float(report[metric])})
     return rows

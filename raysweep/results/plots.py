@@ -14,7 +14,6 @@ import html
 import logging
 import math
 import re
-import tempfile
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -26,7 +25,8 @@ import pandas as pd
 from raysweep.errors import UserError
 from raysweep.experiment import per_class as per_class_files
 from raysweep.experiment import storage
-from raysweep.experiment.layout import META_FILE, PLOTS_DIR, SPACE_COPY
+from raysweep.experiment.layout import META_FILE, PLOTS_DIR, ExperimentLayout
+from raysweep.experiment.meta import load_saved_sweep
 from raysweep.results.collect import collect_frame, trial_rows
 from raysweep.results.history import history_frame
 
@@ -107,19 +107,14 @@ def _creation_index(trial: dict[str, Any]) -> tuple[int, str]:
 
 def _saved_sweep(experiment_dir: str, meta: dict[str, Any]):
     """The experiment's own copy of its space file with its overrides, or None when it is missing or unreadable."""
-    from raysweep.spec.load import load_sweep
-
-    copy = storage.join(experiment_dir, SPACE_COPY)
-    if not storage.exists(copy):
+    layout = ExperimentLayout(experiment_dir)
+    if not storage.exists(layout.space_copy):
         return None
-    with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / "space.yaml"
-        path.write_text(storage.read_text(copy))
-        try:
-            return load_sweep(path, meta.get("overrides", []))
-        except UserError as err:
-            log.warning("%s: %s; the Optuna views are left out", copy, str(err).replace(str(path), copy))
-            return None
+    try:
+        return load_saved_sweep(layout, meta.get("overrides", []))
+    except UserError as err:
+        log.warning("%s: %s; the Optuna views are left out", layout.space_copy, err)
+        return None
 
 
 # ---- views ---------------------------------------------------------------------------------------------------------
@@ -167,7 +162,7 @@ def _optuna_views(exp: Experiment, study: Any, source: str) -> list[View]:
     from raysweep.experiment.study import TRIAL_ID_ATTR
     from raysweep.results.study_view import common_rung, study_at_epoch
 
-    specs = [
+    specs: list[tuple[str, str, str, Callable[..., Any], Callable[..., Any], int]] = [
         ("history", "Optimisation history", f"{exp.metric_label()} of each completed trial in start order, and the "
          f"best so far ({exp.mode}).", ov.plot_optimization_history, om.plot_optimization_history, 1),
         ("parallel", "Parallel coordinates", f"Each completed trial's searched values and its {exp.metric_label()}.",

@@ -54,8 +54,8 @@ def rebuilt_study(sweep: Sweep, trials: Sequence[Mapping[str, Any]]) -> optuna.S
         params, used = {}, {}
         for key, value_ in (trial.get("sampled") or {}).items():
             if key in dists:
-                encoded = encode_value(sweep.params[key], value_) if isinstance(dists[key], CategoricalDistribution) \
-                    else value_
+                param = sweep.params[key]
+                encoded = encode_value(param, value_) if isinstance(param, (Choice, Grid)) else value_
                 if dists[key]._contains(dists[key].to_internal_repr(encoded)):
                     params[key], used[key] = encoded, dists[key]
         intermediate = {}

@@ -42,7 +42,7 @@ def eta_seconds(result: dict[str, Any]) -> Optional[float]:
     """Seconds left for a running trial: its mean epoch time since (re)start times the epochs still to run."""
     epoch, total = result.get("epoch"), result.get("epochs_total")
     elapsed, done = result.get("time_since_restore"), result.get("iterations_since_restore")
-    if None in (epoch, total, elapsed) or not done:
+    if epoch is None or total is None or elapsed is None or not done:
         return None
     return max(0.0, float(elapsed) / float(done) * (int(total) - int(epoch)))
 

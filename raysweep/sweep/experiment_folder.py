@@ -16,8 +16,8 @@ from typing import Optional
 from raysweep.errors import UserError
 from raysweep.experiment import storage
 from raysweep.experiment.layout import META_FILE, ExperimentLayout
-from raysweep.experiment.meta import check_meta_matches, parse_meta
-from raysweep.spec.load import Sweep, load_sweep
+from raysweep.experiment.meta import check_meta_matches, load_saved_sweep, parse_meta
+from raysweep.spec.load import Sweep
 from raysweep.sweep import sessions
 from raysweep.sweep.lock import ExperimentLock
 
@@ -84,13 +84,9 @@ def saved_sweep(layout: ExperimentLayout, given: Sweep) -> Sweep:
     """On --resume the experiment's own copy of the space file and overrides win (the trials were drawn from it)."""
     meta = parse_meta(storage.read_json(layout.meta), layout.meta)
     text = storage.read_text(layout.space_copy)
-    folder = Path(tempfile.mkdtemp(prefix="raysweep-resume-"))
-    copy = folder / Path(str(meta.get("space_file", "space.yaml"))).name
-    copy.write_text(text)
-    try:
-        sweep = load_sweep(copy, meta.get("overrides", []))
-    except UserError as err:
-        raise UserError(str(err).replace(str(copy), layout.space_copy)) from None
+    name = Path(str(meta.get("space_file", "space.yaml"))).name
+    sweep = load_saved_sweep(layout, meta.get("overrides", []), text, name, Path(tempfile.mkdtemp(prefix="raysweep-resume-")))
+    copy = sweep.path
     check_meta_matches(meta, sweep.spec.task, layout.meta)
     if text != given.path.read_text() or list(meta.get("overrides", [])) != given.overrides:
         log.warning("--resume uses the experiment's saved space file and overrides, not the ones given now")

@@ -144,16 +144,22 @@ class ExperimentLock:
                             f"{other.describe() if other else 'another raysweep'} (lock {self.path}); wait for "
                             f"that sweep to end") from None
         with os.fdopen(fd, "w") as handle:
-            handle.write(json.dumps(asdict(self.info)))
+            handle.write(json.dumps(asdict(self._own())))
 
     def _acquire_uri(self) -> None:
-        storage.write_text_atomic(self.path, json.dumps(asdict(self.info)))
+        storage.write_text_atomic(self.path, json.dumps(asdict(self._own())))
         time.sleep(URI_SETTLE_S)
         stored = self.read()
-        if stored is None or stored.token != self.info.token:
+        if stored is None or stored.token != self._own().token:
             raise UserError(f"experiment {self.experiment_dir} is in use by "
                             f"{stored.describe() if stored else 'another raysweep'} (lock {self.path}); two "
                             f"sweeps started at once")
+
+    def _own(self) -> LockInfo:
+        """This process's lock record (set by `acquire`)."""
+        if self.info is None:
+            raise RuntimeError("the experiment lock was not acquired")
+        return self.info
 
     def is_ours(self) -> bool:
         try:
@@ -176,9 +182,10 @@ class ExperimentLock:
                         on_lost(f"the lock {self.path} was removed or taken over by another sweep")
                     return
                 if time.monotonic() - last_beat >= HEARTBEAT_S:
-                    self.info.heartbeat = time.time()
+                    info = self._own()
+                    info.heartbeat = time.time()
                     try:
-                        storage.write_text_atomic(self.path, json.dumps(asdict(self.info)))
+                        storage.write_text_atomic(self.path, json.dumps(asdict(info)))
                     except OSError as exc:
                         log.warning("%s: cannot renew the lock (%s)", self.path, exc)
                     last_beat = time.monotonic()

@@ -13,7 +13,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 from raysweep.errors import UserError
 from raysweep.spec.load import Sweep
@@ -122,7 +122,7 @@ def init_ray(sweep: Sweep, address: Optional[str], slots: int) -> None:
         else:
             bind_to_loopback()  # node address 127.0.0.1, not the machine's routable one (docs/security.md)
             with local_start_lock():  # two sweeps started together must not both pick the same free port
-                dashboard = ({"dashboard_host": settings.dashboard_host,
+                dashboard: dict[str, Any] = ({"dashboard_host": settings.dashboard_host,
                               "dashboard_port": dashboard_port(settings.dashboard_host, settings.dashboard_port)}
                              if settings.dashboard else {})
                 context = ray.init(address="local", num_cpus=os.cpu_count(), resources={DRIVER_RESOURCE: slots},

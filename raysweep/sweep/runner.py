@@ -83,8 +83,8 @@ def _run_opened(opened: OpenedExperiment, address: Optional[str], hint: str) -> 
     res = sweep.spec.resources
     # A Ray job's entrypoint has RAY_ADDRESS set by the job supervisor: join that cluster.
     address = address or sweep.spec.ray.address or os.environ.get("RAY_ADDRESS") or None
-    local = not address
-    if local:
+    local = address is None
+    if address is None:
         import torch
 
         concurrency(sweep, {"CPU": float(os.cpu_count() or 1), "GPU": float(torch.cuda.device_count())}, local=True)

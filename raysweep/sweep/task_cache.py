@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import cast
 
 from raysweep.spec.load import Sweep
+from raysweep.tasks.base import StrictModel
 
 DEFAULT_CACHE = "~/.cache/raysweep"
 
@@ -28,4 +30,4 @@ def prepare_task(sweep: Sweep) -> None:
     with preparing(f"task {sweep.spec.task!r}: data and caches for {len(combinations)} setting(s) of "
                    f"{', '.join(sweep.task_cls.prepare_keys)} in {cache_dir(sweep)}"):
         for combination in combinations:
-            sweep.task_cls.prepare(sweep.config_for(combination), cache_dir(sweep))
+            sweep.task_cls.prepare(cast(StrictModel, sweep.config_for(combination)), cache_dir(sweep))

@@ -47,7 +47,7 @@ def fit(trainable: Callable[..., Any], sweep: Sweep, layout: ExperimentLayout, s
 
 def tune_config(sweep: Sweep, concurrency: int, journal: str, study_name: str):
     from ray import tune
-    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
 
     from raysweep.experiment.study import study_storage
     from raysweep.sweep.optuna_space import DefineByRun, grid_points_to_evaluate, make_sampler
@@ -57,6 +57,7 @@ def tune_config(sweep: Sweep, concurrency: int, journal: str, study_name: str):
                                       points_to_evaluate=grid_points_to_evaluate(sweep) or None,
                                       sampler=make_sampler(sweep), study_name=study_name,
                                       storage=study_storage(journal))
+    scheduler: TrialScheduler
     sched = sweep.spec.scheduler
     if sched.type == "asha":
         scheduler = ASHAScheduler(time_attr="epoch", max_t=sweep.max_epochs, grace_period=sched.grace_period,
