@@ -12,6 +12,7 @@
 | `_train/<trial id>/` | each trial's Train run: `checkpoint_*/{state.pt, history.json, failure.json}`, `per_class.parquet` |
 | `results.parquet` | one row per trial, with `history.parquet` and `per_class.parquet` beside it |
 | `plots/` | `raysweep plots` output |
+| `_mlruns/` | MLflow's file store (when tracking to MLflow without a server) |
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ RESULTS_FILE = "results.parquet"
 HISTORY_PARQUET = "history.parquet"  # beside the results parquet: one row per (trial, epoch, metric)
 PER_CLASS_FILE = "per_class.parquet"  # per trial under _train/<trial id>/, and gathered beside the results
 PLOTS_DIR = "plots"
+MLFLOW_DIR = "_mlruns"  # MLflow's file store when `tracking.mlflow` has no URI ("_": not a trial folder)
 RAYSWEEP_FILES = frozenset({META_FILE, SPACE_COPY, LOCK_FILE, RESULTS_FILE})
 
 # Ray Train's runs, one folder per trial id ("_": not a trial folder to `collect`)

@@ -1,7 +1,7 @@
 """The experiment's Optuna study on disk: Optuna's journal storage on a file beside the results (no Ray here).
 
 A journal file is safe on NFS (no SQLite locking), is appended live by the searcher, and is readable by
-`optuna-dashboard <path>`, `raysweep dashboard` and `optuna.load_study` while the sweep runs. Its study is named after
+`optuna-dashboard <path>`, `raysweep dashboard` and `optuna.load_study` (with `study_storage`) while the sweep runs. Its study is named after
 the experiment; each trial carries its Tune trial id as the user attribute `ray_trial_id`. How parameter values are
 encoded and how a finished trial is told to Optuna are fixed here too, so a study rebuilt from the reports
 (`raysweep.results.study_view`) matches the one the searcher wrote.
@@ -16,7 +16,7 @@ from typing import Any, Optional
 
 from optuna.trial import TrialState
 
-from raysweep.experiment.layout import FAILURE_KEY, STUDY_FILE
+from raysweep.experiment.layout import FAILURE_KEY
 from raysweep.spec.schema import Choice, Grid
 
 TRIAL_ID_ATTR = "ray_trial_id"
@@ -28,17 +28,6 @@ def study_storage(journal_path: str | Path):
     from optuna.storages.journal import JournalFileBackend
 
     return JournalStorage(JournalFileBackend(str(journal_path)))
-
-
-def load_study(experiment_dir: str | Path, name: str | None = None):
-    """The study of a local experiment folder (its only study when `name` is None)."""
-    import optuna
-
-    storage = study_storage(Path(experiment_dir) / STUDY_FILE)
-    if name is None:
-        names = [s.study_name for s in optuna.get_all_study_summaries(storage)]
-        name = names[0] if len(names) == 1 else Path(experiment_dir).name
-    return optuna.load_study(study_name=name, storage=storage)
 
 
 def encodable(values: list[Any]) -> bool:

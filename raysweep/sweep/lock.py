@@ -31,7 +31,7 @@ from typing import Optional
 
 from raysweep.errors import UserError
 from raysweep.experiment import storage
-from raysweep.experiment.layout import LOCK_FILE
+from raysweep.experiment.layout import ExperimentLayout
 
 log = logging.getLogger(__name__)
 HEARTBEAT_S = 60.0
@@ -95,7 +95,7 @@ class ExperimentLock:
 
     def __init__(self, experiment_dir: str, force: bool = False) -> None:
         self.experiment_dir = experiment_dir
-        self.path = storage.join(experiment_dir, LOCK_FILE)
+        self.path = ExperimentLayout(experiment_dir).lock
         self.force = force
         self.created_folders: list[Path] = []  # local folders the lock had to create, deepest first
         self.info: Optional[LockInfo] = None
