@@ -10,6 +10,7 @@ Exit codes: 0 finished, 2 bad input (one line), 130 interrupted by Ctrl-C (state
 from __future__ import annotations
 
 import sys
+import time
 from typing import Optional
 
 from raysweep.spec.load import load_sweep
@@ -32,12 +33,14 @@ def run(space: str, overrides: list[str], name: Optional[str], storage: Optional
     except StorageLost as lost:
         print(f"raysweep: {lost}. {kept_after_loss(lost)}", file=sys.stderr, flush=True)
         raise SystemExit(1) from None
+    collecting = time.time()
     collect_experiment(outcome.experiment_dir, outcome.parquet)
+    wall_time_s = outcome.wall_time_s + time.time() - collecting
     print()
     print(render_table(outcome.parquet, "markdown"))
     print()
     print(f"Results: {outcome.parquet}")
-    print(f"Wall time: {outcome.wall_time_s:.0f} s for {outcome.num_trials} trials")
+    print(f"Wall time: {wall_time_s:.0f} s for {outcome.num_trials} trials")
 
 
 def kept_after_loss(lost) -> str:
