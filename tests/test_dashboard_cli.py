@@ -13,7 +13,8 @@ from pathlib import Path
 
 import optuna
 
-from raysweep.sweep.study import STUDY_FILE, TRIAL_ID_ATTR, study_storage
+from raysweep.experiment.layout import STUDY_FILE
+from raysweep.experiment.study import TRIAL_ID_ATTR, study_storage
 from support import run_cli
 
 

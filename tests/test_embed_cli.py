@@ -12,7 +12,7 @@ from PIL import Image
 
 from raysweep.commands.embed import nearest_classes, project_2d
 from raysweep.spec.load import load_sweep
-from raysweep.sweep import runner
+from raysweep.sweep import task_cache
 from raysweep.sweep.prepare import prepare_combinations
 from raysweep.tasks.defr.task import DefrTask
 from support import run_cli
@@ -98,6 +98,6 @@ def test_prepare_task_runs_prepare_once_per_combination(tmp_path: Path, monkeypa
     monkeypatch.setattr(DefrTask, "prepare", classmethod(
         lambda cls, config, cache: calls.append((config.prompts.template, str(cache))) or {}))
     sweep = load_sweep(REPO / "search_spaces/defr.yaml", [f"storage.cache_dir={tmp_path}"])
-    runner.prepare_task(sweep)
+    task_cache.prepare_task(sweep)
     assert calls == [("default", str(tmp_path)), ("gerund", str(tmp_path)), ("ensemble", str(tmp_path)),
                      ("default", str(tmp_path))]

@@ -17,8 +17,9 @@ import pytest
 import yaml
 
 from raysweep.errors import UserError
+from raysweep.results.collect import collect_experiment
 from raysweep.spec import load_sweep
-from raysweep.sweep.runner import run_sweep
+from raysweep.sweep.runner import SweepOutcome, run_sweep
 
 REPO = Path(__file__).resolve().parents[1]
 SPACE = REPO / "search_spaces" / "defr.yaml"
@@ -28,6 +29,13 @@ FIXED = ["data.synth.num_train=80", "data.synth.num_test=40", "data.synth.image_
          "model.depth=1", "model.patch_size=8", "train.batch_size=16", "train.eval_batch_size=40",
          "classifier.init=language", "loss.name=lse_sign", "prompts.template=default", "optim.lr=0.001",
          "trials.num_samples=1", "scheduler.type=none", "train.epochs=4"]
+
+
+def sweep_and_collect(sweep, **kwargs) -> SweepOutcome:
+    """What `raysweep tune` does: the sweep, then the collection into its parquet."""
+    outcome = run_sweep(sweep, **kwargs)
+    collect_experiment(outcome.experiment_dir, outcome.parquet)
+    return outcome
 
 
 def sweep_with(cache: Path, *extra: str):
@@ -130,7 +138,7 @@ def test_removed_node_reschedules_its_trial_and_the_sweep_completes(tmp_path: Pa
     outcome: dict = {}
     try:
         sweep = sweep_with(tmp_path / "cache", "train.epochs=30")
-        thread = threading.Thread(target=lambda: outcome.update(result=run_sweep(
+        thread = threading.Thread(target=lambda: outcome.update(result=sweep_and_collect(
             sweep, name="node", storage_path=str(tmp_path / "store"), address=cluster.address)), daemon=True)
         thread.start()
         removed = None

@@ -10,10 +10,11 @@ import pyarrow.parquet as pq
 import pytest
 from optuna.trial import TrialState
 
-from raysweep.results import per_class
-from raysweep.results.history import beside, history_frame, trial_history
+from raysweep.experiment import per_class
+from raysweep.experiment.layout import beside
+from raysweep.results.history import history_frame, trial_history
 from raysweep.spec.load import load_sweep
-from raysweep.sweep.study_view import common_rung, rebuilt_study, study_at_epoch
+from raysweep.results.study_view import common_rung, rebuilt_study, study_at_epoch
 
 from support import write_space
 

@@ -29,7 +29,7 @@ def test_local_instance_listens_on_loopback_only(tmp_path, monkeypatch) -> None:
     monkeypatch.setenv(SINGLE_MACHINE_SWITCH, os.environ.get(SINGLE_MACHINE_SWITCH, "1"))
 
     from raysweep.spec.load import load_sweep
-    from raysweep.sweep.runner import init_ray
+    from raysweep.sweep.ray_session import init_ray
 
     sweep = load_sweep(write_space(tmp_path, "task: defr\nray: {dashboard_port: 8266}\n"))
     init_ray(sweep, None, 1)

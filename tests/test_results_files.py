@@ -130,7 +130,7 @@ def test_results_files_follow_the_process_umask(experiments, tmp_path: Path, cap
         assert code == 0, err
         assert stat.S_IMODE(target.stat().st_mode) == 0o644  # mkstemp alone would leave 0600
         os.umask(0o002)
-        from raysweep.sweep.storage import write_text_atomic
+        from raysweep.experiment.storage import write_text_atomic
 
         write_text_atomic(str(tmp_path / "meta.json"), "{}")
         assert stat.S_IMODE((tmp_path / "meta.json").stat().st_mode) == 0o664

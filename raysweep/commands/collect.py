@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Optional
 
+from raysweep.experiment import storage
+from raysweep.experiment.layout import RESULTS_FILE
 from raysweep.results.collect import collect_experiment
-from raysweep.sweep import storage
-from raysweep.sweep.runner import RESULTS_FILE
 
 
 def run(experiment: str, output: Optional[str], flat_names: bool = False) -> None:

@@ -10,10 +10,10 @@ from pathlib import Path
 from typing import Optional
 
 from raysweep.errors import UserError
-from raysweep.sweep import storage
-from raysweep.sweep.runner import dashboard_port
-from raysweep.sweep.study import STUDY_FILE, study_storage
-
+from raysweep.experiment import storage
+from raysweep.experiment.layout import STUDY_FILE
+from raysweep.experiment.study import study_storage
+from raysweep.sweep.ray_session import dashboard_port
 
 
 def run(experiment: str, port: Optional[int] = None, host: str = "127.0.0.1") -> None:

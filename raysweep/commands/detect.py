@@ -15,11 +15,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from raysweep.errors import ConfigError, DataError, UserError
-
-STATE_FILE = "state.pt"
-META_FILE = "raysweep_meta.json"
-SPACE_COPY = "raysweep_space.yaml"
-TRAIN_SUBDIR = "_train"
+from raysweep.experiment.layout import META_FILE, SPACE_COPY, STATE_FILE, TRAIN_SUBDIR
 
 
 def resolve_checkpoint(path: str | Path) -> tuple[Path, Path, str]:

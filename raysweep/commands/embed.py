@@ -44,7 +44,7 @@ def run(space: str, overrides: list[str], out: Optional[str], plot: Optional[str
         raise UserError(f"--plot: {plot!r} must name a .png file")
     sweep = load_sweep(space, overrides)
     from raysweep.sweep.prepare import prepare_combinations
-    from raysweep.sweep.runner import cache_dir
+    from raysweep.sweep.task_cache import cache_dir
     from raysweep.tasks.defr.task import DefrTask
 
     if not issubclass(sweep.task_cls, DefrTask):

@@ -48,7 +48,7 @@ def run() -> None:
     import torch
 
     import raysweep
-    from raysweep.sweep.runner import git_commit
+    from raysweep.experiment.meta import git_commit
 
     lines = [
         f"raysweep: {raysweep.__version__} (commit {git_commit() or 'unknown'})",

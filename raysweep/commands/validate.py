@@ -42,15 +42,15 @@ def machine_warnings(sweep: Sweep) -> list[str]:
     cannot give a trial, trackers that cannot start. (Joining a cluster, its resources are checked at `tune`.)"""
     import torch
 
-    from raysweep.sweep import storage
-    from raysweep.sweep.runner import _concurrency
+    from raysweep.experiment import storage
+    from raysweep.sweep.ray_session import concurrency
     from raysweep.sweep.tracking import check_tracking
 
     warnings = []
     if not sweep.spec.ray.address and not os.environ.get("RAY_ADDRESS"):
         machine = {"CPU": float(os.cpu_count() or 1), "GPU": float(torch.cuda.device_count())}
         try:
-            _concurrency(sweep, machine, local=True)
+            concurrency(sweep, machine, local=True)
         except UserError as err:
             warnings.append(str(err).replace("this Ray instance has", "this machine has"))
     try:

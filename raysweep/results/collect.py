@@ -20,9 +20,21 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from raysweep.errors import UserError
-from raysweep.results.trial_history import TRAIN_SUBDIR, read_or_none as _read, read_trial_history, segment_wall_time
-from raysweep.spec.load import flatten, load_sweep
-from raysweep.sweep import storage
+from raysweep.experiment import storage
+from raysweep.experiment.layout import (
+    ERROR_FILE,
+    FAILURE_KEY,
+    META_FILE,
+    PARAMS_FILE,
+    RESULT_FILE,
+    TRAIN_SUBDIR,
+    ExperimentLayout,
+)
+from raysweep.experiment.meta import VERSIONED, check_meta_matches, load_saved_sweep, parse_meta
+from raysweep.experiment.meta import expect as _expect
+from raysweep.results.trial_history import is_number, read_trial_history, segment_wall_time
+from raysweep.results.trial_history import read_or_none as _read
+from raysweep.spec.load import flatten
 
 log = logging.getLogger(__name__)
 _EXCEPTION_LINE = re.compile(r"^(?:[\w.]+\.)?(\w*(?:Error|Exception|Failure|Interrupt)):\s*(.*)$")
@@ -47,7 +59,7 @@ def error_reason(text: Optional[str]) -> Optional[str]:
 _NUMERIC_REPORT_KEYS = ("epoch", "epochs_total", "time_total_s")  # what collecting computes with
 
 
-def _history(text: Optional[str], where: str = "result.json") -> list[dict[str, Any]]:
+def _history(text: Optional[str], where: str = RESULT_FILE) -> list[dict[str, Any]]:
     """One dict per report line of a trial's result.json. A line cut short by a crash mid-write is skipped; a line
     that is not a JSON object, or whose epoch / time is not a number, is damage: UserError naming file and line."""
     rows = []
@@ -66,7 +78,7 @@ def _history(text: Optional[str], where: str = "result.json") -> list[dict[str, 
                             f"{type(row).__name__}")
         for key in _NUMERIC_REPORT_KEYS:
             value = row.get(key)
-            if value is not None and not (_is_number(value) and math.isfinite(float(value))):
+            if value is not None and not (is_number(value) and math.isfinite(float(value))):
                 raise UserError(f"{where}: line {number}: {key!r} is {_short(value)}, expected a finite number")
         rows.append(row)
     return rows
@@ -82,9 +94,6 @@ def _wall_time(history: list[dict[str, Any]]) -> float:
     return segment_wall_time(history)
 
 
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
 
 def _parse_json(text: str, where: str) -> Any:
     try:
@@ -93,38 +102,6 @@ def _parse_json(text: str, where: str) -> Any:
         raise UserError(f"{where}: not valid JSON ({exc})") from None
     except RecursionError:
         raise UserError(f"{where}: not valid JSON (nested too deeply)") from None
-
-
-def _expect(value: Any, types: type | tuple[type, ...], where: str, what: str) -> Any:
-    """`value` when it has one of `types` (a bool is not an int here), else a UserError naming the file and key."""
-    types = types if isinstance(types, tuple) else (types,)
-    if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
-        names = " or ".join("null" if t is type(None) else t.__name__ for t in types)
-        raise UserError(f"{where}: {what} is {_short(value)}, expected {names}")
-    return value
-
-
-def parse_meta(meta: Any, where: str) -> dict[str, Any]:
-    """raysweep_meta.json, its types checked (name, task, overrides, versions) so later reads cannot fail."""
-    _expect(meta, dict, where, "the file")
-    _expect(meta.get("name"), (str, type(None)), where, "'name'")
-    _expect(meta.get("task"), (str, type(None)), where, "'task'")
-    _expect(meta.get("space_file"), (str, type(None)), where, "'space_file'")
-    overrides = _expect(meta.get("overrides", []), list, where, "'overrides'")
-    for i, item in enumerate(overrides):
-        _expect(item, str, where, f"'overrides'[{i}]")
-    versions = _expect(meta.get("versions", {}), dict, where, "'versions'")
-    for key, value in versions.items():
-        _expect(value, (str, type(None)), where, f"'versions'.{key}")
-    return meta
-
-
-def check_meta_matches(meta: dict[str, Any], task: str, where: str) -> None:
-    """The meta was written for this experiment's saved space file; a folder whose files disagree is not resumed or
-    collected (--resume also unpickles Tune's tuner.pkl from it, so the folder must be one raysweep wrote)."""
-    if meta.get("task") is not None and meta["task"] != task:
-        raise UserError(f"{where}: 'task' is {meta['task']!r} but the experiment's raysweep_space.yaml is for task "
-                        f"{task!r}; this folder was not written by one raysweep sweep: refusing to use it")
 
 
 def _trial_states(state: Any, where: str) -> dict[str, dict[str, Any]]:
@@ -158,10 +135,11 @@ def trial_rows(experiment_dir: str) -> tuple[list[dict[str, Any]], dict[str, Any
     if kind != pafs.FileType.Directory:
         raise UserError(f"{experiment_dir}: not a folder; give an experiment folder (<storage>/<name>)")
     entries = _list(fs, inner)
-    meta_text = _read(fs, f"{inner}/raysweep_meta.json")
+    layout = ExperimentLayout(experiment_dir)
+    meta_text = _read(fs, f"{inner}/{META_FILE}")
     if meta_text is None:
-        raise UserError(f"{experiment_dir}: not a raysweep experiment (no raysweep_meta.json)")
-    meta_where = storage.join(experiment_dir, "raysweep_meta.json")
+        raise UserError(f"{experiment_dir}: not a raysweep experiment (no {META_FILE})")
+    meta_where = layout.meta
     meta = parse_meta(_parse_json(meta_text, meta_where), meta_where)
     states = sorted(e.base_name for e in entries if e.base_name.startswith("experiment_state-")
                     and e.base_name.endswith(".json"))
@@ -175,29 +153,29 @@ def trial_rows(experiment_dir: str) -> tuple[list[dict[str, Any]], dict[str, Any
             continue
         if any(t["dir"] == entry.base_name for t in trials.values()):
             continue
-        _history(_read(fs, f"{entry.path}/result.json"), storage.join(experiment_dir, entry.base_name, "result.json"))
+        _history(_read(fs, f"{entry.path}/{RESULT_FILE}"), layout.path(entry.base_name, RESULT_FILE))
         history = read_trial_history(fs, entry.path).rows
-        params = _read(fs, f"{entry.path}/params.json")
+        params = _read(fs, f"{entry.path}/{PARAMS_FILE}")
         if not history and params is None:  # not a trial folder (Tune writes params.json first), e.g. plots/
             continue
         trial_id = history[0].get("trial_id", entry.base_name) if history else entry.base_name
         if not isinstance(trial_id, str):
             trial_id = entry.base_name
-        params_where = storage.join(experiment_dir, entry.base_name, "params.json")
+        params_where = layout.path(entry.base_name, PARAMS_FILE)
         sampled = _expect(_parse_json(params, params_where), dict, params_where, "the file") if params else {}
         trials[trial_id] = {"trial_id": trial_id, "status": "UNKNOWN", "dir": entry.base_name,
                             "sampled": sampled, "num_failures": 0, "error_file": None}
     rows = []
     for trial in trials.values():
         folder = f"{inner}/{trial['dir']}" if trial["dir"] else None
-        where = storage.join(experiment_dir, trial["dir"], "result.json") if folder else ""
+        where = layout.path(trial["dir"], RESULT_FILE) if folder else ""
         if folder:  # damaged report lines are the user's one-line error, named by file and line
-            _history(_read(fs, f"{folder}/result.json"), where)
+            _history(_read(fs, f"{folder}/{RESULT_FILE}"), where)
         merged = read_trial_history(fs, folder, f"{inner}/{TRAIN_SUBDIR}/{trial['trial_id']}")
         history = merged.rows
         error = None
         if trial["status"] == "ERROR" and folder:
-            error = error_reason(_read(fs, f"{folder}/{trial['error_file'] or 'error.txt'}"))
+            error = error_reason(_read(fs, f"{folder}/{trial['error_file'] or ERROR_FILE}"))
         rows.append({**trial, "history": history, "error": error, "wall_time_s": merged.wall_time_s})
     return rows, meta
 
@@ -211,20 +189,11 @@ def collect_frame(experiment_dir: str,
     objective, mode = meta.get("metric"), meta.get("mode", "max")
     selection = meta.get("selection")
     searched: list[str] = []
-    space_text = _read(*_fs_path(storage.join(experiment_dir, "raysweep_space.yaml")))
+    layout = ExperimentLayout(experiment_dir)
+    space_text = _read(*_fs_path(layout.space_copy))
     if space_text is not None:
-        import tempfile
-        from pathlib import Path
-
-        with tempfile.TemporaryDirectory() as folder:
-            path = Path(folder) / "space.yaml"
-            path.write_text(space_text)
-            try:
-                sweep = load_sweep(path, meta.get("overrides", []))
-            except UserError as err:  # name the experiment's copy, not the temporary file
-                copy = storage.join(experiment_dir, "raysweep_space.yaml")
-                raise UserError(str(err).replace(str(path), copy)) from None
-        check_meta_matches(meta, sweep.spec.task, storage.join(experiment_dir, "raysweep_meta.json"))
+        sweep = load_saved_sweep(layout, meta.get("overrides", []), space_text)
+        check_meta_matches(meta, sweep.spec.task, layout.meta)
         base_config = sweep.base_config
         resources = sweep.spec.resources.model_dump()
         resources["gpus_per_worker"] = sweep.spec.resources.gpus
@@ -243,7 +212,7 @@ def collect_frame(experiment_dir: str,
         last = history[-1] if history else {}
         epochs_done = int(max((r.get("epoch") or 0) for r in history)) if history else 0
         epochs_total = last.get("epochs_total")
-        failure = next((r.get("trial_failure") for r in reversed(history) if r.get("trial_failure")), None)
+        failure = next((r.get(FAILURE_KEY) for r in reversed(history) if r.get(FAILURE_KEY)), None)
         if failure and not record["error"]:
             record["error"] = f"TrialFailure: {failure}"
         record["outcome"] = _outcome(trial["status"], epochs_done, epochs_total)
@@ -259,13 +228,13 @@ def collect_frame(experiment_dir: str,
         record["objective"] = objective
         record["objective_mode"] = mode
         record["searched"] = json.dumps(searched)
-        numeric = sorted({k for r in history for k, v in r.items() if _is_number(v)} - _TUNE_BOOKKEEPING)
+        numeric = sorted({k for r in history for k, v in r.items() if is_number(v)} - _TUNE_BOOKKEEPING)
         for key in numeric:
-            values = [float(r[key]) for r in history if _is_number(r.get(key)) and math.isfinite(float(r[key]))]
-            record[f"last.{key}"] = float(last[key]) if _is_number(last.get(key)) else (values[-1] if values else None)
+            values = [float(r[key]) for r in history if is_number(r.get(key)) and math.isfinite(float(r[key]))]
+            record[f"last.{key}"] = float(last[key]) if is_number(last.get(key)) else (values[-1] if values else None)
         if objective:
             record.update(best_epoch_columns(history, objective, mode))
-        for key in ("raysweep", "torch", "ray", "optuna", "git_commit"):
+        for key in VERSIONED:
             record[f"version.{key}"] = versions.get(key)
         records.append(record)
     frame = pd.DataFrame.from_records(records)
@@ -289,7 +258,7 @@ def best_epoch_columns(history: list[dict[str, Any]], objective: str, mode: str)
     for chosen in ("val", "test"):
         key = f"{chosen}.{name}"
         # the selection split is carried forward on epochs without evaluation: only evaluated epochs count
-        rows = [r for r in history if _is_number(r.get(key)) and math.isfinite(float(r[key]))
+        rows = [r for r in history if is_number(r.get(key)) and math.isfinite(float(r[key]))
                 and (r.get("evaluated", True) if chosen == split else r.get("test_evaluated", True))]
         if not rows:
             continue
@@ -297,7 +266,7 @@ def best_epoch_columns(history: list[dict[str, Any]], objective: str, mode: str)
         best = pick(rows, key=lambda r: float(r[key]))
         columns[f"best_{chosen}.epoch"] = int(best.get("epoch") or 0)
         for metric, value in best.items():
-            if metric.startswith(("val.", "test.")) and _is_number(value):
+            if metric.startswith(("val.", "test.")) and is_number(value):
                 own_split = metric.split(".", 1)[0]
                 fresh = best.get("evaluated", True) if own_split == split else best.get("test_evaluated", True)
                 columns[f"best_{chosen}.{metric}"] = float(value) if fresh else None
@@ -346,7 +315,8 @@ def _models(frame: pd.DataFrame) -> tuple[Any, Any]:
 
 def encode(frame: pd.DataFrame, fmt: str, flat_names: bool = False) -> bytes:
     """The frame as parquet (with the stable schema of `results.columns`) or CSV bytes."""
-    from raysweep.results.columns import arrow_table, flat_names as flatten_names
+    from raysweep.results.columns import arrow_table
+    from raysweep.results.columns import flat_names as flatten_names
 
     table = arrow_table(frame, *_models(frame)) if len(frame.columns) else pa.table({})
     if flat_names:

@@ -15,22 +15,20 @@ was interrupted, redone on resume) keeps its last report. Columns:
 
 from __future__ import annotations
 
-import posixpath
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import pandas as pd
 
-from raysweep.results import per_class
+from raysweep.experiment import per_class
+from raysweep.experiment.layout import HISTORY_PARQUET, PER_CLASS_FILE, beside
+from raysweep.results.trial_history import is_number
 
-HISTORY_FILE = "history.parquet"
 COLUMNS = ("experiment", "task", "trial_id", "epoch", "evaluated", "wall_time_s", "metric", "value")
 # Tune's own bookkeeping and the identity columns: everything else numeric in a report is a history metric.
 _NOT_METRICS = {"timestamp", "training_iteration", "time_this_iter_s", "time_total_s", "pid", "time_since_restore",
                 "iterations_since_restore", "done", "evaluated", "test_evaluated", "epochs_total", "epoch"}
 
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def trial_history(trial_id: str, history: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
@@ -44,13 +42,13 @@ def trial_history(trial_id: str, history: Sequence[Mapping[str, Any]]) -> list[d
             segment_max = 0.0
         segment_max, previous = max(segment_max, t), t
         epoch = report.get("epoch")
-        if not _is_number(epoch):
+        if not is_number(epoch):
             continue
         by_epoch[int(epoch)] = {"report": report, "wall_time_s": done_before + t}
     rows = []
     for epoch in sorted(by_epoch):
         report, wall = by_epoch[epoch]["report"], by_epoch[epoch]["wall_time_s"]
-        for metric in sorted(k for k, v in report.items() if _is_number(v) and k not in _NOT_METRICS):
+        for metric in sorted(k for k, v in report.items() if is_number(v) and k not in _NOT_METRICS):
             rows.append({"trial_id": trial_id, "epoch": epoch, "evaluated": bool(report.get("evaluated", True)),
                          "wall_time_s": wall, "metric": metric, "value": float(report[metric])})
     return rows
@@ -67,24 +65,14 @@ def history_frame(trials: Sequence[Mapping[str, Any]], meta: Mapping[str, Any]) 
     return frame.sort_values(["trial_id", "epoch", "metric"], kind="stable").reset_index(drop=True)
 
 
-def beside(target: str, name: str) -> str:
-    """The companion file `name` (history.parquet, per_class.parquet) of a results parquet: in the same folder for
-    `results.parquet`, else `<stem>.<name>` (`-o runs/a.parquet` → `runs/a.history.parquet`)."""
-    folder, base = posixpath.split(target)
-    if base == "results.parquet":
-        return f"{folder}/{name}"
-    stem = base[: -len(".parquet")] if base.endswith(".parquet") else base
-    return f"{folder}/{stem}.{name}"
-
-
 def write_histories(experiment_dir: str, trials: Sequence[Mapping[str, Any]], meta: Mapping[str, Any],
                     target: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     """history.parquet and per_class.parquet beside `target` (the results parquet), each written atomically."""
     from raysweep.results.collect import write_parquet
 
     history = history_frame(trials, meta)
-    write_parquet(history, beside(target, HISTORY_FILE))
+    write_parquet(history, beside(target, HISTORY_PARQUET))
     classes = per_class.gather(experiment_dir, [t["trial_id"] for t in trials])
-    per_class.write(classes, beside(target, per_class.PER_CLASS_FILE))
+    per_class.write(classes, beside(target, PER_CLASS_FILE))
     return history, classes
 

@@ -14,19 +14,21 @@ import html
 import logging
 import math
 import re
-import tempfile
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 import pandas as pd
 
 from raysweep.errors import UserError
-from raysweep.results import per_class as per_class_files
+from raysweep.experiment import per_class as per_class_files
+from raysweep.experiment import storage
+from raysweep.experiment.layout import META_FILE, PLOTS_DIR, ExperimentLayout
+from raysweep.experiment.meta import load_saved_sweep
 from raysweep.results.collect import collect_frame, trial_rows
 from raysweep.results.history import history_frame
-from raysweep.sweep import storage
 
 log = logging.getLogger(__name__)
 FORMATS = ("html", "png")
@@ -105,19 +107,14 @@ def _creation_index(trial: dict[str, Any]) -> tuple[int, str]:
 
 def _saved_sweep(experiment_dir: str, meta: dict[str, Any]):
     """The experiment's own copy of its space file with its overrides, or None when it is missing or unreadable."""
-    from raysweep.spec.load import load_sweep
-
-    copy = storage.join(experiment_dir, "raysweep_space.yaml")
-    if not storage.exists(copy):
+    layout = ExperimentLayout(experiment_dir)
+    if not storage.exists(layout.space_copy):
         return None
-    with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / "space.yaml"
-        path.write_text(storage.read_text(copy))
-        try:
-            return load_sweep(path, meta.get("overrides", []))
-        except UserError as err:
-            log.warning("%s: %s; the Optuna views are left out", copy, str(err).replace(str(path), copy))
-            return None
+    try:
+        return load_saved_sweep(layout, meta.get("overrides", []))
+    except UserError as err:
+        log.warning("%s: %s; the Optuna views are left out", layout.space_copy, err)
+        return None
 
 
 # ---- views ---------------------------------------------------------------------------------------------------------
@@ -151,7 +148,7 @@ def build_views(exp: Experiment) -> list[View]:
 def _study(exp: Experiment):
     if exp.sweep is None:
         return None, "no space file in the experiment"
-    from raysweep.sweep.study_view import load_study
+    from raysweep.results.study_view import load_study
 
     return load_study(exp.path, exp.sweep, exp.trials)
 
@@ -162,10 +159,10 @@ def _optuna_views(exp: Experiment, study: Any, source: str) -> list[View]:
     from optuna.importance import FanovaImportanceEvaluator, get_param_importances
     from optuna.trial import TrialState
 
-    from raysweep.sweep.study import TRIAL_ID_ATTR
-    from raysweep.sweep.study_view import common_rung, study_at_epoch
+    from raysweep.experiment.study import TRIAL_ID_ATTR
+    from raysweep.results.study_view import common_rung, study_at_epoch
 
-    specs = [
+    specs: list[tuple[str, str, str, Callable[..., Any], Callable[..., Any], int]] = [
         ("history", "Optimisation history", f"{exp.metric_label()} of each completed trial in start order, and the "
          f"best so far ({exp.mode}).", ov.plot_optimization_history, om.plot_optimization_history, 1),
         ("parallel", "Parallel coordinates", f"Each completed trial's searched values and its {exp.metric_label()}.",
@@ -580,7 +577,7 @@ def default_out_dir(experiment_dir: str) -> str:
     """`<experiment>/plots` for a local experiment; `./<name>-plots` for one behind a URI."""
     if storage.is_uri(experiment_dir):
         return f"{experiment_dir.rstrip('/').rsplit('/', 1)[-1]}-plots"
-    return str(Path(experiment_dir) / "plots")
+    return str(Path(experiment_dir) / PLOTS_DIR)
 
 
 def experiment_of(source: str) -> str:
@@ -589,7 +586,7 @@ def experiment_of(source: str) -> str:
     source = storage.normalise(source)
     if source.endswith(".parquet"):
         folder = source.rsplit("/", 1)[0]
-        if storage.exists(storage.join(folder, "raysweep_meta.json")):
+        if storage.exists(storage.join(folder, META_FILE)):
             return folder
         raise UserError(f"--html: {source} is not inside an experiment folder; the plots read the experiment's "
                         f"files, so give the experiment folder (<storage>/<name>)")

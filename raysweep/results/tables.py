@@ -8,7 +8,7 @@ from typing import Optional, Sequence
 import pandas as pd
 
 from raysweep.errors import UserError
-from raysweep.sweep import storage
+from raysweep.experiment import storage
 from raysweep.tasks.registry import get_task
 
 FORMATS = ("markdown", "latex", "csv")

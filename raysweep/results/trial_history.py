@@ -16,20 +16,12 @@ from a checkpoint that lagged one report), so no epoch is lost or counted twice.
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any, Optional, TypeGuard
 
 import pyarrow.fs as pafs
 
-RESULT_FILE = "result.json"
-SESSION_PATTERN = re.compile(r"^result\.session-(\d+)\.json$")
-CHECKPOINT_HISTORY = "history.json"  # written by the worker into every checkpoint it reports
-TRAIN_SUBDIR = "_train"
-
-
-def session_file(k: int) -> str:
-    return f"result.session-{k}.json"
+from raysweep.experiment.layout import CHECKPOINT_HISTORY, CHECKPOINT_PREFIX, RESULT_FILE, SESSION_PATTERN
 
 
 @dataclass
@@ -61,7 +53,7 @@ def segment_wall_time(rows: list[dict[str, Any]]) -> float:
     total, segment_max, previous = 0.0, 0.0, -1.0
     for row in rows:
         value = row.get("time_total_s")
-        t = float(value) if _is_number(value) else 0.0
+        t = float(value) if is_number(value) else 0.0
         if t < previous:
             total += segment_max
             segment_max = 0.0
@@ -78,7 +70,7 @@ def merge_by_epoch(sources: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
     for rows in sources:
         for row in rows:
             epoch = row.get("epoch")
-            if _is_number(epoch):
+            if is_number(epoch):
                 by_epoch[float(epoch)] = row
             else:
                 loose.append(row)
@@ -106,11 +98,11 @@ def read_trial_history(fs: pafs.FileSystem, trial_folder: Optional[str],
     sources.extend(session_rows)
     history.rows = merge_by_epoch(sources)
     history.wall_time_s = sum(segment_wall_time(rows) for rows in session_rows)
-    reported = {float(r["epoch"]) for rows in session_rows for r in rows if _is_number(r.get("epoch"))}
+    reported = {float(r["epoch"]) for rows in session_rows for r in rows if is_number(r.get("epoch"))}
     for row in checkpoint_rows:  # epochs only a checkpoint remembers: their own measured time
-        if _is_number(row.get("epoch")) and float(row["epoch"]) not in reported:
+        if is_number(row.get("epoch")) and float(row["epoch"]) not in reported:
             history.wall_time_s += sum(float(row.get(k) or 0.0) for k in ("epoch_time_s", "eval_time_s")
-                                       if _is_number(row.get(k)))
+                                       if is_number(row.get(k)))
     return history
 
 
@@ -127,7 +119,7 @@ def _checkpoint_history(fs: pafs.FileSystem, train_folder: str) -> list[dict[str
     """The longest readable `history.json` among the trial's kept checkpoints (each holds every epoch before it)."""
     best: list[dict[str, Any]] = []
     for info in fs.get_file_info(pafs.FileSelector(train_folder, recursive=False, allow_not_found=True)):
-        if info.type != pafs.FileType.Directory or not info.base_name.startswith("checkpoint_"):
+        if info.type != pafs.FileType.Directory or not info.base_name.startswith(CHECKPOINT_PREFIX):
             continue
         text = read_or_none(fs, f"{info.path}/{CHECKPOINT_HISTORY}")
         try:
@@ -149,5 +141,6 @@ def read_or_none(fs: pafs.FileSystem, inner: str) -> Optional[str]:
         return None
 
 
-def _is_number(value: Any) -> bool:
+def is_number(value: Any) -> TypeGuard[int | float]:
+    """A reported number (a bool is not one)."""
     return isinstance(value, (int, float)) and not isinstance(value, bool)

@@ -18,10 +18,9 @@ from typing import Any, Optional
 
 import torch
 
+from raysweep.experiment.layout import CHECKPOINT_HISTORY, CHECKPOINT_PREFIX, FAILURE_FILE, STATE_FILE
+
 log = logging.getLogger(__name__)
-STATE_FILE = "state.pt"
-FAILURE_FILE = "failure.json"
-HISTORY_FILE = "history.json"  # the name raysweep.results.history reads
 
 
 @dataclass
@@ -55,7 +54,7 @@ def load_resume_point(checkpoint, device: torch.device) -> ResumePoint:
                 failed = Path(folder) / FAILURE_FILE
                 # history.json is separate from state.pt: keep the longest one even from a damaged checkpoint, so
                 # a trial that cannot resume still carries its epochs into its failure checkpoint.
-                history = read_history(Path(folder) / HISTORY_FILE)
+                history = read_history(Path(folder) / CHECKPOINT_HISTORY)
                 if len(history) > len(point.history):
                     point.history = history
                 own_history = history
@@ -95,7 +94,7 @@ def read_history(path: Path) -> list[dict[str, Any]]:
 
 def write_history(folder: str | Path, history: list[dict[str, Any]]) -> None:
     """Into a checkpoint folder about to be reported (JSON-safe values only)."""
-    Path(folder, HISTORY_FILE).write_text(json.dumps(history, default=_json_safe))
+    Path(folder, CHECKPOINT_HISTORY).write_text(json.dumps(history, default=_json_safe))
 
 
 def _json_safe(value: Any) -> Any:
@@ -107,8 +106,8 @@ def _json_safe(value: Any) -> Any:
 
 def _older_siblings(checkpoint) -> list:
     """The run's other `checkpoint_*` folders whose names sort before this one (Train names them by time)."""
-    from ray.train import Checkpoint
     import pyarrow.fs as pafs
+    from ray.train import Checkpoint
 
     parent, name = posixpath.split(checkpoint.path.rstrip("/"))
     try:
@@ -116,7 +115,7 @@ def _older_siblings(checkpoint) -> list:
     except Exception:  # noqa: BLE001 - nothing to fall back to
         return []
     names = sorted((i.base_name for i in infos if i.type == pafs.FileType.Directory
-                    and i.base_name.startswith("checkpoint_") and i.base_name < name), reverse=True)
+                    and i.base_name.startswith(CHECKPOINT_PREFIX) and i.base_name < name), reverse=True)
     return [Checkpoint(posixpath.join(parent, n), filesystem=checkpoint.filesystem) for n in names]
 
 

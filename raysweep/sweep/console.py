@@ -13,10 +13,12 @@ Replaces Ray's wide table (every column of every trial, redrawn on a timer) as t
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import sys
 import time
-from typing import Any, Iterator, Optional, Sequence, TextIO
+from collections.abc import Iterator, Sequence
+from typing import Any, Optional, TextIO
 
 from ray.tune import ProgressReporter
 
@@ -40,7 +42,7 @@ def eta_seconds(result: dict[str, Any]) -> Optional[float]:
     """Seconds left for a running trial: its mean epoch time since (re)start times the epochs still to run."""
     epoch, total = result.get("epoch"), result.get("epochs_total")
     elapsed, done = result.get("time_since_restore"), result.get("iterations_since_restore")
-    if None in (epoch, total, elapsed) or not done:
+    if epoch is None or total is None or elapsed is None or not done:
         return None
     return max(0.0, float(elapsed) / float(done) * (int(total) - int(epoch)))
 
@@ -175,3 +177,29 @@ def dashboard_line(url: Optional[str]) -> Optional[str]:
         line += (f" (token authentication: paste the token from {source}, also printed by `ray get-auth-token`, "
                  f"when the page asks; API clients send the header 'Authorization: Bearer <token>')")
     return line
+
+
+class _DropTuneHints(logging.Filter):
+    """Ray's end-of-run lines that would mislead: its own restore hint (raysweep prints the command to run) and
+    missing-metrics warnings for trials whose history raysweep keeps in session files."""
+
+    PHRASES = ("Resume experiment with", "Resume training with", "Trials did not complete",
+               "Failed to fetch metrics for", "Stop signal received")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not any(phrase in message for phrase in self.PHRASES)
+
+
+@contextlib.contextmanager
+def quiet_tune_hints() -> Iterator[None]:
+    drop = _DropTuneHints()
+    loggers = [logging.getLogger(n) for n in ("ray.tune.tune", "ray.tune.analysis.experiment_analysis",
+                                               "ray.tune.execution.tune_controller")]
+    for logger in loggers:
+        logger.addFilter(drop)
+    try:
+        yield
+    finally:
+        for logger in loggers:
+            logger.removeFilter(drop)

@@ -11,9 +11,9 @@ from dataclasses import asdict, dataclass
 from typing import Any, Callable
 
 from raysweep.errors import TrialFailure
+from raysweep.experiment.layout import TRAIN_SUBDIR
 
 DRIVER_RESOURCE = "sweep_driver"
-TRAIN_SUBDIR = "_train"
 
 
 @dataclass(frozen=True)
@@ -54,9 +54,10 @@ def make_trainable(plan: TrialPlan) -> Callable[[dict[str, Any]], None]:
         from ray.train.torch import TorchTrainer
         from ray.tune.integration.ray_train import TuneReportCallback
 
-        from raysweep.results.per_class import trial_file as per_class_file
-        from raysweep.sweep.storage import join
-        from raysweep.sweep.worker import FAILURE_KEY, train_loop_per_worker
+        from raysweep.experiment.layout import FAILURE_KEY
+        from raysweep.experiment.per_class import trial_file as per_class_file
+        from raysweep.experiment.storage import join
+        from raysweep.sweep.worker import train_loop_per_worker
 
         p = TrialPlan(**plan_dict)
         trial_id = tune.get_context().get_trial_id()

@@ -16,6 +16,7 @@ a second of each other.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -23,15 +24,16 @@ import socket
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Optional
 
 from raysweep.errors import UserError
-from raysweep.sweep import storage
+from raysweep.experiment import storage
+from raysweep.experiment.layout import ExperimentLayout
 
 log = logging.getLogger(__name__)
-LOCK_FILE = "raysweep.lock"
 HEARTBEAT_S = 60.0
 STALE_AFTER_S = 15 * 60.0  # a lock from another host without a heartbeat for this long is stale
 WATCH_S_LOCAL = 2.0
@@ -93,7 +95,7 @@ class ExperimentLock:
 
     def __init__(self, experiment_dir: str, force: bool = False) -> None:
         self.experiment_dir = experiment_dir
-        self.path = storage.join(experiment_dir, LOCK_FILE)
+        self.path = ExperimentLayout(experiment_dir).lock
         self.force = force
         self.created_folders: list[Path] = []  # local folders the lock had to create, deepest first
         self.info: Optional[LockInfo] = None
@@ -142,16 +144,22 @@ class ExperimentLock:
                             f"{other.describe() if other else 'another raysweep'} (lock {self.path}); wait for "
                             f"that sweep to end") from None
         with os.fdopen(fd, "w") as handle:
-            handle.write(json.dumps(asdict(self.info)))
+            handle.write(json.dumps(asdict(self._own())))
 
     def _acquire_uri(self) -> None:
-        storage.write_text_atomic(self.path, json.dumps(asdict(self.info)))
+        storage.write_text_atomic(self.path, json.dumps(asdict(self._own())))
         time.sleep(URI_SETTLE_S)
         stored = self.read()
-        if stored is None or stored.token != self.info.token:
+        if stored is None or stored.token != self._own().token:
             raise UserError(f"experiment {self.experiment_dir} is in use by "
                             f"{stored.describe() if stored else 'another raysweep'} (lock {self.path}); two "
                             f"sweeps started at once")
+
+    def _own(self) -> LockInfo:
+        """This process's lock record (set by `acquire`)."""
+        if self.info is None:
+            raise RuntimeError("the experiment lock was not acquired")
+        return self.info
 
     def is_ours(self) -> bool:
         try:
@@ -174,9 +182,10 @@ class ExperimentLock:
                         on_lost(f"the lock {self.path} was removed or taken over by another sweep")
                     return
                 if time.monotonic() - last_beat >= HEARTBEAT_S:
-                    self.info.heartbeat = time.time()
+                    info = self._own()
+                    info.heartbeat = time.time()
                     try:
-                        storage.write_text_atomic(self.path, json.dumps(asdict(self.info)))
+                        storage.write_text_atomic(self.path, json.dumps(asdict(info)))
                     except OSError as exc:
                         log.warning("%s: cannot renew the lock (%s)", self.path, exc)
                     last_beat = time.monotonic()
@@ -202,7 +211,5 @@ class ExperimentLock:
 
     def _delete(self) -> None:
         fs, inner = storage.filesystem(self.path)
-        try:
+        with contextlib.suppress(FileNotFoundError, OSError):
             fs.delete_file(inner)
-        except (FileNotFoundError, OSError):
-            pass

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from ray.tune import Callback
 
-from raysweep.sweep import storage
+from raysweep.experiment import storage
 
 
 class MetaOnFirstTrial(Callback):

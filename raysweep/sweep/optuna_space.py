@@ -2,24 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any, Mapping
 
 import optuna
 
+from raysweep.experiment.study import encode_value
 from raysweep.spec.load import Sweep, get_path
 from raysweep.spec.schema import Choice, Grid, LogUniform, QUniform, RandInt, Uniform
-
-_PRIMITIVE = (str, int, float, bool, type(None))
-
-
-def _encodable(values: list[Any]) -> bool:
-    """Optuna categoricals hold None/bool/int/float/str only; other values (lists, dicts) travel as JSON."""
-    return all(isinstance(v, _PRIMITIVE) for v in values)
-
-
-def encode_value(dist: Choice | Grid, value: Any) -> Any:
-    return value if _encodable(dist.values) else json.dumps(value, sort_keys=True)
 
 
 def condition_holds(when: Mapping[str, Any] | None, chosen: Mapping[str, Any], base: Mapping[str, Any]) -> bool:

@@ -20,28 +20,12 @@ import logging
 import math
 from typing import Any, Optional
 
-from optuna.trial import TrialState
 from ray.tune.search.optuna import OptunaSearch
 
-from raysweep.sweep.study import TRIAL_ID_ATTR, study_storage
+from raysweep.experiment.study import TRIAL_ID_ATTR, outcome, study_storage
 
 log = logging.getLogger(__name__)
 __all__ = ["EpochAwareOptunaSearch", "outcome", "reported_value", "study_storage", "TRIAL_ID_ATTR"]
-
-
-def outcome(result: Optional[dict], metric: str, error: bool) -> tuple[TrialState, Optional[float]]:
-    """(state, value) to tell Optuna for a finished trial's last result."""
-    if error or not result:
-        return TrialState.FAIL, None
-    if result.get("trial_failure"):
-        return TrialState.FAIL, None
-    value = result.get(metric)
-    if value is None or not math.isfinite(float(value)):
-        return TrialState.FAIL, None
-    epoch, total = result.get("epoch"), result.get("epochs_total")
-    if epoch is not None and total is not None and int(epoch) < int(total):
-        return TrialState.PRUNED, None
-    return TrialState.COMPLETE, float(value)
 
 
 def reported_value(result: dict[str, Any], metric: str) -> Optional[tuple[int, float]]:

@@ -15,11 +15,10 @@ import re
 
 import pyarrow.fs as pafs
 
-from raysweep.results.trial_history import SESSION_PATTERN, session_file
-from raysweep.sweep import storage
+from raysweep.experiment import storage
+from raysweep.experiment.layout import RESULT_FILE, SESSION_PATTERN, TRAIN_SUBDIR, progress_session_file, session_file
 
 log = logging.getLogger(__name__)
-RAYSWEEP_FILES = {"raysweep_meta.json", "raysweep_space.yaml", "raysweep.lock", "results.parquet"}
 # Tune's own top-level files, written by a start that may have failed before its first trial.
 TUNE_FILES = re.compile(r"^(tuner\.pkl|experiment_state-.*\.json|searcher-state-.*\.pkl|basic-variant-state-.*\.json|"
                         r"\.validate_storage_marker)$")
@@ -39,7 +38,7 @@ def has_started_trials(experiment_dir: str) -> bool:
     """A trial folder or a Train run exists: something ran and may hold results or checkpoints."""
     if trial_folders(experiment_dir):
         return True
-    return any(e.type == pafs.FileType.Directory for e in _entries(storage.join(experiment_dir, "_train")))
+    return any(e.type == pafs.FileType.Directory for e in _entries(storage.join(experiment_dir, TRAIN_SUBDIR)))
 
 
 def archive_results(experiment_dir: str) -> int:
@@ -48,14 +47,14 @@ def archive_results(experiment_dir: str) -> int:
     moved = 0
     for folder in trial_folders(experiment_dir):
         names = {e.base_name for e in fs.get_file_info(pafs.FileSelector(folder.path, allow_not_found=True))}
-        if "result.json" not in names:
+        if RESULT_FILE not in names:
             continue
         numbers = [int(m.group(1)) for n in names if (m := SESSION_PATTERN.match(n))]
         k = max(numbers, default=0) + 1
-        fs.move(posixpath.join(folder.path, "result.json"), posixpath.join(folder.path, session_file(k)))
+        fs.move(posixpath.join(folder.path, RESULT_FILE), posixpath.join(folder.path, session_file(k)))
         if "progress.csv" in names:
             fs.move(posixpath.join(folder.path, "progress.csv"),
-                    posixpath.join(folder.path, f"progress.session-{k}.csv"))
+                    posixpath.join(folder.path, progress_session_file(k)))
         moved += 1
     return moved
 

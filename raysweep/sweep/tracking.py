@@ -19,10 +19,10 @@ import os
 from typing import Any
 
 from raysweep.errors import UserError
+from raysweep.experiment import storage
+from raysweep.experiment.layout import MLFLOW_DIR
 from raysweep.spec.load import Sweep, flatten
-from raysweep.sweep import storage
 
-MLFLOW_FOLDER = "_mlruns"  # "_": not a trial folder to `collect`
 TRIAL_TAG = "raysweep.trial_id"
 # Tune's own fields of a result: not measurements of the trial
 BOOKKEEPING = ("timestamp", "pid", "time_this_iter_s", "time_since_restore", "iterations_since_restore", "done",
@@ -42,7 +42,7 @@ def mlflow_uri(sweep: Sweep, experiment_dir: str) -> str:
     if storage.is_uri(experiment_dir):
         raise UserError(f"tracking.mlflow: the experiment lives at {experiment_dir}, where MLflow cannot keep a file "
                         f"store; set tracking.mlflow_uri (e.g. http://mlflow-server:5000) or MLFLOW_TRACKING_URI")
-    return "file://" + storage.join(experiment_dir, MLFLOW_FOLDER)
+    return "file://" + storage.join(experiment_dir, MLFLOW_DIR)
 
 
 def _has_wandb_key() -> bool:

@@ -19,14 +19,12 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader, DistributedSampler
 
+from raysweep.experiment.layout import FAILURE_FILE, FAILURE_KEY, STATE_FILE
 from raysweep.spec.load import set_path
 from raysweep.sweep.checkpoints import load_resume_point, write_history
 from raysweep.tasks.registry import get_task
 
 log = logging.getLogger(__name__)
-STATE_FILE = "state.pt"
-FAILURE_KEY = "trial_failure"  # reported instead of metrics when training cannot go on
-FAILURE_FILE = "failure.json"
 
 
 def seed_everything(seed: int) -> None:
@@ -228,7 +226,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
 def save_per_class(loop_config: dict[str, Any], task: Any, epoch: int, split: str = "test") -> None:
     """Rank 0: the last evaluation's per-class results into the trial's per-class file (for plots). A failure to
     write is logged, never fatal: the metrics are what the sweep needs."""
-    from raysweep.results.per_class import append_evaluation
+    from raysweep.experiment.per_class import append_evaluation
 
     columns = task.per_class_results()
     path = loop_config.get("per_class_path")

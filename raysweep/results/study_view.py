@@ -6,18 +6,18 @@ from __future__ import annotations
 
 import logging
 import math
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import optuna
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import TrialState
 
+from raysweep.experiment import storage
+from raysweep.experiment.layout import STUDY_FILE
+from raysweep.experiment.study import TRIAL_ID_ATTR, encode_value, outcome, study_storage
 from raysweep.spec.load import Sweep
 from raysweep.spec.schema import Choice, Grid, LogUniform, QUniform, RandInt, Uniform
-from raysweep.sweep import storage
-from raysweep.sweep.optuna_space import encode_value
-from raysweep.sweep.searcher import outcome
-from raysweep.sweep.study import STUDY_FILE, TRIAL_ID_ATTR, study_storage
 
 log = logging.getLogger(__name__)
 
@@ -54,8 +54,8 @@ def rebuilt_study(sweep: Sweep, trials: Sequence[Mapping[str, Any]]) -> optuna.S
         params, used = {}, {}
         for key, value_ in (trial.get("sampled") or {}).items():
             if key in dists:
-                encoded = encode_value(sweep.params[key], value_) if isinstance(dists[key], CategoricalDistribution) \
-                    else value_
+                param = sweep.params[key]
+                encoded = encode_value(param, value_) if isinstance(param, (Choice, Grid)) else value_
                 if dists[key]._contains(dists[key].to_internal_repr(encoded)):
                     params[key], used[key] = encoded, dists[key]
         intermediate = {}

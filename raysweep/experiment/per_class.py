@@ -1,4 +1,4 @@
-"""Per-class AP of every evaluation, kept per trial so per-class plots need no re-evaluation.
+"""The per-class files: per-class AP of every evaluation, kept per trial so per-class plots need no re-evaluation.
 
 Each trial's rank 0 rewrites `<experiment>/_train/<trial_id>/per_class.parquet` atomically after every evaluation
 (one row per class and evaluated epoch; an epoch evaluated again after a resume replaces its rows); `collect`
@@ -13,16 +13,16 @@ for HICO-DET `ap_known_object`, `hoi_id` and `rare` (null: no training instance,
 from __future__ import annotations
 
 import io
-from typing import Any, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from raysweep.sweep import storage
-from raysweep.sweep.driver import TRAIN_SUBDIR
+from raysweep.experiment import storage
+from raysweep.experiment.layout import PER_CLASS_FILE, TRAIN_SUBDIR
 
-PER_CLASS_FILE = "per_class.parquet"
 RARE_BOUNDARY = 10  # HICO-DET's rare classes have fewer training instances than this
 IDENTITY = ("trial_id", "split", "epoch")
 # Types of the columns a task may leave all-null (one evaluation with no rare class, no Few@k list, ...).
