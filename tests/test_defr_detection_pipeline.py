@@ -42,7 +42,7 @@ def _net(cfg: DefrConfig):
     from raysweep.data.synth.vocabulary import HOI_CLASSES
 
     torch.manual_seed(0)
-    return build_defr_net(cfg, HOI_CLASSES, None).eval()
+    return build_defr_net(cfg, len(HOI_CLASSES), None).eval()
 
 
 TINY = {"classifier": {"init": "rand"}, "model": {"width": 32, "heads": 2, "depth": 2}}
