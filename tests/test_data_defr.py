@@ -101,6 +101,20 @@ def test_validation_errors(tmp_path, overrides, match):
     assert "anno.pkl" in str(err.value)
 
 
+def test_partial_reads_for_evaluation(tmp_path):
+    """`eval hico` reads the test split (and anno_train only for derived Few@k lists), never files_train/hoi_list."""
+    anno = _tiny_anno(anno_train=np.full((2, 3), 7.0), hoi_list="any form")
+    del anno["files_train"]
+    root = _write_anno(tmp_path, **anno)
+    test_only = load_hico(root / "anno.pkl", train=False, class_names=False)
+    assert test_only.labels_train is None and test_only.files_train is None and test_only.num_classes == 2
+    assert test_only.labels_test.tolist() == [[1, -2], [-1, 1]] and test_only.class_names is None
+    with pytest.raises(DataError, match=r"'anno_train' holds values \[7\.0\]"):
+        load_hico(root, train_files=False, class_names=False)
+    with pytest.raises(DataError, match=r"lacks key\(s\) \['files_train'\]"):
+        load_hico(root)
+
+
 def test_missing_file_key_and_bad_pickle(tmp_path):
     with pytest.raises(DataError, match="anno.pkl not found"):
         load_hico(tmp_path)
