@@ -244,12 +244,16 @@ def synth_hico(out: str = typer.Option(..., help="folder to create"), seed: int 
 
 
 @synth_app.command("hicodet")
-def synth_hicodet(out: str = typer.Option(..., help="folder to create"), seed: int = typer.Option(0),
-                  num_train: int = typer.Option(600), num_test: int = typer.Option(200),
-                  image_size: int = typer.Option(128), overwrite: bool = OVERWRITE,
+def synth_hicodet(out: str = typer.Option(..., help="folder to create"),
+                  seed: Optional[int] = typer.Option(None, show_default="hqm's data.synth.seed"),
+                  num_train: Optional[int] = typer.Option(None, show_default="hqm's data.synth.num_train"),
+                  num_test: Optional[int] = typer.Option(None, show_default="hqm's data.synth.num_test"),
+                  image_size: Optional[int] = typer.Option(None, show_default="hqm's data.synth.image_size"),
+                  overwrite: bool = OVERWRITE,
                   detections: bool = typer.Option(False, "--detections", help="also write DEFR's detection views: "
                                                   "detections/test2015.json and the recognition view anno.pkl")) -> None:
-    """Synthetic HICO-DET in QPIC's layout (annotations/*.json, corre_hico.npy, images/)."""
+    """Synthetic HICO-DET in QPIC's layout (annotations/*.json, corre_hico.npy, images/): by default the hqm task's
+    embedded dataset (what data.root: null uses); with --detections every class (DEFR's detection views)."""
     from raysweep.commands.data import synth_hicodet as run
 
     run(out, seed, num_train, num_test, image_size, detections, overwrite)

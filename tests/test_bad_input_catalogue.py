@@ -379,9 +379,9 @@ CASES = [
     Case("eval-hico-scores-truncated", ("eval", "hico", "--anno", "<tmp>/hico/anno.pkl", "--scores", "<tmp>/s.npy"),
          "<tmp>/s.npy: cannot read scores", {"s.npy": _npy(SCORES)[:100]}),
     Case("eval-hico-anno-truncated", ("eval", "hico", "--anno", "<tmp>/a.pkl", "--scores", "<tmp>/scores.npy"),
-         "<tmp>/a.pkl: cannot unpickle", {"a.pkl": ANNO[:-40]}),
+         "<tmp>/a.pkl is not a readable pickle", {"a.pkl": ANNO[:-40]}),
     Case("eval-hico-anno-missing-key", ("eval", "hico", "--anno", "<tmp>/a.pkl", "--scores", "<tmp>/scores.npy"),
-         "<tmp>/a.pkl: missing key(s) anno_test", {"a.pkl": _pickle(_anno(anno_test=None))}),
+         "<tmp>/a.pkl lacks key(s) ['anno_test']", {"a.pkl": _pickle(_anno(anno_test=None))}),
     # -- eval hico-det
     Case("eval-hicodet-subject-id-out-of-range", ("eval", "hico-det", "--anno-dir", "<tmp>/hicodet", "--pred",
                                                   "<tmp>/preds.json"),

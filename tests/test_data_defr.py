@@ -15,13 +15,11 @@ from raysweep.data.synth.hico import generate_hico
 from raysweep.data.synth.vocabulary import HOI_CLASSES
 from raysweep.errors import ConfigError, DataError
 from raysweep.tasks.defr.config import DataConfig
+from raysweep.data.hico import load_hico, load_vocabulary, parse_hoi_list
 from raysweep.tasks.defr.data import (
     NORMALISATION,
     HicoDataset,
     build_transforms,
-    load_hico_annotations,
-    load_vocabulary,
-    parse_hoi_list,
     rebalance_indices,
     scan_image_files,
 )
@@ -50,7 +48,7 @@ def _tiny_anno(**overrides) -> dict:
 # ---- annotations ----------------------------------------------------------------------------------------------------
 def test_load_synthetic(tmp_path):
     root = generate_hico(tmp_path / "h", seed=0, num_train=12, num_test=10, image_size=32)
-    ann = load_hico_annotations(root)
+    ann = load_hico(root)
     assert ann.labels_train.shape == (12, 34) and ann.labels_test.shape == (10, 34)
     assert ann.labels_train.dtype == np.int8 and ann.num_classes == 34
     assert ann.class_names == HOI_CLASSES
@@ -61,7 +59,7 @@ def test_load_synthetic(tmp_path):
 
 
 def test_transpose_and_nan(tmp_path):
-    ann = load_hico_annotations(_write_anno(tmp_path, **_tiny_anno()))
+    ann = load_hico(_write_anno(tmp_path, **_tiny_anno()))
     assert ann.labels_train.tolist() == [[1, -1], [0, -2], [-2, 1]]
     assert ann.labels_test.tolist() == [[1, -2], [-1, 1]]
     assert ann.class_names is None  # no hoi_list
@@ -99,25 +97,39 @@ def test_parse_hoi_list(hoi_list, expected):
 def test_validation_errors(tmp_path, overrides, match):
     root = _write_anno(tmp_path, **_tiny_anno(**overrides))
     with pytest.raises(DataError, match=match) as err:
-        load_hico_annotations(root)
+        load_hico(root)
     assert "anno.pkl" in str(err.value)
+
+
+def test_partial_reads_for_evaluation(tmp_path):
+    """`eval hico` reads the test split (and anno_train only for derived Few@k lists), never files_train/hoi_list."""
+    anno = _tiny_anno(anno_train=np.full((2, 3), 7.0), hoi_list="any form")
+    del anno["files_train"]
+    root = _write_anno(tmp_path, **anno)
+    test_only = load_hico(root / "anno.pkl", train=False, class_names=False)
+    assert test_only.labels_train is None and test_only.files_train is None and test_only.num_classes == 2
+    assert test_only.labels_test.tolist() == [[1, -2], [-1, 1]] and test_only.class_names is None
+    with pytest.raises(DataError, match=r"'anno_train' holds values \[7\.0\]"):
+        load_hico(root, train_files=False, class_names=False)
+    with pytest.raises(DataError, match=r"lacks key\(s\) \['files_train'\]"):
+        load_hico(root)
 
 
 def test_missing_file_key_and_bad_pickle(tmp_path):
     with pytest.raises(DataError, match="anno.pkl not found"):
-        load_hico_annotations(tmp_path)
+        load_hico(tmp_path)
     anno = _tiny_anno()
     del anno["files_test"]
     with pytest.raises(DataError, match=r"lacks key\(s\) \['files_test'\]"):
-        load_hico_annotations(_write_anno(tmp_path / "k", **anno))
+        load_hico(_write_anno(tmp_path / "k", **anno))
     (tmp_path / "anno.pkl").write_bytes(b"\x80\x04garbage")
     with pytest.raises(DataError, match="not a readable pickle"):
-        load_hico_annotations(tmp_path)
+        load_hico(tmp_path)
     (tmp_path / "l").mkdir()
     with open(tmp_path / "l" / "anno.pkl", "wb") as f:
         pickle.dump([1, 2], f)
     with pytest.raises(DataError, match="must hold a dict"):
-        load_hico_annotations(tmp_path / "l")
+        load_hico(tmp_path / "l")
 
 
 # ---- vocabulary -----------------------------------------------------------------------------------------------------

@@ -160,7 +160,7 @@ def _tiny_net(depth: int = 2):
     torch.manual_seed(0)
     cfg = DefrConfig.model_validate({"classifier": {"init": "rand"},
                                      "model": {"width": 32, "heads": 2, "depth": depth, "patch_size": 16}})
-    return build_defr_net(cfg, [("v", "o")] * 5, None).eval()
+    return build_defr_net(cfg, 5, None).eval()
 
 
 @pytest.mark.parametrize("mode", ["additive_one", "hard"])

@@ -42,17 +42,17 @@ def _net(cfg: DefrConfig):
     from raysweep.data.synth.vocabulary import HOI_CLASSES
 
     torch.manual_seed(0)
-    return build_defr_net(cfg, HOI_CLASSES, None).eval()
+    return build_defr_net(cfg, len(HOI_CLASSES), None).eval()
 
 
 TINY = {"classifier": {"init": "rand"}, "model": {"width": 32, "heads": 2, "depth": 2}}
 
 
 def test_synthetic_views_match_the_ground_truth(detection_set):
-    from raysweep.tasks.defr.data import load_hico_annotations
+    from raysweep.data.hico import load_hico
 
     annotations = load_hicodet(detection_set)
-    hico = load_hico_annotations(detection_set)  # the recognition view of the same images
+    hico = load_hico(detection_set)  # the recognition view of the same images
     assert hico.files_test.tolist() == [r["file_name"] for r in annotations.test]
     for rec, labels in zip(annotations.test, hico.labels_test):
         shown = sorted({h["hoi_category_id"] - 1 for h in rec["hoi_annotation"]})

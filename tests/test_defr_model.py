@@ -398,7 +398,7 @@ def test_build_defr_net_back_projects_clip_text_into_a_non_clip_backbone(tiny_op
 
     from raysweep.tasks.defr.config import DataConfig, DefrConfig
     from raysweep.tasks.defr.embeddings import text_embeddings
-    from raysweep.tasks.defr.model import build_defr_net
+    from raysweep.tasks.defr.model import build_defr_net, class_text_embeddings
     from raysweep.tasks.defr.prompts import class_prompts
 
     clip = open_clip.create_model("RaysweepTest-ViT", pretrained=None).eval()
@@ -408,7 +408,7 @@ def test_build_defr_net_back_projects_clip_text_into_a_non_clip_backbone(tiny_op
                      classifier=ClassifierConfig(text_encoder="open_clip:RaysweepTest-ViT",
                                                  text_encoder_weights=str(path)))
     classes = [("ride", "bicycle"), ("no_interaction", "bicycle"), ("eat", "apple")]
-    net = build_defr_net(cfg, classes, cache_dir=tmp_path)
+    net = build_defr_net(cfg, len(classes), tmp_path, lambda: class_text_embeddings(cfg, classes, tmp_path))
     text = text_embeddings(class_prompts(classes, cfg.prompts), cfg.classifier.text_encoder, str(path), tmp_path)
     assert text.shape == (3, 32) and net.classifier.image_proj is None
     expected = (clip.visual.proj.detach().numpy() @ text.T).T

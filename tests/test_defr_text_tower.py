@@ -14,7 +14,7 @@ from pydantic import ValidationError
 from raysweep.cli import main
 from raysweep.tasks.defr.config import ClassifierConfig, DefrConfig, ModelConfig
 from raysweep.tasks.defr.embeddings import text_embeddings
-from raysweep.tasks.defr.model import build_defr_net
+from raysweep.tasks.defr.model import build_defr_net, class_text_embeddings
 from raysweep.tasks.defr.prompts import class_prompts
 from raysweep.tasks.defr.text_tower import resolve_text_encoder, text_tower_mismatch
 from tests.support import write_space
@@ -66,7 +66,7 @@ def test_clip_under_a_clip_backbone_is_that_models_text_tower_and_projection(tow
     cfg = _config(f"open_clip:{arch16}", path16)
     assert resolve_text_encoder(cfg.model, cfg.classifier) == (f"open_clip:{arch16}", path16)
 
-    net = build_defr_net(cfg, NAMES, cache_dir=tmp_path)
+    net = build_defr_net(cfg, len(NAMES), tmp_path, lambda: class_text_embeddings(cfg, NAMES, tmp_path))
     sentences = [s[0] for s in class_prompts(NAMES, cfg.prompts)]
     text16 = _encode(model16, sentences, arch16)
     # The classifier rows are the P16 text embeddings back-projected with P16's own visual.proj (spec B.2).

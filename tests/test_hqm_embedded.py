@@ -105,6 +105,18 @@ def test_cache_paths_differ_by_scene_and_default_to_the_embedded_one(tmp_path: P
     assert json.loads((full / MARKER).read_text())["num_classes"] == 34
 
 
+def test_the_cli_writes_the_embedded_dataset_byte_for_byte(tmp_path: Path, embedded: Path, capsys) -> None:
+    """`raysweep data synth hicodet` takes its defaults from data.synth: the same options give the cached dataset."""
+    from support import run_cli
+
+    code, _, err = run_cli(["data", "synth", "hicodet", "--out", str(tmp_path / "d"), "--num-train", "30",
+                            "--num-test", "12", "--image-size", "64", "--seed", "2"], capsys)
+    assert code == 0, err
+    files = sorted(p.relative_to(embedded) for p in embedded.rglob("*") if p.is_file())
+    assert files == sorted(p.relative_to(tmp_path / "d") for p in (tmp_path / "d").rglob("*") if p.is_file())
+    assert all((embedded / f).read_bytes() == (tmp_path / "d" / f).read_bytes() for f in files)
+
+
 def test_prepare_checks_the_pretrained_path_before_anything_runs(tmp_path: Path) -> None:
     cfg = HqmConfig.model_validate({"model": {"pretrained": str(tmp_path / "detr-r50.pth")}})
     with pytest.raises(ConfigError, match="model.pretrained"):

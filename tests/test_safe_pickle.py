@@ -109,9 +109,9 @@ def test_allow_pickle_reads_a_trusted_file_with_an_unlisted_type(tmp_path: Path,
     code, out, err = run_cli([*argv, "--allow-pickle"], capsys)
     assert code == 0 and '"full"' in out, err
     # the task's loader follows data.allow_pickle, which --allow-pickle sets
-    from raysweep.tasks.defr.data import load_hico_annotations
+    from raysweep.data.hico import load_hico
 
     (tmp_path / "hico" / "anno.pkl").write_bytes(anno.read_bytes())
     with pytest.raises(Exception, match="refused to unpickle"):
-        load_hico_annotations(tmp_path / "hico")
-    assert load_hico_annotations(tmp_path / "hico", allow_pickle=True).num_classes == 3
+        load_hico(tmp_path / "hico")
+    assert load_hico(tmp_path / "hico", allow_pickle=True).num_classes == 3

@@ -19,9 +19,7 @@ Only json and numpy are needed otherwise: the training task imports this module 
 
 from __future__ import annotations
 
-import json
 import logging
-import math
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +27,14 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
+from raysweep.data.qpic_layout import (
+    QpicLayout,
+    check_hoi_keys,
+    checked_bbox,
+    checked_records,
+    is_int,
+    is_number,
+)
 from raysweep.errors import DataError
 
 logger = logging.getLogger(__name__)
@@ -83,12 +89,9 @@ class HicoDetAnnotations:
         return int(self.correct_mat.sum())
 
 
-def resolve_root(path: Path | str) -> Path:
-    """The dataset root, given either the root itself or its `annotations/` folder."""
-    path = Path(path)
-    if not (path / TEST_FILE).exists() and (path / Path(TEST_FILE).name).exists():
-        return path.parent
-    return path
+LAYOUT = QpicLayout("HICO-DET", TRAIN_FILE, TEST_FILE, CORRECT_MAT_FILE, IMAGE_DIRS, (NUM_VERBS, NUM_OBJECTS))
+resolve_root = LAYOUT.resolve_root
+load_correct_mat = LAYOUT.load_correct_mat
 
 
 def load_hicodet(root: Path | str, *, check_images: bool = False) -> HicoDetAnnotations:
@@ -97,59 +100,20 @@ def load_hicodet(root: Path | str, *, check_images: bool = False) -> HicoDetAnno
     root: the dataset root, or its `annotations/` folder.
     check_images: also require every record's image file and check boxes against its size (reads image headers).
     """
-    root = resolve_root(root)
-    if not root.is_dir():
-        raise DataError(f"HICO-DET root {str(root)!r} is not a directory (expected {TRAIN_FILE}, {TEST_FILE}, "
-                        f"{CORRECT_MAT_FILE} under it)")
-    correct_mat = load_correct_mat(root / CORRECT_MAT_FILE)
+    root, correct_mat = LAYOUT.open(root)
     train = load_records(root / TRAIN_FILE, correct_mat)
     test = load_records(root / TEST_FILE, correct_mat)
     _check_hoi_ids_consistent([(root / TRAIN_FILE, train), (root / TEST_FILE, test)])
     if check_images:
-        check_image_files(root / IMAGE_DIRS["train"], train, root / TRAIN_FILE)
-        check_image_files(root / IMAGE_DIRS["test"], test, root / TEST_FILE)
+        LAYOUT.check_images(root, train, test)
     return HicoDetAnnotations(root=root, train=train, test=test, correct_mat=correct_mat)
-
-
-def load_correct_mat(path: Path) -> np.ndarray:
-    """`corre_hico.npy` -> [117, 80] bool, checked for shape and {0, 1} values."""
-    if not path.is_file():
-        raise DataError(f"missing file {str(path)!r}: the [117, 80] verb x object validity matrix")
-    try:
-        mat = np.load(path, allow_pickle=False)
-    except (ValueError, OSError, EOFError) as exc:
-        raise DataError(f"{str(path)!r} is not a readable .npy array: {exc}") from None
-    if mat.shape != (NUM_VERBS, NUM_OBJECTS):
-        raise DataError(f"{str(path)!r} has shape {mat.shape}; expected ({NUM_VERBS}, {NUM_OBJECTS}) "
-                        f"(verb index x QPIC object index)")
-    if not np.isin(mat, (0, 1)).all():
-        raise DataError(f"{str(path)!r} holds values other than 0 and 1: {np.unique(mat)[:5].tolist()}")
-    return mat.astype(bool)
 
 
 def load_records(path: Path, correct_mat: np.ndarray | None = None) -> list[dict]:
     """Read one QPIC-layout json file and validate every record (see `validate_records`)."""
-    if not path.is_file():
-        raise DataError(f"missing file {str(path)!r}: a JSON list of HICO-DET image records")
-    try:
-        with open(path, encoding="utf-8") as f:
-            records = json.load(f)
-    except json.JSONDecodeError as exc:
-        raise DataError(f"{str(path)!r} is not valid JSON: {exc}") from None
-    except RecursionError:
-        raise DataError(f"{str(path)!r}: nested too deeply to be a list of HICO-DET image records") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DataError(f"cannot read {str(path)!r}: {exc}") from None
+    records = LAYOUT.read_records(path)
     validate_records(records, path, correct_mat)
     return records
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
 
 
 def validate_records(records: Any, source: Path | str, correct_mat: np.ndarray | None = None) -> None:
@@ -161,25 +125,11 @@ def validate_records(records: Any, source: Path | str, correct_mat: np.ndarray |
     record's annotations; verb ids are 1..117; hoi ids (optional, QPIC ignores them) are 1..600; and, given
     `correct_mat`, every (verb, object) pair is a valid class.
     """
-    src = str(source)
-    if not isinstance(records, list):
-        raise DataError(f"{src!r}: expected a JSON list of image records, got {type(records).__name__}")
-    for i, rec in enumerate(records):
-        where = f"{src!r}: record {i}"
-        if not isinstance(rec, dict):
-            raise DataError(f"{where}: expected an object, got {type(rec).__name__}")
-        for key in ("file_name", "annotations", "hoi_annotation"):
-            if key not in rec:
-                raise DataError(f"{where}: missing key {key!r} (a record has file_name, annotations, hoi_annotation)")
-        if not isinstance(rec["file_name"], str) or not rec["file_name"]:
-            raise DataError(f"{where}: file_name must be a non-empty string, got {rec['file_name']!r}")
-        where = f"{src!r}: record {i} ({rec['file_name']})"
+    for _, rec, where in checked_records(records, source):
         boxes, hois = rec["annotations"], rec["hoi_annotation"]
-        if not isinstance(boxes, list) or not isinstance(hois, list):
-            raise DataError(f"{where}: annotations and hoi_annotation must be lists")
         width, height = rec.get("width"), rec.get("height")
         for key, size in (("width", width), ("height", height)):
-            if size is not None and (not _is_number(size) or not size > 0):
+            if size is not None and (not is_number(size) or not size > 0):
                 raise DataError(f"{where}: {key} = {size!r} must be a positive number")
         for j, box in enumerate(boxes):
             _validate_box(box, f"{where}: annotations[{j}]", width, height)
@@ -188,39 +138,27 @@ def validate_records(records: Any, source: Path | str, correct_mat: np.ndarray |
 
 
 def _validate_box(box: Any, where: str, width: float | None, height: float | None) -> None:
-    if not isinstance(box, dict) or "bbox" not in box or "category_id" not in box:
-        raise DataError(f"{where}: expected an object with 'bbox' and 'category_id', got {box!r}")
-    cat = box["category_id"]
-    if not _is_int(cat) or int(cat) not in _COCO_TO_INDEX:
-        raise DataError(f"{where}.category_id = {cat!r} is not one of the 80 COCO ids HICO-DET uses "
-                        f"(1..90 without 12, 26, 29, 30, 45, 66, 68, 69, 71, 83)")
-    b = box["bbox"]
-    if not isinstance(b, (list, tuple)) or len(b) != 4 or not all(_is_number(x) and math.isfinite(x) for x in b):
-        raise DataError(f"{where}.bbox = {b!r} must be four finite numbers [x1, y1, x2, y2]")
+    b = checked_bbox(box, where, _COCO_TO_INDEX, "HICO-DET")
     x1, y1, x2, y2 = b
     if x1 < 0 or y1 < 0 or x2 < x1 or y2 < y1:
-        raise DataError(f"{where}.bbox = {list(b)!r} needs 0 <= x1 <= x2 and 0 <= y1 <= y2 (0-based xyxy pixels)")
+        raise DataError(f"{where}.bbox = {b!r} needs 0 <= x1 <= x2 and 0 <= y1 <= y2 (0-based xyxy pixels)")
     if (width is not None and x2 > width) or (height is not None and y2 > height):
         size = " x ".join(f"{key} {value}" for key, value in (("width", width), ("height", height)) if value)
-        raise DataError(f"{where}.bbox = {list(b)!r} lies outside the image ({size} in the record)")
+        raise DataError(f"{where}.bbox = {b!r} lies outside the image ({size} in the record)")
 
 
 def _validate_hoi(hoi: Any, boxes: list, where: str, correct_mat: np.ndarray | None) -> None:
-    if not isinstance(hoi, dict):
-        raise DataError(f"{where}: expected an object, got {hoi!r}")
-    for key in ("subject_id", "object_id", "category_id"):
-        if key not in hoi:
-            raise DataError(f"{where}: missing key {key!r}")
+    check_hoi_keys(hoi, where)
     for key in ("subject_id", "object_id"):
         value = hoi[key]
-        if not _is_int(value) or not 0 <= value < len(boxes):
+        if not is_int(value) or not 0 <= value < len(boxes):
             valid = f"0..{len(boxes) - 1}" if boxes else "none: the record has no annotations"
             raise DataError(f"{where}.{key} = {value!r} is out of range (valid: {valid})")
     verb = hoi["category_id"]
-    if not _is_int(verb) or not 1 <= verb <= NUM_VERBS:
+    if not is_int(verb) or not 1 <= verb <= NUM_VERBS:
         raise DataError(f"{where}.category_id (verb id) = {verb!r} is outside 1..{NUM_VERBS}")
     hoi_id = hoi.get("hoi_category_id")
-    if hoi_id is not None and (not _is_int(hoi_id) or not 1 <= hoi_id <= NUM_HOI_IDS):
+    if hoi_id is not None and (not is_int(hoi_id) or not 1 <= hoi_id <= NUM_HOI_IDS):
         raise DataError(f"{where}.hoi_category_id = {hoi_id!r} is outside 1..{NUM_HOI_IDS}")
     subject_cat = boxes[hoi["subject_id"]]["category_id"]
     if subject_cat != PERSON_COCO_ID:
@@ -254,28 +192,6 @@ def _check_hoi_ids_consistent(splits: Sequence[tuple[Path, list[dict]]]) -> None
                     raise DataError(f"{where}: hoi_category_id {hoi_id} names (verb id {cls[0]}, object COCO id "
                                     f"{cls[1]}), but {seen_cls[1]} uses it for (verb id {seen_cls[0][0]}, "
                                     f"object COCO id {seen_cls[0][1]})")
-
-
-def check_image_files(image_dir: Path, records: list[dict], source: Path) -> None:
-    """Every record's image exists; boxes lie inside it (x2 <= width, y2 <= height). Reads headers only."""
-    from PIL import Image  # lazy: only this optional check needs PIL
-
-    if not image_dir.is_dir():
-        raise DataError(f"missing image folder {str(image_dir)!r} (needed by {str(source)!r})")
-    for i, rec in enumerate(records):
-        path = image_dir / rec["file_name"]
-        if not path.is_file():
-            raise DataError(f"{str(source)!r}: record {i}: image {str(path)!r} does not exist")
-        try:
-            with Image.open(path) as img:
-                width, height = img.size
-        except OSError as exc:
-            raise DataError(f"{str(source)!r}: record {i}: cannot read image {str(path)!r}: {exc}") from None
-        for j, box in enumerate(rec["annotations"]):
-            _, _, x2, y2 = box["bbox"]
-            if x2 > width or y2 > height:
-                raise DataError(f"{str(source)!r}: record {i} ({rec['file_name']}): annotations[{j}].bbox = "
-                                f"{list(box['bbox'])!r} lies outside the {width} x {height} image")
 
 
 def hoi_triplet(record: dict, hoi: dict) -> tuple[int, int, int]:

@@ -19,8 +19,6 @@ this module too.
 
 from __future__ import annotations
 
-import json
-import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +32,7 @@ from raysweep.data.hicodet import (
     VALID_COCO_IDS,
     coco_id_to_index,
 )
+from raysweep.data.qpic_layout import QpicLayout, check_hoi_keys, checked_bbox, checked_records, is_int
 from raysweep.errors import DataError
 
 # (action, roles after the agent), in the official order of vcoco_*.json.
@@ -93,74 +92,30 @@ class VcocoAnnotations:
     correct_mat: np.ndarray  # [29, 80] bool: correct_mat[verb, obj_idx] -- the verb may take this object
 
 
-def resolve_root(path: Path | str) -> Path:
-    """The dataset root, given either the root itself or its `annotations/` folder."""
-    path = Path(path)
-    if not (path / TEST_FILE).exists() and (path / Path(TEST_FILE).name).exists():
-        return path.parent
-    return path
+LAYOUT = QpicLayout("V-COCO", TRAIN_FILE, TEST_FILE, CORRECT_MAT_FILE, IMAGE_DIRS, (NUM_VERBS, NUM_OBJECTS))
+resolve_root = LAYOUT.resolve_root
+load_correct_mat = LAYOUT.load_correct_mat
 
 
 def load_vcoco(root: Path | str, *, check_images: bool = False) -> VcocoAnnotations:
     """Read and validate `root` (layout in the module docstring); every problem is a one-line `DataError`."""
-    root = resolve_root(root)
-    if not root.is_dir():
-        raise DataError(f"V-COCO root {str(root)!r} is not a directory (expected {TRAIN_FILE}, {TEST_FILE}, "
-                        f"{CORRECT_MAT_FILE} under it)")
-    correct_mat = load_correct_mat(root / CORRECT_MAT_FILE)
-    train = load_records(root / TRAIN_FILE)
-    test = load_records(root / TEST_FILE)
+    root, correct_mat = LAYOUT.open(root)
+    train, test = load_records(root / TRAIN_FILE), load_records(root / TEST_FILE)
     if check_images:
-        from raysweep.data.hicodet import check_image_files
-
-        check_image_files(root / IMAGE_DIRS["train"], train, root / TRAIN_FILE)
-        check_image_files(root / IMAGE_DIRS["test"], test, root / TEST_FILE)
+        LAYOUT.check_images(root, train, test)
     return VcocoAnnotations(root=root, train=train, test=test, correct_mat=correct_mat)
 
 
 def load_test_records(root: Path | str) -> list[dict]:
     """Only `test_vcoco.json`, validated (what evaluation needs)."""
-    root = resolve_root(root)
-    return load_records(root / TEST_FILE)
-
-
-def load_correct_mat(path: Path) -> np.ndarray:
-    """`corre_vcoco.npy` -> [29, 80] bool. Loaded with allow_pickle=False: an object array is refused."""
-    if not path.is_file():
-        raise DataError(f"missing file {str(path)!r}: the [29, 80] verb x object validity matrix")
-    try:
-        mat = np.load(path, allow_pickle=False)
-    except (ValueError, OSError, EOFError) as exc:
-        raise DataError(f"{str(path)!r} is not a readable numeric .npy array: {exc}") from None
-    if not isinstance(mat, np.ndarray) or mat.shape != (NUM_VERBS, NUM_OBJECTS):
-        raise DataError(f"{str(path)!r} has shape {getattr(mat, 'shape', None)}; expected ({NUM_VERBS}, "
-                        f"{NUM_OBJECTS}) (verb index x QPIC object index)")
-    if mat.dtype.kind not in "biuf" or not np.isin(mat, (0, 1)).all():
-        raise DataError(f"{str(path)!r} must hold only 0 and 1, got dtype {mat.dtype}")
-    return mat.astype(bool)
+    return load_records(resolve_root(root) / TEST_FILE)
 
 
 def load_records(path: Path) -> list[dict]:
     """Read one QPIC-layout V-COCO json file and validate every record (see `validate_records`)."""
-    if not path.is_file():
-        raise DataError(f"missing file {str(path)!r}: a JSON list of V-COCO image records")
-    try:
-        with open(path, encoding="utf-8") as f:
-            records = json.load(f)
-    except json.JSONDecodeError as exc:
-        raise DataError(f"{str(path)!r} is not valid JSON: {exc}") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DataError(f"cannot read {str(path)!r}: {exc}") from None
+    records = LAYOUT.read_records(path)
     validate_records(records, path)
     return records
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
 
 
 def validate_records(records: Any, source: Path | str) -> None:
@@ -170,64 +125,34 @@ def validate_records(records: Any, source: Path | str) -> None:
     finite numbers with x1 <= x2, y1 <= y2; categories are among the 80 COCO ids; subjects are persons; subject ids
     index the annotations, object ids too or are -1; verbs are 0..28; image ids are unique.
     """
-    src = str(source)
-    if not isinstance(records, list):
-        raise DataError(f"{src!r}: expected a JSON list of image records, got {type(records).__name__}")
     seen: dict[int, int] = {}
-    for i, rec in enumerate(records):
-        where = f"{src!r}: record {i}"
-        if not isinstance(rec, dict):
-            raise DataError(f"{where}: expected an object, got {type(rec).__name__}")
-        for key in ("file_name", "annotations", "hoi_annotation"):
-            if key not in rec:
-                raise DataError(f"{where}: missing key {key!r} (a record has file_name, annotations, hoi_annotation)")
-        name = rec["file_name"]
-        if not isinstance(name, str) or not name:
-            raise DataError(f"{where}: file_name must be a non-empty string, got {name!r}")
+    for i, rec, where in checked_records(records, source):
         try:
-            image_id = image_id_from_file_name(name)
+            image_id = image_id_from_file_name(rec["file_name"])
         except ValueError as exc:
             raise DataError(f"{where}: {exc}") from None
         if image_id in seen:
-            raise DataError(f"{where} ({name}): image id {image_id} is also record {seen[image_id]}'s")
+            raise DataError(f"{where}: image id {image_id} is also record {seen[image_id]}'s")
         seen[image_id] = i
-        where = f"{src!r}: record {i} ({name})"
-        boxes, hois = rec["annotations"], rec["hoi_annotation"]
-        if not isinstance(boxes, list) or not isinstance(hois, list):
-            raise DataError(f"{where}: annotations and hoi_annotation must be lists")
+        boxes = rec["annotations"]
         for j, box in enumerate(boxes):
-            _validate_box(box, f"{where}: annotations[{j}]")
-        for j, hoi in enumerate(hois):
+            b = checked_bbox(box, f"{where}: annotations[{j}]", _COCO_IDS, "V-COCO")
+            if b[2] < b[0] or b[3] < b[1]:
+                raise DataError(f"{where}: annotations[{j}].bbox = {b!r} needs x1 <= x2 and y1 <= y2 "
+                                f"([x, y, x + w, y + h])")
+        for j, hoi in enumerate(rec["hoi_annotation"]):
             _validate_hoi(hoi, boxes, f"{where}: hoi_annotation[{j}]")
 
 
-def _validate_box(box: Any, where: str) -> None:
-    if not isinstance(box, dict) or "bbox" not in box or "category_id" not in box:
-        raise DataError(f"{where}: expected an object with 'bbox' and 'category_id', got {box!r}")
-    cat = box["category_id"]
-    if not _is_int(cat) or int(cat) not in _COCO_IDS:
-        raise DataError(f"{where}.category_id = {cat!r} is not one of the 80 COCO category ids "
-                        f"(1..90 without 12, 26, 29, 30, 45, 66, 68, 69, 71, 83)")
-    b = box["bbox"]
-    if not isinstance(b, (list, tuple)) or len(b) != 4 or not all(_is_number(x) and math.isfinite(x) for x in b):
-        raise DataError(f"{where}.bbox = {b!r} must be four finite numbers [x1, y1, x2, y2]")
-    if b[2] < b[0] or b[3] < b[1]:
-        raise DataError(f"{where}.bbox = {list(b)!r} needs x1 <= x2 and y1 <= y2 ([x, y, x + w, y + h])")
-
-
 def _validate_hoi(hoi: Any, boxes: list, where: str) -> None:
-    if not isinstance(hoi, dict):
-        raise DataError(f"{where}: expected an object, got {hoi!r}")
-    for key in ("subject_id", "object_id", "category_id"):
-        if key not in hoi:
-            raise DataError(f"{where}: missing key {key!r}")
+    check_hoi_keys(hoi, where)
     subject, obj, verb = hoi["subject_id"], hoi["object_id"], hoi["category_id"]
     valid = f"0..{len(boxes) - 1}" if boxes else "none: the record has no annotations"
-    if not _is_int(subject) or not 0 <= subject < len(boxes):
+    if not is_int(subject) or not 0 <= subject < len(boxes):
         raise DataError(f"{where}.subject_id = {subject!r} is out of range (valid: {valid})")
-    if not _is_int(obj) or not -1 <= obj < len(boxes):
+    if not is_int(obj) or not -1 <= obj < len(boxes):
         raise DataError(f"{where}.object_id = {obj!r} is out of range (valid: -1 for no object, or {valid})")
-    if not _is_int(verb) or not 0 <= verb < NUM_VERBS:
+    if not is_int(verb) or not 0 <= verb < NUM_VERBS:
         raise DataError(f"{where}.category_id (verb) = {verb!r} is outside 0..{NUM_VERBS - 1} (QPIC's 29 V-COCO "
                         f"verb classes)")
     if boxes[subject]["category_id"] != PERSON_COCO_ID:

@@ -11,13 +11,13 @@ Unlike QPIC's converted files this keeps annotated persons without any action as
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from raysweep.data.hicodet import PERSON_COCO_ID
+from raysweep.data.qpic_layout import read_json
 from raysweep.data.vcoco import (
     ACTIONS,
     MAX_ROLES,
@@ -44,18 +44,6 @@ def find_official_files(folder: Path | str) -> tuple[Path, Path, Path] | None:
             return None
         found.append(path)
     return found[0], found[1], found[2]
-
-
-def _read_json(path: Path, what: str) -> Any:
-    if not path.is_file():
-        raise DataError(f"missing file {str(path)!r}: {what}")
-    try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
-    except json.JSONDecodeError as exc:
-        raise DataError(f"{str(path)!r} is not valid JSON: {exc}") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DataError(f"cannot read {str(path)!r}: {exc}") from None
 
 
 def read_ids(path: Path) -> list[int]:
@@ -125,8 +113,8 @@ def load_official_ground_truth(vcoco_json: Path | str, instances_json: Path | st
                                ) -> VcocoGroundTruth:
     """The official evaluator's ground truth (module docstring); every problem is a one-line `DataError`."""
     vcoco_json, instances_json, ids_file = Path(vcoco_json), Path(instances_json), Path(ids_file)
-    records = _vcoco_records(_read_json(vcoco_json, "V-COCO's per-action annotation list"), vcoco_json)
-    coco = _read_json(instances_json, "the COCO instances file (instances_vcoco_all_2014.json)")
+    records = _vcoco_records(read_json(vcoco_json, "V-COCO's per-action annotation list"), vcoco_json)
+    coco = read_json(instances_json, "the COCO instances file (instances_vcoco_all_2014.json)")
     ids = read_ids(ids_file)
     if not isinstance(coco, dict) or not isinstance(coco.get("images"), list) \
             or not isinstance(coco.get("annotations"), list):

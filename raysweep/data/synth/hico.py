@@ -28,8 +28,7 @@ import numpy as np
 from raysweep.data.synth.plan import plan_split
 from raysweep.data.synth.render import render_scene
 from raysweep.data.synth.vocabulary import HOI_CLASSES, hoi_list
-from raysweep.data.synth.publish import MARKER, publish  # noqa: F401 - MARKER is part of this module's API
-from raysweep.errors import ConfigError
+from raysweep.data.synth.publish import MARKER, check_sizes, per_image, publish, save_jpeg  # noqa: F401 - MARKER: API
 
 if TYPE_CHECKING:
     from raysweep.tasks.defr.config import SynthHicoConfig
@@ -38,7 +37,6 @@ log = logging.getLogger(__name__)
 
 GENERATOR_VERSION = 1  # bump whenever the bytes produced for the same parameters change
 AMBIGUOUS_FRACTION = 0.03  # of the -1 labels of present objects, turned into 0
-JPEG_QUALITY = 95
 _SPLITS = (("train", "train2015", 0), ("test", "test2015", 1))
 
 
@@ -73,16 +71,12 @@ def _write_split(
 ) -> np.ndarray:
     folder.mkdir(parents=True)
     names = [f"{prefix}_{i + 1:08d}.jpg" for i in range(len(images))]
-    iterator = zip(names, images)
-    if progress:
-        from tqdm import tqdm
-
-        iterator = tqdm(iterator, total=len(images), desc=f"synthetic HICO {folder.name}", unit="img")
-    for i, (name, shown) in enumerate(iterator):
+    for i, (name, shown) in enumerate(per_image(zip(names, images), len(images), f"synthetic HICO {folder.name}",
+                                                progress)):
         # One generator per image: an image's pixels depend only on (seed, split, index) and its classes.
         rng = np.random.default_rng([seed, split_id, 1, i])
         scene = render_scene([HOI_CLASSES[c] for c in shown], image_size, rng)
-        scene.image.save(folder / name, format="JPEG", quality=JPEG_QUALITY, subsampling=0)
+        save_jpeg(scene.image, folder / name)
     return np.array(names)
 
 
@@ -114,11 +108,7 @@ def generate_hico(
     Raises DataError if `out` exists but is incomplete or was made with other parameters (unless `overwrite`).
     """
     out = Path(out)
-    for key, value, low in (("num_train", num_train, 1), ("num_test", num_test, 1), ("image_size", image_size, 16)):
-        if int(value) < low:
-            raise ConfigError(f"synthetic HICO: {key} must be >= {low}, got {value!r}")
-    if int(seed) < 0:
-        raise ConfigError(f"synthetic HICO: seed must be >= 0, got {seed!r}")
+    check_sizes("synthetic HICO", seed, num_train, num_test, image_size, min_test=1, min_image_size=16)
     params = _params(seed, num_train, num_test, image_size)
     what = f"synthetic HICO ({num_train} train + {num_test} test images, {image_size}px, seed {seed})"
     return publish(out, params, lambda tmp: _generate_into(tmp, seed, num_train, num_test, image_size, progress),

@@ -16,10 +16,11 @@ long-tailed (`synth.plan`), so Rare (< 10 training instances) and Non-rare class
 near-balanced, and about 3 % of its images (at least one) show no interaction and carry no annotation, like the
 GT-less images of the real test set.
 
-A `Scene` picks the variant: `HICO_LIKE` (every class, 1..3 pairs per image, objects at their drawn size; what
-`generate_hicodet` and `raysweep data synth hicodet` write by default) or `EMBEDDED` (the embedded default of the
-`hqm` task: the six larger objects' 26 classes, mostly one pair per image, objects drawn 1.8x larger), which a tiny
-DETR trained from scratch on one CPU core can learn within a few minutes; on `HICO_LIKE` it stays at mAP 0.
+A `Scene` (`synth.scene`) picks the variant: `HICO_LIKE` (every class, 1..3 pairs per image, objects at their
+drawn size; what `generate_hicodet` writes by default, and DEFR's detection views) or `EMBEDDED` (the embedded
+default of the `hqm` task and of `raysweep data synth hicodet`: the six larger objects' 26 classes, mostly one pair
+per image, objects drawn 1.8x larger), which a tiny DETR trained from scratch on one CPU core can learn within a
+few minutes; on `HICO_LIKE` it stays at mAP 0.
 `hoi_category_id`s and `corre_hico.npy` always use the full 34-class numbering; a subset only leaves classes out.
 
 Boxes are 0-based integer pixels, inclusive on both ends as in PPDM's files (a drawn extent [x0, x1) covers pixels
@@ -35,7 +36,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -51,54 +51,17 @@ from raysweep.data.hicodet import (
     TRAIN_FILE,
     coco_id_to_index,
 )
-from raysweep.data.synth.plan import PAIRS_PER_IMAGE_P, plan_split
+from raysweep.data.synth.plan import plan_split
 from raysweep.data.synth.render import render_scene
-from raysweep.data.synth.vocabulary import COCO_CATEGORY_ID, HICO_VERB_ID, HOI_CLASSES, OBJECTS, PERSON_COCO_ID
-from raysweep.data.synth.publish import MARKER, publish  # noqa: F401 - MARKER is part of this module's API
-from raysweep.errors import ConfigError
+from raysweep.data.synth.scene import EMBEDDED, HICO_LIKE, Scene  # noqa: F401 - part of this module's API
+from raysweep.data.synth.vocabulary import COCO_CATEGORY_ID, HICO_VERB_ID, HOI_CLASSES, PERSON_COCO_ID
+from raysweep.data.synth.publish import MARKER, check_sizes, per_image, publish, save_jpeg, write_records  # noqa: F401
 
 
 GENERATOR_VERSION = 2  # bump whenever the bytes produced for the same parameters change (2: scene options)
 EMPTY_TEST_FRACTION = 0.03  # test images without any interaction (real HICO-DET: 112 of 9,658)
-JPEG_QUALITY = 95
 _SPLITS = (("train", 0), ("test", 1))
 _STREAM = 17  # separates this generator's random streams from the synthetic HICO's
-
-
-@dataclass(frozen=True)
-class Scene:
-    """What the images show: which objects (their classes, in vocabulary order), how many pairs per image
-    (probabilities of 1, 2, 3), and a size factor on every object."""
-
-    objects: tuple[str, ...] = tuple(OBJECTS)
-    pairs_per_image: tuple[float, float, float] = PAIRS_PER_IMAGE_P
-    object_scale: float = 1.0
-
-    def __post_init__(self) -> None:
-        unknown = [o for o in self.objects if o not in OBJECTS]
-        if unknown or not self.objects or len(set(self.objects)) != len(self.objects):
-            raise ConfigError(f"synthetic HICO-DET: objects must be distinct names from {OBJECTS}, got "
-                              f"{list(self.objects)}")
-        p = self.pairs_per_image
-        if len(p) != 3 or min(p) < 0 or abs(sum(p) - 1.0) > 1e-6:
-            raise ConfigError(f"synthetic HICO-DET: pairs_per_image must be 3 probabilities (of 1, 2, 3 pairs) "
-                              f"summing to 1, got {list(p)}")
-        if not 0.25 <= self.object_scale <= 4.0:
-            raise ConfigError(f"synthetic HICO-DET: object_scale must be in [0.25, 4], got {self.object_scale!r}")
-
-    @property
-    def classes(self) -> list[tuple[str, str]]:
-        """The (verb, object) classes shown, in vocabulary order."""
-        return [c for c in HOI_CLASSES if c[1] in self.objects]
-
-    def as_dict(self) -> dict:
-        return {"objects": [o for o in OBJECTS if o in self.objects],
-                "pairs_per_image": [float(x) for x in self.pairs_per_image], "object_scale": float(self.object_scale)}
-
-
-HICO_LIKE = Scene()
-EMBEDDED = Scene(objects=("ball", "bicycle", "chair", "dog", "kite", "umbrella"), pairs_per_image=(1.0, 0.0, 0.0),
-                 object_scale=1.8)
 
 
 def correct_matrix(classes: Sequence[tuple[str, str]] = HOI_CLASSES) -> np.ndarray:
@@ -156,13 +119,8 @@ def _write_split(root: Path, split: str, split_id: int, seed: int, n: int, image
     folder = root / IMAGE_DIRS[split]
     folder.mkdir(parents=True)
     prefix = "HICO_" + folder.name
-    iterator: Any = enumerate(plan)
-    if progress:
-        from tqdm import tqdm
-
-        iterator = tqdm(iterator, total=n, desc=f"synthetic HICO-DET {folder.name}", unit="img")
     records = []
-    for i, shown in iterator:
+    for i, shown in per_image(enumerate(plan), n, f"synthetic HICO-DET {folder.name}", progress):
         name = f"{prefix}_{i + 1:08d}.jpg"
         rng = np.random.default_rng([seed, _STREAM, split_id, 1, i])  # an image depends on (seed, split, index)
         if shown:
@@ -170,9 +128,9 @@ def _write_split(root: Path, split: str, split_id: int, seed: int, n: int, image
             image, pairs = drawn.image, drawn.pairs
         else:
             image, pairs = _background(image_size, rng), []
-        image.save(folder / name, format="JPEG", quality=JPEG_QUALITY, subsampling=0)
+        save_jpeg(image, folder / name)
         records.append(_record(name, i + 1, pairs, image_size))
-    (root / (TRAIN_FILE if split == "train" else TEST_FILE)).write_text(json.dumps(records, separators=(",", ":")))
+    write_records(root / (TRAIN_FILE if split == "train" else TEST_FILE), records)
 
 
 def _params(seed: int, num_train: int, num_test: int, image_size: int, scene: Scene) -> dict:
@@ -192,11 +150,7 @@ def generate_hicodet(out: Path, seed: int, num_train: int, num_test: int, image_
     Raises ConfigError for bad sizes, DataError if `out` exists but is incomplete or was made with other
     parameters (unless `overwrite`). Written atomically (`publish`): a failure leaves nothing behind.
     """
-    for key, value, low in (("num_train", num_train, 1), ("num_test", num_test, 2), ("image_size", image_size, 32)):
-        if int(value) < low:
-            raise ConfigError(f"synthetic HICO-DET: {key} must be >= {low}, got {value!r}")
-    if int(seed) < 0:
-        raise ConfigError(f"synthetic HICO-DET: seed must be >= 0, got {seed!r}")
+    check_sizes("synthetic HICO-DET", seed, num_train, num_test, image_size)
 
     def write(folder: Path) -> None:
         (folder / "annotations").mkdir(parents=True)

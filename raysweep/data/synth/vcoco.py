@@ -39,15 +39,17 @@ import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
 from raysweep.data.hicodet import NUM_OBJECTS, PERSON_COCO_ID, coco_id_to_index
 from raysweep.data.synth.plan import plan_split
-from raysweep.data.synth.publish import publish
+from raysweep.data.synth.publish import check_sizes, per_image, publish, save_jpeg, write_records
 from raysweep.data.synth.render import render_scene
-from raysweep.data.synth.vocabulary import COCO_CATEGORY_ID, HOI_CLASSES, OBJECTS
+from raysweep.data.synth.scene import EMBEDDED as HICODET_EMBEDDED
+from raysweep.data.synth.scene import Scene
+from raysweep.data.synth.vocabulary import COCO_CATEGORY_ID
 from raysweep.data.vcoco import (
     ACTION_NAMES,
     ACTIONS,
@@ -62,7 +64,6 @@ from raysweep.data.vcoco import (
 from raysweep.errors import ConfigError
 
 GENERATOR_VERSION = 1
-JPEG_QUALITY = 95
 TEST_ID_OFFSET = 100_000
 _STREAM = 29  # separates this generator's random streams from the other synthetic datasets'
 OFFICIAL_DIR = "official"
@@ -88,43 +89,28 @@ _SPECIFIC = {"ride_instr": ("bicycle",), "sit_instr": ("chair",), "throw_obj": (
 
 
 @dataclass(frozen=True)
-class VcocoScene:
+class VcocoScene(Scene):
     """What the images show (objects, 1/2/3 pairs per image, object size) and how the labels lose objects/persons."""
 
-    objects: tuple[str, ...] = tuple(OBJECTS)
-    pairs_per_image: tuple[float, float, float] = (0.4, 0.4, 0.2)
-    object_scale: float = 1.0
+    dataset: ClassVar[str] = "synthetic V-COCO"
+
     missing_object: float = 0.2
     unannotated_person: float = 0.1
 
     def __post_init__(self) -> None:
-        unknown = [o for o in self.objects if o not in OBJECTS]
-        if unknown or not self.objects or len(set(self.objects)) != len(self.objects):
-            raise ConfigError(f"synthetic V-COCO: objects must be distinct names from {OBJECTS}, got "
-                              f"{list(self.objects)}")
-        p = self.pairs_per_image
-        if len(p) != 3 or min(p) < 0 or abs(sum(p) - 1.0) > 1e-6:
-            raise ConfigError(f"synthetic V-COCO: pairs_per_image must be 3 probabilities (of 1, 2, 3 pairs) "
-                              f"summing to 1, got {list(p)}")
-        if not 0.25 <= self.object_scale <= 4.0:
-            raise ConfigError(f"synthetic V-COCO: object_scale must be in [0.25, 4], got {self.object_scale!r}")
+        super().__post_init__()
         for key in ("missing_object", "unannotated_person"):
             if not 0.0 <= getattr(self, key) < 1.0:
-                raise ConfigError(f"synthetic V-COCO: {key} must be in [0, 1), got {getattr(self, key)!r}")
-
-    @property
-    def classes(self) -> list[tuple[str, str]]:
-        return [c for c in HOI_CLASSES if c[1] in self.objects]
+                raise ConfigError(f"{self.dataset}: {key} must be in [0, 1), got {getattr(self, key)!r}")
 
     def as_dict(self) -> dict:
-        return {"objects": [o for o in OBJECTS if o in self.objects],
-                "pairs_per_image": [float(x) for x in self.pairs_per_image], "object_scale": float(self.object_scale),
-                "missing_object": float(self.missing_object), "unannotated_person": float(self.unannotated_person)}
+        return {**super().as_dict(), "missing_object": float(self.missing_object),
+                "unannotated_person": float(self.unannotated_person)}
 
 
 FULL = VcocoScene()
-EMBEDDED = VcocoScene(objects=("ball", "bicycle", "chair", "dog", "kite", "umbrella"), pairs_per_image=(1.0, 0.0, 0.0),
-                      object_scale=1.8)
+EMBEDDED = VcocoScene(objects=HICODET_EMBEDDED.objects, pairs_per_image=HICODET_EMBEDDED.pairs_per_image,
+                      object_scale=HICODET_EMBEDDED.object_scale)
 
 
 def correct_matrix() -> np.ndarray:
@@ -160,18 +146,13 @@ def _write_split(root: Path, split: str, split_id: int, seed: int, n: int, image
     plan = plan_split(n, len(classes), long_tail=False, rng=plan_rng, pairs_per_image_p=scene.pairs_per_image)
     folder = root / IMAGE_DIRS[split]
     folder.mkdir(parents=True)
-    iterator: Any = enumerate(plan)
-    if progress:
-        from tqdm import tqdm
-
-        iterator = tqdm(iterator, total=n, desc=f"synthetic V-COCO {folder.name}", unit="img")
     records, facts = [], []
-    for i, shown in iterator:
+    for i, shown in per_image(enumerate(plan), n, f"synthetic V-COCO {folder.name}", progress):
         image_id = i + 1 + (TEST_ID_OFFSET if split == "test" else 0)
         name = f"COCO_{folder.name}_{image_id:012d}.jpg"
         rng = np.random.default_rng([seed, _STREAM, split_id, 1, i])
         drawn = render_scene([classes[c] for c in shown], image_size, rng, object_scale=scene.object_scale)
-        drawn.image.save(folder / name, format="JPEG", quality=JPEG_QUALITY, subsampling=0)
+        save_jpeg(drawn.image, folder / name)
         annotations, hois, coco_anns, persons = [], [], [], []
         for k, pair in enumerate(drawn.pairs):
             labels = _label(pair.verb, rng)
@@ -198,7 +179,7 @@ def _write_split(root: Path, split: str, split_id: int, seed: int, n: int, image
         records.append({"file_name": name, "annotations": annotations, "hoi_annotation": hois})
         facts.append({"image": {"id": image_id, "file_name": name, "width": image_size, "height": image_size},
                       "annotations": coco_anns, "persons": persons})
-    (root / (TRAIN_FILE if split == "train" else TEST_FILE)).write_text(json.dumps(records, separators=(",", ":")))
+    write_records(root / (TRAIN_FILE if split == "train" else TEST_FILE), records)
     return records, facts
 
 
@@ -226,8 +207,8 @@ def _write_official(folder: Path, facts: list[dict], objects: tuple[str, ...]) -
         {"id": COCO_CATEGORY_ID[o], "name": COCO_NAMES[o], "supercategory": "synthetic"} for o in objects]
     instances = {"images": [f["image"] for f in facts], "annotations": [a for f in facts for a in f["annotations"]],
                  "categories": sorted(categories, key=lambda c: c["id"])}
-    (folder / OFFICIAL_FILES[0]).write_text(json.dumps(vcoco, separators=(",", ":")))
-    (folder / OFFICIAL_FILES[1]).write_text(json.dumps(instances, separators=(",", ":")))
+    write_records(folder / OFFICIAL_FILES[0], vcoco)
+    write_records(folder / OFFICIAL_FILES[1], instances)
     (folder / OFFICIAL_FILES[2]).write_text("".join(f"{i}\n" for i in sorted(set(image_ids))))
     assert ACTION_NAMES == tuple(r["action_name"] for r in vcoco)
 
@@ -244,11 +225,7 @@ def generate_vcoco(out: Path, seed: int, num_train: int, num_test: int, image_si
     Raises ConfigError for bad sizes, DataError if `out` exists but is incomplete or was made with other parameters
     (unless `overwrite`). Written atomically (`publish`): a failure leaves nothing behind.
     """
-    for key, value, low in (("num_train", num_train, 1), ("num_test", num_test, 2), ("image_size", image_size, 32)):
-        if int(value) < low:
-            raise ConfigError(f"synthetic V-COCO: {key} must be >= {low}, got {value!r}")
-    if int(seed) < 0:
-        raise ConfigError(f"synthetic V-COCO: seed must be >= 0, got {seed!r}")
+    check_sizes("synthetic V-COCO", seed, num_train, num_test, image_size)
 
     def write(folder: Path) -> None:
         (folder / "annotations").mkdir(parents=True)

@@ -1,4 +1,4 @@
-"""HICO image-level data for DEFR: `anno.pkl` loading and validation, rebalancing, splits, transforms, Dataset.
+"""HICO image-level data for DEFR: rebalancing, splits, transforms, Dataset (`anno.pkl` is read by `raysweep.data.hico`).
 
 Plain PyTorch / PIL. Label semantics (HICO `anno.mat`, NaN re-encoded as -2): 1 positive, 0 ambiguous, -1 negative,
 -2 object not in the image. Training sees `label == 1` as the 0/1 target; evaluation uses the `known_obj`
@@ -7,11 +7,7 @@ Plain PyTorch / PIL. Label semantics (HICO `anno.mat`, NaN re-encoded as -2): 1 
 
 from __future__ import annotations
 
-import csv
-import json
 import logging
-import pickle
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Literal, Sequence
 
@@ -21,13 +17,12 @@ from PIL import Image
 from torch.utils.data import Dataset
 from torchvision import transforms as T
 
+from raysweep.data.hico import load_hico, load_vocabulary  # noqa: F401 - load_vocabulary: imported by the task
 from raysweep.errors import ConfigError, DataError, did_you_mean
 from raysweep.tasks.defr.config import DataConfig
 
 log = logging.getLogger(__name__)
 
-LABEL_VALUES = (1, 0, -1, -2)
-_REQUIRED_KEYS = ("files_train", "files_test", "anno_train", "anno_test")
 
 NORMALISATION: dict[str, tuple[tuple[float, float, float], tuple[float, float, float]]] = {
     "clip": ((0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711)),
@@ -37,189 +32,8 @@ NORMALISATION: dict[str, tuple[tuple[float, float, float], tuple[float, float, f
 
 
 # ---- annotations ----------------------------------------------------------------------------------------------------
-@dataclass
-class HicoAnnotations:
-    """A HICO-layout dataset's labels, image-major (`labels_*[n, c]`, int8 in {1, 0, -1, -2})."""
-
-    files_train: np.ndarray  # [N_train] str
-    files_test: np.ndarray  # [N_test] str
-    labels_train: np.ndarray  # [N_train, C] int8
-    labels_test: np.ndarray  # [N_test, C] int8
-    class_names: list[tuple[str, str]] | None  # (verb, object) per class, from hoi_list when it is readable
-
-    @property
-    def num_classes(self) -> int:
-        return self.labels_train.shape[1]
-
-
-def _as_str(value: Any) -> str | None:
-    """A string from the shapes Matlab-converted records take (str, bytes, 1-element arrays); else None."""
-    while isinstance(value, np.ndarray) and value.size == 1:
-        value = value.reshape(-1)[0]
-    if isinstance(value, bytes):
-        value = value.decode("utf-8", "replace")
-    if isinstance(value, (str, np.str_)) and str(value).strip():
-        return str(value).strip()
-    return None
-
-
-_VERB_KEYS = ("verb", "vname", "verb_name", "action")
-_OBJECT_KEYS = ("object", "nname", "obj", "object_name", "noun")
-
-
-def _field(entry: Any, keys: Sequence[str]) -> str | None:
-    if isinstance(entry, dict):
-        for k in keys:
-            if k in entry:
-                return _as_str(entry[k])
-    names = getattr(getattr(entry, "dtype", None), "names", None)  # numpy structured record (scipy.io.loadmat)
-    if names:
-        for k in keys:
-            if k in names:
-                return _as_str(entry[k])
-    return None
-
-
-def parse_hoi_list(hoi_list: Any, num_classes: int) -> list[tuple[str, str]] | None:
-    """(verb, object) per class from `hoi_list` in any of the forms seen in the wild; None if it cannot be read.
-
-    Accepted entries: dicts / structured records with verb+object keys ('verb'/'object', HICO's 'vname'/'nname',
-    anno.json's 'obj'), or (verb, object) pairs. The list must have one entry per class.
-    """
-    if hoi_list is None:
-        return None
-    if isinstance(hoi_list, np.ndarray):
-        hoi_list = list(hoi_list.reshape(-1))
-    if not isinstance(hoi_list, (list, tuple)) or len(hoi_list) != num_classes:
-        log.warning("hoi_list has %s entries for %d classes; ignoring it", _len_or_type(hoi_list), num_classes)
-        return None
-    names: list[tuple[str, str]] = []
-    for entry in hoi_list:
-        verb, obj = _field(entry, _VERB_KEYS), _field(entry, _OBJECT_KEYS)
-        if verb is None and isinstance(entry, (list, tuple, np.ndarray)) and len(entry) == 2:
-            verb, obj = _as_str(entry[0]), _as_str(entry[1])
-        if verb is None or obj is None:
-            log.warning("hoi_list entry %r has no readable verb/object; ignoring hoi_list", entry)
-            return None
-        names.append((verb, obj))
-    return names
-
-
-def _len_or_type(x: Any) -> str:
-    try:
-        return str(len(x))
-    except TypeError:
-        return type(x).__name__
-
-
-def _labels(anno: dict, key: str, n_files: int, path: Path) -> np.ndarray:
-    """The class-major float matrix under `key` as image-major int8, NaN -> -2, values checked."""
-    try:
-        raw = np.asarray(anno[key], dtype=np.float64)
-    except (TypeError, ValueError) as e:
-        raise DataError(f"{path}: '{key}' is not a numeric matrix ({e})") from None
-    if raw.ndim != 2:
-        raise DataError(f"{path}: '{key}' must be a [classes, images] matrix, got shape {raw.shape}")
-    if raw.shape[1] != n_files:
-        raise DataError(
-            f"{path}: '{key}' has shape {raw.shape} (classes x images) but there are {n_files} file names; "
-            f"the second dimension must match"
-        )
-    raw = np.where(np.isnan(raw), -2.0, raw)
-    bad = ~np.isin(raw, LABEL_VALUES)
-    if bad.any():
-        values = np.unique(raw[bad])[:5].tolist()
-        raise DataError(f"{path}: '{key}' holds values {values}; labels must be 1, 0, -1, -2 or NaN")
-    return np.ascontiguousarray(raw.T.astype(np.int8))
-
-
-def _files(anno: dict, key: str, path: Path) -> np.ndarray:
-    files = anno[key]
-    try:
-        files = np.asarray([_as_str(f) or "" for f in np.asarray(files, dtype=object).reshape(-1)], dtype=str)
-    except (TypeError, ValueError) as e:
-        raise DataError(f"{path}: '{key}' is not a list of file names ({e})") from None
-    if len(files) and (files == "").any():
-        raise DataError(f"{path}: '{key}' has {int((files == '').sum())} empty or non-string file names")
-    return files
-
-
-def load_hico_annotations(root: Path, allow_pickle: bool = False) -> HicoAnnotations:
-    """Read and validate `<root>/anno.pkl` (DEFR's HICO layout). Raises DataError naming the file and key.
-
-    The pickle is read by a restricted unpickler that admits numpy arrays and built-in types only (a crafted file
-    cannot run code); `allow_pickle` (`data.allow_pickle: true`) reads any pickle, for a file you trust.
-    """
-    from raysweep.safe_pickle import PickleRefused, load_pickle_file
-
-    path = Path(root) / "anno.pkl"
-    if not path.is_file():
-        raise DataError(f"{path} not found; data.root must be a folder holding anno.pkl and images/")
-    try:
-        anno = load_pickle_file(path, allow_pickle)
-    except PickleRefused as e:
-        raise DataError(f"{path}: refused to unpickle: {e}; set data.allow_pickle=true (or pass --allow-pickle) "
-                        f"for a file you trust") from None
-    except (pickle.UnpicklingError, EOFError, AttributeError, ImportError, IndexError, ValueError, TypeError,
-            KeyError, MemoryError, RecursionError) as e:
-        raise DataError(f"{path} is not a readable pickle ({type(e).__name__}: {e})") from None
-    if not isinstance(anno, dict):
-        raise DataError(f"{path} must hold a dict with keys {list(_REQUIRED_KEYS)}, got {type(anno).__name__}")
-    missing = [k for k in _REQUIRED_KEYS if k not in anno]
-    if missing:
-        raise DataError(f"{path} lacks key(s) {missing}; found {sorted(map(str, anno))}")
-    files_train, files_test = _files(anno, "files_train", path), _files(anno, "files_test", path)
-    labels_train = _labels(anno, "anno_train", len(files_train), path)
-    labels_test = _labels(anno, "anno_test", len(files_test), path)
-    if labels_train.shape[1] != labels_test.shape[1]:
-        raise DataError(
-            f"{path}: 'anno_train' has {labels_train.shape[1]} classes but 'anno_test' has {labels_test.shape[1]}"
-        )
-    class_names = parse_hoi_list(anno.get("hoi_list"), labels_train.shape[1])
-    return HicoAnnotations(files_train, files_test, labels_train, labels_test, class_names)
-
-
-def load_vocabulary(path: str | Path, num_classes: int | None = None) -> list[tuple[str, str]]:
-    """(verb, object) per class from a JSON list ([verb, object] pairs or {"verb", "object"} dicts) or a TSV with a
-    header naming 'verb' and 'object' columns. With `num_classes`, the length must match."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"vocabulary file {path} not found")
-    if path.suffix.lower() == ".json":
-        try:
-            data = json.loads(path.read_text())
-        except (ValueError, RecursionError) as e:
-            raise DataError(f"{path}: not valid JSON ({e})") from None
-        if not isinstance(data, list):
-            raise DataError(f"{path}: must be a JSON list of [verb, object] pairs or {{'verb', 'object'}} dicts")
-        names = []
-        for i, entry in enumerate(data):
-            if isinstance(entry, dict):
-                verb, obj = _field(entry, _VERB_KEYS), _field(entry, _OBJECT_KEYS)
-            elif isinstance(entry, (list, tuple)) and len(entry) == 2:
-                verb, obj = _as_str(entry[0]), _as_str(entry[1])
-            else:
-                verb = obj = None
-            if verb is None or obj is None:
-                raise DataError(f"{path}: entry {i} ({entry!r}) is not a [verb, object] pair or a verb/object dict")
-            names.append((verb, obj))
-    elif path.suffix.lower() in (".tsv", ".txt", ".tab"):
-        with open(path, newline="") as f:
-            rows = list(csv.DictReader(f, delimiter="\t"))
-        header = list(rows[0].keys()) if rows else []
-        if "verb" not in header or "object" not in header:
-            raise DataError(f"{path}: the TSV header must name 'verb' and 'object' columns, got {header}")
-        names = []
-        for i, row in enumerate(rows):
-            verb, obj = (row.get("verb") or "").strip(), (row.get("object") or "").strip()
-            if not verb or not obj:
-                raise DataError(f"{path}: row {i + 2} has an empty verb or object")
-            names.append((verb, obj))
-    else:
-        raise DataError(f"vocabulary file {path}: unknown format {path.suffix!r}; use .json or .tsv")
-    if num_classes is not None and len(names) != num_classes:
-        raise DataError(f"{path}: {len(names)} classes, but the dataset has {num_classes}")
-    return names
+# The one HICO reader is raysweep.data.hico; DefrTask imports it under this name (until it imports data.hico itself).
+load_hico_annotations = load_hico
 
 
 # ---- rebalancing and splits -----------------------------------------------------------------------------------------

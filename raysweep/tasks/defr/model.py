@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional, Sequence
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -69,17 +70,29 @@ def back_projection_matrix(backbone: Backbone, classifier_cfg: ClassifierConfig,
     return torch.from_numpy(proj) if proj.shape == (backbone.width, text_width) else None
 
 
-def build_defr_net(cfg: DefrConfig, class_names: list[tuple[str, str]], cache_dir: Optional[Path]) -> DefrNet:
-    """Backbone + classifier for `class_names` ((verb, object) per class); text embeddings cached under cache_dir."""
+def class_text_embeddings(cfg: DefrConfig, class_names: Sequence[tuple[str, str]],
+                          cache_dir: Optional[Path]) -> np.ndarray:
+    """Unit text embeddings [C, d_text] of the classes' prompts under cfg's text encoder, cached under cache_dir."""
+    encoder, weights = resolve_text_encoder(cfg.model, cfg.classifier)
+    return text_embeddings(class_prompts(list(class_names), cfg.prompts), encoder, weights, cache_dir)
+
+
+def build_defr_net(cfg: DefrConfig, num_classes: int, cache_dir: Optional[Path],
+                   class_embeddings: Optional[Callable[[], np.ndarray]] = None) -> DefrNet:
+    """Backbone + classifier over `num_classes`: the one way DEFR's network is assembled (task and tests).
+
+    With classifier.init "language", `class_embeddings()` gives the classes' unit text embeddings [C, d_text] (e.g.
+    `class_text_embeddings`); it is called after the backbone is built, so the backbone's random initialisation is
+    the same whether or not the embeddings come from the cache.
+    """
     backbone = build_backbone(cfg.model, cfg.data.image_size)
     embeddings, clip_proj = None, backbone.clip_proj
     if cfg.classifier.init == "language":
-        prompts = class_prompts(class_names, cfg.prompts)
-        encoder, weights = resolve_text_encoder(cfg.model, cfg.classifier)
-        embeddings = text_embeddings(prompts, encoder, weights, cache_dir)
+        if class_embeddings is None:
+            raise ValueError("classifier.init 'language' needs the classes' text embeddings (class_embeddings)")
+        embeddings = class_embeddings()
         clip_proj = back_projection_matrix(backbone, cfg.classifier, embeddings.shape[1], cache_dir)
-    classifier = build_classifier(cfg.classifier, backbone.width, len(class_names), embeddings, cfg.train.seed,
-                                  clip_proj)
+    classifier = build_classifier(cfg.classifier, backbone.width, num_classes, embeddings, cfg.train.seed, clip_proj)
     log.info("DEFR net: backbone %s (%d-d), classifier %s/%s over %d classes", cfg.model.backbone, backbone.width,
-             cfg.classifier.head, cfg.classifier.init, len(class_names))
+             cfg.classifier.head, cfg.classifier.init, num_classes)
     return DefrNet(backbone, classifier)

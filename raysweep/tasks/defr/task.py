@@ -178,11 +178,10 @@ class DefrTask(Task):
         return splits
 
     def build(self, device: torch.device, rank: int = 0, world_size: int = 1) -> TrainingParts:
-        from raysweep.tasks.defr.backbones import build_backbone, normalisation_for
-        from raysweep.tasks.defr.classifier import build_classifier
+        from raysweep.tasks.defr.backbones import normalisation_for
         from raysweep.tasks.defr.data import HicoDataset, build_transforms, rebalance_indices
         from raysweep.tasks.defr.losses import build_loss, wbce_pos_weight
-        from raysweep.tasks.defr.model import DefrNet, back_projection_matrix
+        from raysweep.tasks.defr.model import build_defr_net
 
         cfg = self.config
         splits = self._splits()
@@ -190,13 +189,7 @@ class DefrTask(Task):
         self._labels = {name: labels for name, (_, labels, _) in splits.items()}
         num_classes = train_labels.shape[1]
 
-        backbone = build_backbone(cfg.model, cfg.data.image_size)
-        embeddings = self.class_embeddings() if cfg.classifier.init == "language" else None
-        projection = (back_projection_matrix(backbone, cfg.classifier, embeddings.shape[1], self.cache_dir)
-                      if embeddings is not None else backbone.clip_proj)
-        classifier = build_classifier(cfg.classifier, backbone.width, num_classes, embeddings, cfg.train.seed,
-                                      projection)
-        model = DefrNet(backbone, classifier).to(device)
+        model = build_defr_net(cfg, num_classes, self.cache_dir, self.class_embeddings).to(device)
 
         norm = cfg.data.normalisation if cfg.data.normalisation != "auto" else normalisation_for(cfg.model)
         root = Path(cfg.data.root)

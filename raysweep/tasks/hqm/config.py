@@ -11,25 +11,27 @@ from typing import Literal, Optional
 
 from pydantic import Field, model_validator
 
+from raysweep.data.synth.scene import EMBEDDED as EMBEDDED_SCENE
 from raysweep.tasks.base import StrictModel
 
 
 class SynthHicoDetConfig(StrictModel):
     """The embedded synthetic HICO-DET (used when `data.root` is null): sizes and scene.
 
-    The scene defaults (`raysweep.data.synth.hicodet.EMBEDDED`) keep the six larger objects (26 classes), draw them
-    1.8x larger and put mostly one pair in an image: a tiny DETR trained from scratch on one CPU core learns that
-    within minutes, but not the full 34-class scene (`objects` = all eight, pairs [0.4, 0.4, 0.2], scale 1), where
-    it stays at mAP 0 (docs/benchmarks.md).
+    The one source of the embedded dataset's defaults (`raysweep data synth hicodet` writes these too). The scene
+    defaults are `raysweep.data.synth.scene.EMBEDDED`: the six larger objects (26 classes), drawn 1.8x larger,
+    mostly one pair in an image: a tiny DETR trained from scratch on one CPU core learns that within minutes, but
+    not the full 34-class scene (`objects` = all eight, pairs [0.4, 0.4, 0.2], scale 1), where it stays at mAP 0
+    (docs/benchmarks.md).
     """
 
     num_train: int = Field(400, ge=10)
     num_test: int = Field(300, ge=10)
     image_size: int = Field(128, ge=32, le=1024)
     seed: int = Field(0, ge=0)
-    objects: tuple[str, ...] = ("ball", "bicycle", "chair", "dog", "kite", "umbrella")
-    pairs_per_image: tuple[float, float, float] = (1.0, 0.0, 0.0)  # probabilities of 1, 2, 3 pairs in an image
-    object_scale: float = Field(1.8, ge=0.25, le=4.0)
+    objects: tuple[str, ...] = EMBEDDED_SCENE.objects
+    pairs_per_image: tuple[float, float, float] = EMBEDDED_SCENE.pairs_per_image  # of 1, 2, 3 pairs in an image
+    object_scale: float = Field(EMBEDDED_SCENE.object_scale, ge=0.25, le=4.0)
 
     @model_validator(mode="after")
     def _check(self) -> "SynthHicoDetConfig":

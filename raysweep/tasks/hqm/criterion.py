@@ -152,14 +152,14 @@ class SetCriterion(nn.Module):
     def __init__(self, num_obj_classes: int, matcher: HungarianMatcher, weights: LossWeights = LossWeights(),
                  eos_coef: float = 0.1, verb_loss_type: Literal["focal", "bce"] = "focal", hard_weight: float = 0.8):
         super().__init__()
+        empty_weight = torch.ones(num_obj_classes + 1)  # the no-object class weighs eos_coef in the object CE
+        empty_weight[-1] = eos_coef
+        self.register_buffer("empty_weight", empty_weight)
         self.num_obj_classes = num_obj_classes
         self.matcher = matcher
         self.weights = weights
         self.verb_loss_type = verb_loss_type
         self.hard_weight = hard_weight
-        empty_weight = torch.ones(num_obj_classes + 1)
-        empty_weight[-1] = eos_coef
-        self.register_buffer("empty_weight", empty_weight)
 
     def weight_of(self, key: str) -> float:
         """Weight of a loss key such as `loss_verb_ce_3` or `loss_gt_sub_bbox`."""

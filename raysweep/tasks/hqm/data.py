@@ -71,6 +71,8 @@ def build_pair_targets(record: Mapping, boxes_cxcywh: torch.Tensor, box_ids: tor
 
 
 class HicoDetTrainSet(Dataset):
+    """QPIC-layout HICO-DET training records (records whose hoi entries point past their boxes are dropped)."""
+
     def __init__(self, records: Sequence[Mapping], image_dir: Path | str, transforms: Callable,
                  max_boxes: int = 100, num_verbs: int = NUM_VERBS):
         self.records = [r for r in records if hoi_indices_valid(r)]
@@ -96,10 +98,15 @@ class HicoDetTrainSet(Dataset):
         keep = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
         target = {"boxes": boxes[keep], "box_ids": torch.arange(len(anns))[keep]}
         image, target = self.transforms(image, target)
-        out = build_pair_targets(rec, target["boxes"], target["box_ids"], self.num_verbs)
+        out = self.pair_targets(rec, target["boxes"], target["box_ids"])
         out["size"] = target["size"]
         out["orig_size"] = torch.tensor([h, w])
         return image, out
+
+
+    def pair_targets(self, record: Mapping, boxes_cxcywh: torch.Tensor, box_ids: torch.Tensor) -> dict:
+        """The dataset's training targets over the boxes that survived the transforms."""
+        return build_pair_targets(record, boxes_cxcywh, box_ids, self.num_verbs)
 
 
 class HicoDetTestSet(Dataset):

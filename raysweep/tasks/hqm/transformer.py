@@ -23,21 +23,34 @@ def _with_pos(x: torch.Tensor, pos: Optional[torch.Tensor]) -> torch.Tensor:
     return x if pos is None else x + pos
 
 
-class TransformerEncoderLayer(nn.Module):
-    def __init__(self, d_model: int, nhead: int, dim_feedforward: int, dropout: float, pre_norm: bool):
+class _Layer(nn.Module):
+    """What DETR's encoder and decoder layers share: self-attention (then, in the decoder, cross-attention), the
+    feed-forward block, and one LayerNorm and Dropout per sub-layer. Modules are created in DETR's order, so the
+    random initialisation and the checkpoint's parameter names are DETR's."""
+
+    def __init__(self, d_model: int, nhead: int, dim_feedforward: int, dropout: float, pre_norm: bool,
+                 cross_attention: bool):
         super().__init__()
         self.self_attn = nn.MultiheadAttention(d_model, nhead, dropout=dropout)
+        if cross_attention:
+            self.multihead_attn = MultiheadAttention(d_model, nhead, dropout=dropout)
         self.linear1 = nn.Linear(d_model, dim_feedforward)
         self.dropout = nn.Dropout(dropout)
         self.linear2 = nn.Linear(dim_feedforward, d_model)
-        self.norm1 = nn.LayerNorm(d_model)
-        self.norm2 = nn.LayerNorm(d_model)
-        self.dropout1 = nn.Dropout(dropout)
-        self.dropout2 = nn.Dropout(dropout)
+        sublayers = range(1, 4 if cross_attention else 3)
+        for i in sublayers:
+            self.add_module(f"norm{i}", nn.LayerNorm(d_model))
+        for i in sublayers:
+            self.add_module(f"dropout{i}", nn.Dropout(dropout))
         self.pre_norm = pre_norm
 
     def _ffn(self, x: torch.Tensor) -> torch.Tensor:
         return self.linear2(self.dropout(F.relu(self.linear1(x))))
+
+
+class TransformerEncoderLayer(_Layer):
+    def __init__(self, d_model: int, nhead: int, dim_feedforward: int, dropout: float, pre_norm: bool):
+        super().__init__(d_model, nhead, dim_feedforward, dropout, pre_norm, cross_attention=False)
 
     def forward(self, src: torch.Tensor, key_padding_mask: Optional[torch.Tensor], pos: Optional[torch.Tensor]):
         """src, pos [HW, B, d]; key_padding_mask [B, HW] -> [HW, B, d]. Position is added to q and k only."""
@@ -52,21 +65,9 @@ class TransformerEncoderLayer(nn.Module):
         return self.norm2(src + self.dropout2(self._ffn(src)))
 
 
-class TransformerDecoderLayer(nn.Module):
+class TransformerDecoderLayer(_Layer):
     def __init__(self, d_model: int, nhead: int, dim_feedforward: int, dropout: float, pre_norm: bool):
-        super().__init__()
-        self.self_attn = nn.MultiheadAttention(d_model, nhead, dropout=dropout)
-        self.multihead_attn = MultiheadAttention(d_model, nhead, dropout=dropout)
-        self.linear1 = nn.Linear(d_model, dim_feedforward)
-        self.dropout = nn.Dropout(dropout)
-        self.linear2 = nn.Linear(dim_feedforward, d_model)
-        self.norm1 = nn.LayerNorm(d_model)
-        self.norm2 = nn.LayerNorm(d_model)
-        self.norm3 = nn.LayerNorm(d_model)
-        self.dropout1 = nn.Dropout(dropout)
-        self.dropout2 = nn.Dropout(dropout)
-        self.dropout3 = nn.Dropout(dropout)
-        self.pre_norm = pre_norm
+        super().__init__(d_model, nhead, dim_feedforward, dropout, pre_norm, cross_attention=True)
 
     def forward(self, tgt: torch.Tensor, memory: torch.Tensor, memory_key_padding_mask: Optional[torch.Tensor],
                 pos: Optional[torch.Tensor], query_pos: Optional[torch.Tensor],
@@ -91,7 +92,7 @@ class TransformerDecoderLayer(nn.Module):
         if not self.pre_norm:
             tgt = self.norm2(tgt)
         x = self.norm3(tgt) if self.pre_norm else tgt
-        tgt = tgt + self.dropout3(self.linear2(self.dropout(F.relu(self.linear1(x)))))
+        tgt = tgt + self.dropout3(self._ffn(x))
         if not self.pre_norm:
             tgt = self.norm3(tgt)
         return tgt, logits

@@ -9,12 +9,10 @@ the matcher and the criterion leave out of the object box terms.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping, Sequence
-from pathlib import Path
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
 
 from raysweep.data.hicodet import coco_id_to_index
 from raysweep.data.vcoco import (
@@ -27,7 +25,7 @@ from raysweep.data.vcoco import (
     image_id_from_file_name,
 )
 from raysweep.metrics.vcoco_predictions import VcocoDetections
-from raysweep.tasks.hqm.data import _open_rgb
+from raysweep.tasks.hqm.data import HicoDetTrainSet
 
 log = logging.getLogger(__name__)
 
@@ -65,35 +63,12 @@ def build_vcoco_pair_targets(record: Mapping, boxes_cxcywh: torch.Tensor, box_id
     }
 
 
-class VcocoTrainSet(Dataset):
-    """QPIC-layout V-COCO training records; items as `HicoDetTrainSet`'s (see tasks/hqm/data.py)."""
+class VcocoTrainSet(HicoDetTrainSet):
+    """QPIC-layout V-COCO training records; items as `HicoDetTrainSet`'s, targets with missing objects
+    (`build_vcoco_pair_targets`). No record is dropped: `load_vcoco` checked every index (-1 = no object)."""
 
-    def __init__(self, records: Sequence[Mapping], image_dir: Path | str, transforms: Callable,
-                 max_boxes: int = 100, num_verbs: int = NUM_VERBS):
-        self.records = list(records)
-        self.image_dir = Path(image_dir)
-        self.transforms = transforms
-        self.max_boxes = max_boxes
-        self.num_verbs = num_verbs
-
-    def __len__(self) -> int:
-        return len(self.records)
-
-    def __getitem__(self, idx: int):
-        rec = self.records[idx]
-        image = _open_rgb(self.image_dir / rec["file_name"])
-        w, h = image.size
-        anns = rec["annotations"][: self.max_boxes]  # QPIC: at most num_queries boxes; hois past them are dropped
-        boxes = torch.tensor([a["bbox"] for a in anns], dtype=torch.float32).reshape(-1, 4)
-        boxes[:, 0::2].clamp_(0, w)
-        boxes[:, 1::2].clamp_(0, h)
-        keep = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
-        target = {"boxes": boxes[keep], "box_ids": torch.arange(len(anns))[keep]}
-        image, target = self.transforms(image, target)
-        out = build_vcoco_pair_targets(rec, target["boxes"], target["box_ids"], self.num_verbs)
-        out["size"] = target["size"]
-        out["orig_size"] = torch.tensor([h, w])
-        return image, out
+    def pair_targets(self, record: Mapping, boxes_cxcywh: torch.Tensor, box_ids: torch.Tensor) -> dict:
+        return build_vcoco_pair_targets(record, boxes_cxcywh, box_ids, self.num_verbs)
 
 
 def extended_correct_mat(correct_mat: np.ndarray) -> np.ndarray:
