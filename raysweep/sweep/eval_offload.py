@@ -49,10 +49,10 @@ class ScoringActor:
 
 
 def evaluation_copy(task: Task) -> Task:
-    """A shallow copy of `task` without its modules and tensors (criterion, loss weights on the GPU): what
-    `evaluate` reads is the config and the annotations `build` loaded, all plain picklable data."""
+    """A shallow copy of `task` without what only training uses (modules, tensors that may sit on the GPU, loss
+    functions): what `evaluate` reads is the config and the annotations `build` loaded, plain picklable data."""
     clone = object.__new__(type(task))
-    clone.__dict__.update({k: v for k, v in vars(task).items() if not isinstance(v, (torch.nn.Module, torch.Tensor))})
+    clone.__dict__.update({k: v for k, v in vars(task).items() if not (callable(v) or isinstance(v, torch.Tensor))})
     return clone
 
 
