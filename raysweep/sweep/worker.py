@@ -142,6 +142,9 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
         seed_everything(seed + 1000 * rank)  # independent augmentation streams per worker
 
     epochs = task.epochs
+    from raysweep.sweep.eval_offload import EvalOffload  # train.eval_overlap: scoring off the critical path
+
+    offload = EvalOffload.create(task, parts, config, loop_config, rank, world, device, selection_split, history)
     for epoch in range(start_epoch, epochs):
         started = time.perf_counter()
         model.train()
@@ -170,6 +173,8 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
             for k, v in logs.items():
                 extra_sums[k] = extra_sums.get(k, 0.0) + float(v)
         train_time = time.perf_counter() - started
+        if offload is not None:  # the previous epoch was scored while this one trained: report it now
+            last_metrics = offload.settle(last_metrics)
         if failure is not None:
             _report_failure(rank, {"epoch": epoch + 1, "epochs_total": task.epochs, FAILURE_KEY: failure})
             return
@@ -188,6 +193,11 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
         last_epoch = epoch == epochs - 1
         evaluated = task.should_evaluate(epoch) or last_epoch
         test_due = last_epoch or (task.should_evaluate_test(epoch) if selection_split == "val" else evaluated)
+        if offload is not None and not last_epoch and (evaluated or test_due):  # reported by the next settle
+            if resume_warning:
+                metrics["resume_warning"], resume_warning = resume_warning, None
+            offload.defer(epoch, metrics, model, eval_loaders, parts, evaluated, test_due, last_metrics)
+            continue
         for split, loader in eval_loaders.items():
             if not (evaluated if split == selection_split else test_due):
                 continue

@@ -6,7 +6,7 @@ Defaults are the embedded default (synthetic HICO, tiny random ViT, offline Mini
 
 from __future__ import annotations
 
-from typing import Literal, Optional
+from typing import Literal, Optional, Union
 
 from pydantic import Field, field_validator, model_validator
 
@@ -139,6 +139,8 @@ class TrainConfig(StrictModel):
     eval_batch_size: int = Field(128, ge=1)
     eval_every: int = Field(1, ge=1)  # evaluate every k epochs and after the last (paper: 5)
     test_every: int = Field(1, ge=0)  # with validation: test every k epochs (0: only after the last)
+    # Score evaluations in a CPU actor while the next epoch trains (sweep/eval_offload.py): auto = on a GPU trial
+    eval_overlap: Union[bool, Literal["auto"]] = "auto"
     seed: int = Field(0, ge=0, le=2**32 - 1)  # numpy takes seeds in [0, 2**32)
     amp: Literal["off", "bf16"] = "off"  # bf16 autocast, GPU only
 

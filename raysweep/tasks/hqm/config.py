@@ -7,7 +7,7 @@ The HQM ablation is `hqm.gbs` x `hqm.amm` on one implementation: neither = QPIC,
 
 from __future__ import annotations
 
-from typing import Literal, Optional
+from typing import Literal, Optional, Union
 
 from pydantic import Field, model_validator
 
@@ -181,6 +181,8 @@ class TrainConfig(StrictModel):
     # Evaluate every k epochs and after the last (QPIC: every epoch; HQM: every 5th, and every epoch after 40).
     eval_every: int = Field(5, ge=1)
     test_every: int = Field(1, ge=0)  # with validation: test every k epochs (0: only after the last)
+    # Score evaluations in a CPU actor while the next epoch trains (sweep/eval_offload.py): auto = on a GPU trial
+    eval_overlap: Union[bool, Literal["auto"]] = "auto"
     seed: int = Field(0, ge=0, le=2**32 - 1)  # numpy takes seeds in [0, 2**32)
 
 
