@@ -13,7 +13,7 @@ import pytest
 from raysweep.cli import main
 from raysweep.results.tables import default_layout, render_table
 from raysweep.spec.load import flatten, load_sweep
-from raysweep.tasks.defr.paper import PAPER_NUMBERS, PAPER_ROWS
+from raysweep.tasks.defr.paper import DEFR_TABLE
 from raysweep.tasks.defr.task import DefrTask
 
 REPO = Path(__file__).resolve().parents[1]
@@ -40,11 +40,29 @@ def paper_configs():
 def test_paper_space_is_the_13_paper_rows_in_order(paper_configs) -> None:
     sweep, configs = paper_configs
     assert len(configs) == 13 and sweep.num_trials == 13
-    labels = [DefrTask.row_labels(flatten(c.model_dump(mode="json"))) for c in configs]
-    assert labels == list(PAPER_ROWS)
+    labels = [DEFR_TABLE.row_labels(flatten(c.model_dump(mode="json"))) for c in configs]
+    assert labels == list(DEFR_TABLE.rows)
     assert len({tuple(row.values()) for row in labels}) == 13
-    assert len(PAPER_NUMBERS) == 13 and PAPER_NUMBERS[-1] == {"Full": 60.50, "Few@1": 49.61, "Few@5": 52.60,
+    assert len(DEFR_TABLE.published) == 13 and DEFR_TABLE.published[-1] == {"Full": 60.50, "Few@1": 49.61, "Few@5": 52.60,
                                                               "Few@10": 52.86}
+
+
+def test_the_task_links_its_table_and_the_published_numbers_fill_its_columns() -> None:
+    assert DefrTask.paper_table([]) is DEFR_TABLE
+    assert DEFR_TABLE.published[0] == {"Full": 37.77, "Few@1": 7.91, "Few@5": 13.45, "Few@10": 14.88}
+    assert all(list(numbers) == ["Full", "Few@1", "Few@5", "Few@10"] for numbers in DEFR_TABLE.published)
+    assert [d for d in DEFR_TABLE.columns if d not in DEFR_TABLE.known_object] == list(DEFR_TABLE.published[0])
+    assert str(DEFR_TABLE.unit) == "mAP in %" and DEFR_TABLE.unit.show(0.6050) == "60.50"
+
+
+def test_row_labels_name_the_papers_rows() -> None:
+    row = DEFR_TABLE.row_labels({"model.backbone": "ImageNet1k-ViT-B", "model.weights": "hub",
+                                 "classifier.init": "language", "classifier.text_encoder": "bert",
+                                 "classifier.head": "cosine", "loss.name": "lse_sign"})
+    assert row == {"backbone init": "IN-1K", "classifier init": "BERT", "loss": "LSE-Sign"}
+    row = DEFR_TABLE.row_labels({"model.backbone": "CLIP-ViT-B", "model.weights": "hub", "classifier.init": "rand",
+                                 "classifier.head": "linear", "loss.name": "bce"})
+    assert row == {"backbone init": "CLIP", "classifier init": "random, linear", "loss": "BCE"}
 
 
 def test_paper_space_rows_carry_c6_hyper_parameters(paper_configs) -> None:
@@ -99,7 +117,7 @@ def test_paper_layout_shows_exactly_the_paper_rows_and_marks_missing(frame) -> N
     text = render_table(frame)
     paper_part, _, extra_part = text.partition("Not in the paper")
     rows = _markdown_rows(paper_part)
-    assert [row[:3] for row in rows] == [list(r.values()) for r in PAPER_ROWS]
+    assert [row[:3] for row in rows] == [list(r.values()) for r in DEFR_TABLE.rows]
     assert rows[-1][3:] == ["61.00 ± 1.41", "30.50 ± 0.71", "15.25 ± 0.35", "12.20 ± 0.28", "2"]
     assert rows[0][3:] == ["40.00", "20.00", "10.00", "8.00", "1"]  # one trial: no std
     assert rows[2][3:] == ["–", "–", "–", "–", "0"]  # only a pruned trial: missing, not 99
@@ -113,7 +131,7 @@ def test_paper_layout_options_and_formats(frame) -> None:
     with_ko = _markdown_rows(render_table(frame, with_ko=True).partition("Not in the paper")[0])
     assert with_ko[-1][3:] == ["61.00 ± 1.41", "30.50 ± 0.71", "15.25 ± 0.35", "12.20 ± 0.28", "71.00 ± 1.41", "2"]
     latex = render_table(frame, "latex").splitlines()
-    assert latex.count(r"\midrule") == 2 and latex[latex.index(r"\midrule", 4) + 1].startswith("IN-21K")
+    assert latex.count(r"\midrule") == 2 and latex[latex.index(r"\midrule", 4) + 1].split()[0] == "IN-21K"
     csv = pd.read_csv(io.StringIO(render_table(frame, "csv")))
     assert list(csv["in_paper"]) == [True] * 13 + [False] and list(csv["n"])[:3] == [1, 0, 0]
     assert math.isnan(csv["Full mean"][1]) and csv["Full mean"][12] == pytest.approx(0.61)

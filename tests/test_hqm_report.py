@@ -12,7 +12,7 @@ from raysweep.results.tables import render_table
 from raysweep.spec import load_sweep
 from raysweep.spec.schema import Grid, LogUniform, Uniform
 from raysweep.sweep.optuna_space import DefineByRun, grid_points_to_evaluate
-from raysweep.tasks.hqm.paper import COLUMNS, PAPER_NUMBERS, PAPER_ROWS
+from raysweep.tasks.hqm.paper import HICODET_TABLE, row_labels
 from raysweep.tasks.hqm.task import HqmTask
 
 REPO = Path(__file__).resolve().parents[1]
@@ -20,8 +20,8 @@ EMBEDDED, PAPER = REPO / "search_spaces" / "hqm.yaml", REPO / "search_spaces" / 
 
 
 def _labels(gbs, amm, backbone="resnet50", **extra) -> dict[str, str]:
-    return HqmTask.row_labels({"hqm.gbs": gbs, "hqm.amm": amm, "model.backbone": backbone,
-                               "hqm.alternation": "ajl", "eval.protocol": "qpic", **extra})
+    return row_labels({"hqm.gbs": gbs, "hqm.amm": amm, "model.backbone": backbone,
+                       "hqm.alternation": "ajl", "eval.protocol": "qpic", **extra})
 
 
 @pytest.mark.parametrize("gbs, amm, method", [(False, False, "QPIC"), (True, False, "QPIC + GBS"),
@@ -44,17 +44,18 @@ def test_row_labels_mark_options_that_change_the_row_and_name_backbones() -> Non
 
 
 def test_table_columns_are_default_then_known_object_from_the_metric_names() -> None:
-    assert list(HqmTask.table_columns) == list(COLUMNS)
-    assert list(HqmTask.table_columns.values()) == list(HqmTask.metric_names[:6])
-    assert [c for c in COLUMNS if c.startswith("Known-Object")] == list(COLUMNS[3:])
+    columns = ["Full", "Rare", "Non-rare", "Known-Object Full", "Known-Object Rare", "Known-Object Non-rare"]
+    assert list(HICODET_TABLE.columns) == columns
+    assert list(HICODET_TABLE.columns.values()) == list(HqmTask.metric_names[:6])
+    assert list(HICODET_TABLE.known_object) == columns[3:]
 
 
 def test_paper_rows_are_row_labels_with_the_published_numbers() -> None:
-    assert PAPER_ROWS == (_labels(False, False), _labels(True, True))
-    assert HqmTask.paper_rows == PAPER_ROWS
-    assert PAPER_NUMBERS[0] == {"Full": 29.07, "Rare": 21.85, "Non-rare": 31.23, "Known-Object Full": 31.68,
-                                "Known-Object Rare": 24.14, "Known-Object Non-rare": 33.93}
-    assert PAPER_NUMBERS[1]["Full"] == 31.34 and PAPER_NUMBERS[1]["Known-Object Non-rare"] == 35.42
+    assert HICODET_TABLE.rows == (_labels(False, False), _labels(True, True))
+    assert HqmTask.paper_table([{"data.dataset": "hicodet"}]) is HICODET_TABLE
+    assert HICODET_TABLE.published[0] == {"Full": 29.07, "Rare": 21.85, "Non-rare": 31.23, "Known-Object Full": 31.68,
+                                          "Known-Object Rare": 24.14, "Known-Object Non-rare": 33.93}
+    assert HICODET_TABLE.published[1]["Full"] == 31.34 and HICODET_TABLE.published[1]["Known-Object Non-rare"] == 35.42
 
 
 def _frame(rows: list[tuple[bool, bool, str, float]]) -> pd.DataFrame:
@@ -72,12 +73,13 @@ def test_report_paper_layout_puts_paper_rows_first_with_mean_and_std() -> None:
     frame = _frame([(True, True, "resnet50", 0.30), (True, True, "resnet50", 0.32), (True, False, "tiny", 0.5)])
     text = render_table(frame, layout="paper", with_ko=True)
     lines = text.splitlines()
-    assert lines[0].split("|")[1:-1] == [" method     ", " backbone ", " Full         ", " Rare         ",
-                                         " Non-rare     ", " Known-Object Full ", " Known-Object Rare ",
-                                         " Known-Object Non-rare ", " n "]
-    assert lines[2].startswith("| QPIC       | R50      | –")  # a paper row without results
-    assert "| QPIC + HQM | R50      | 31.00 ± 1.41 | 32.00 ± 1.41 |" in lines[3] and lines[3].endswith("| 2 |")
-    assert "Not in the paper (1 row)" in text and "| QPIC + GBS | tiny     | 50.00" in text
+    cells = [[cell.strip() for cell in line.split("|")[1:-1]] for line in lines if line.startswith("|")]
+    assert cells[0] == ["method", "backbone", "Full", "Rare", "Non-rare", "Known-Object Full", "Known-Object Rare",
+                        "Known-Object Non-rare", "n"]
+    assert [rule.endswith(":") for rule in cells[1]] == [False] * 2 + [True] * 7  # labels left, numbers right
+    assert cells[2][:3] == ["QPIC", "R50", "–"]  # a paper row without results
+    assert cells[3][:4] == ["QPIC + HQM", "R50", "31.00 ± 1.41", "32.00 ± 1.41"] and cells[3][-1] == "2"
+    assert "Not in the paper (1 row)" in text and ["QPIC + GBS", "tiny", "50.00"] in [row[:3] for row in cells]
     plain = render_table(frame, layout="paper")
     assert "Known-Object" not in plain and "Full" in plain and "Non-rare" in plain
     results = render_table(frame, layout="results")
@@ -130,13 +132,13 @@ def test_paper_space_holds_the_published_recipes_per_row() -> None:
     assert (sweep.spec.resources.num_workers, sweep.spec.resources.use_gpu) == (8, True)
     assert sweep.max_epochs == 150
     # Both label rows of the paper are among the grid's rows.
-    labels = [HqmTask.row_labels({**p, "model.backbone": "resnet50"}) for p in sweep.grid_points()]
-    assert all(row in labels for row in PAPER_ROWS)
+    labels = [row_labels({**p, "model.backbone": "resnet50"}) for p in sweep.grid_points()]
+    assert all(row in labels for row in HICODET_TABLE.rows)
 
 
 def test_paper_space_gives_each_row_its_reference_final_norm_before_the_amm_heads() -> None:
     """Only HQM's combined model file skips decoder.norm before the AMM heads; the AMM-only file applies it."""
     sweep = load_sweep(PAPER)
-    skip = {HqmTask.row_labels({**p, "model.backbone": "resnet50"})["method"]: p["hqm.amm_skip_final_norm"]
+    skip = {row_labels({**p, "model.backbone": "resnet50"})["method"]: p["hqm.amm_skip_final_norm"]
             for p in sweep.grid_points()}
     assert skip == {"QPIC": False, "QPIC + GBS": False, "QPIC + AMM": False, "QPIC + HQM": True}

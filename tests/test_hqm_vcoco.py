@@ -181,14 +181,16 @@ def _frame(rows: list[tuple[str, bool, bool, float]]):
 
 def test_report_lays_vcoco_results_out_as_scenario_1_and_2():
     from raysweep.results.tables import render_table
-    from raysweep.tasks.hqm.paper import VCOCO_PAPER_NUMBERS
+    from raysweep.tasks.hqm.paper import VCOCO_TABLE
 
     text = render_table(_frame([("vcoco", False, False, 0.5), ("vcoco", False, False, 0.6)]))
     lines = text.splitlines()
     assert "Scenario 1" in lines[0] and "Scenario 2" in lines[0] and "Full" not in lines[0]
     assert lines[2].startswith("| QPIC ") and "55.00 ± 7.07" in lines[2] and "56.00 ± 7.07" in lines[2]
     assert "R101" in lines[3] and "–" in lines[3] and "QPIC + HQM" in lines[4]
-    assert VCOCO_PAPER_NUMBERS[0] == {"Scenario 1": 58.8, "Scenario 2": 61.0}
+    assert VCOCO_TABLE.published[0] == {"Scenario 1": 58.8, "Scenario 2": 61.0}
+    assert VCOCO_TABLE.published[2] == {"Scenario 1": 63.6, "Scenario 2": None}  # not published
+    assert "Test role AP in %" in text
 
 
 def test_report_of_a_sweep_over_both_datasets_has_a_dataset_column():
@@ -213,4 +215,6 @@ def test_trials_layout_of_a_vcoco_sweep_shows_the_scenario_columns():
     lines = render_table(frame, layout="trials").splitlines()
     header = [c.strip() for c in lines[0].split("|")[1:-1]]
     assert header[-3:] == ["val.role_ap_s1", "Scenario 1", "Scenario 2"] and "Full" not in header
-    assert lines[2].startswith("| t0 ") and "| 70.00 " in lines[2] and "| 50.00 " in lines[2]
+    first = [c.strip() for c in lines[2].split("|")[1:-1]]
+    assert first[0] == "t0" and first[-3:] == ["70.00", "50.00", "51.00"]
+    assert "(role AP in %)" in lines[-3]

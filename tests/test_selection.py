@@ -172,7 +172,8 @@ def test_different_sampled_values_are_never_averaged_but_selected_on_validation(
     assert row["selected"] == "best of 2 by val" and row["n"] == 1
     assert row["Full mean"] == pytest.approx(0.05) and row["val mean"] == pytest.approx(0.50)
     text = render_table(frame, layout="results")
-    assert "best of 2 by val" in text and "| val " in text and "mean validation objective" in text
+    header = [cell.strip() for cell in text.splitlines()[0].split("|")]
+    assert "best of 2 by val" in text and "val" in header and "mean validation objective" in text
 
 
 def test_without_validation_each_configuration_is_its_own_row() -> None:
@@ -199,6 +200,7 @@ def test_trials_layout_sorts_by_validation_and_prints_the_override_line() -> Non
     lines = text.splitlines()
     assert "optim.lr" in lines[0] and "val.map" in lines[0] and "outcome" in lines[0]
     assert lines[2].startswith("| t1 ") and lines[3].startswith("| t0 ")
+    assert "(mAP in %)" in text
     assert "optim.lr=0.002 train.seed=1" in text
     assert override_line({"config.a": True, "config.b": 0.5}, ["a", "b"]) == "a=true b=0.5"
 

@@ -106,12 +106,3 @@ def test_rng_state_round_trips_through_weights_only_load(tmp_path: Path) -> None
     set_rng_state(torch.load(tmp_path / "s.pt", weights_only=True)["rng"])
     again = (torch.rand(3), np.random.rand(3), __import__("random").random())
     assert torch.equal(expected[0], again[0]) and np.array_equal(expected[1], again[1]) and expected[2] == again[2]
-
-
-def test_row_labels_name_the_papers_rows() -> None:
-    row = DefrTask.row_labels({"model.backbone": "ImageNet1k-ViT-B", "model.weights": "hub", "classifier.init": "language",
-                               "classifier.text_encoder": "bert", "classifier.head": "cosine", "loss.name": "lse_sign"})
-    assert row == {"backbone init": "IN-1K", "classifier init": "BERT", "loss": "LSE-Sign"}
-    row = DefrTask.row_labels({"model.backbone": "CLIP-ViT-B", "model.weights": "hub", "classifier.init": "rand",
-                               "classifier.head": "linear", "loss.name": "bce"})
-    assert row == {"backbone init": "CLIP", "classifier init": "random, linear", "loss": "BCE"}

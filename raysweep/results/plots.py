@@ -77,10 +77,10 @@ class Experiment:
         return f"{metric} ({display})" if display else metric
 
     def _table_columns(self) -> dict[str, str]:
-        from raysweep.tasks.registry import get_task
+        from raysweep.results.tables import task_table, trial_configs
 
         try:
-            return dict(get_task(self.task).table_columns)
+            return dict(task_table(self.task, trial_configs(self.results)).columns)
         except Exception:  # noqa: BLE001 - an unknown task name in a foreign experiment
             return {}
 
@@ -382,11 +382,7 @@ def per_class_ap(exp: Experiment) -> View:
         ax.set_xlabel("training samples of the class (0 drawn at 0.5)")
         ax.set_ylabel("AP (%)")
         ax.set_title(f"Per-class AP, {exp.label(trial_id)}, epoch {epoch}")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-        figure.tight_layout()
-        figure.savefig(path, dpi=100)
-        plt.close(figure)
+        _save_scatter(figure, ax, path)
 
     view.png = draw
     return view
@@ -466,14 +462,21 @@ def group_scatter(exp: Experiment) -> View:
         ax.set_xlabel(f"{x_metric} (%)")
         ax.set_ylabel(f"{y_metric} (%)")
         ax.set_title(title)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-        figure.tight_layout()
-        figure.savefig(path, dpi=100)
-        plt.close(figure)
+        _save_scatter(figure, ax, path)
 
     view.png = draw
     return view
+
+
+def _save_scatter(figure: Any, ax: Any, path: Path) -> None:
+    """A scatter view's PNG: grid and legend on its axes, written to `path`, the figure freed."""
+    import matplotlib.pyplot as plt
+
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
 
 
 def paper_table(exp: Experiment) -> View:

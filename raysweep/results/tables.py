@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import math
-from typing import Optional, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any, Optional
 
 import pandas as pd
+from tabulate import SEPARATING_LINE, tabulate
 
 from raysweep.errors import UserError
 from raysweep.experiment import storage
+from raysweep.tasks.paper_table import PaperTable, Unit, metrics_table
 from raysweep.tasks.registry import get_task
 
 FORMATS = ("markdown", "latex", "csv")
 LAYOUTS = ("paper", "results", "trials")
 REQUIRED_COLUMNS = ("task", "outcome", "status")  # what summarising a results parquet reads besides metrics
-KNOWN_OBJECT = "Known-Object"  # display columns the paper layout shows only with `with_ko`
 
 
 def load_results(source: str) -> pd.DataFrame:
@@ -61,8 +63,9 @@ def metric_column(frame: pd.DataFrame, epoch: str, split: str, metric: str) -> O
 
 
 def summarise(frame: pd.DataFrame, statuses: Optional[Sequence[str]] = ("completed",),
-              epoch: str = "last") -> tuple[pd.DataFrame, dict[str, str]]:
-    """One row per table row: `<col> mean`, `<col> std` over the test metrics of the row's trials, `n`, `selected`.
+              epoch: str = "last") -> tuple[pd.DataFrame, PaperTable]:
+    """One row per table row: `<col> mean`, `<col> std` over the test metrics of the row's trials, `n`, `selected`;
+    and the table the rows belong to (its columns and unit).
 
     Trials pool into one row only when their configs differ in the seed alone (and they share an outcome). When a
     row's trials hold several configurations, the one with the best mean validation objective is shown and the row
@@ -70,34 +73,33 @@ def summarise(frame: pd.DataFrame, statuses: Optional[Sequence[str]] = ("complet
     keys that differ. The frame's `attrs` carry what was left out and how rows were formed, for the footer.
     """
     if frame.empty:
-        return pd.DataFrame(), {}
+        return pd.DataFrame(), metrics_table(())
     if epoch not in EPOCHS:
         raise UserError(f"--epoch: {epoch!r} is not one of {', '.join(EPOCHS)}")
-    task_cls = table_task(frame)
+    table = table_for(frame)
     left_out: dict[str, int] = {}
     if statuses is not None:
-        wanted = {s.lower() for s in statuses} | ({"completed"} if "terminated" in {s.lower() for s in statuses} else set())
-        keep = frame["outcome"].str.lower().isin(wanted) | frame["status"].str.lower().isin(wanted)
-        left_out = frame.loc[~keep, "outcome"].astype(str).value_counts().to_dict()
-        frame = frame[keep]
+        frame, left_out = keep_outcomes(frame, statuses)
     if frame.empty:
         empty = pd.DataFrame()
         empty.attrs.update(left_out=left_out, epoch=epoch)
-        return empty, task_cls.table_columns
-    objective = objective_metric(frame, task_cls)
+        return empty, table
+    objective = objective_metric(frame)
     val_column = metric_column(frame, epoch, "val", objective) if epoch != "best_test" else None
-    configs = _trial_configs(frame)
-    labels = pd.DataFrame([task_cls.row_labels(c) for c in configs], index=frame.index)
+    configs = trial_configs(frame)
+    labels = pd.DataFrame([table.row_labels(c) for c in configs], index=frame.index)
     label_cols = list(labels.columns)
-    signatures = pd.Series([_signature(c, o) for c, o in zip(configs, frame["outcome"])], index=frame.index)
+    signatures = pd.Series([_signature(c, o) for c, o in zip(configs, frame["outcome"], strict=True)], index=frame.index)
     several_outcomes = frame["outcome"].nunique() > 1
     data = pd.concat([labels, frame.rename(columns={"outcome": "_outcome"})], axis=1)
-    out_rows, extra_labels = [], []
+    out_rows: list[dict[str, Any]] = []
+    extra_labels: list[str] = []
     selected_rows = 0
     by = label_cols + (["_outcome"] if several_outcomes else [])  # outcomes are never pooled, nor selected between
-    for key, group in data.groupby(by, sort=True, dropna=False):
+    groups = data.groupby(by, sort=True, dropna=False) if by else [((), data)]  # no label columns: one group
+    for key, group in groups:
         key = key if isinstance(key, tuple) else (key,)
-        base = dict(zip(label_cols, key))
+        base: dict[str, Any] = dict(zip(label_cols, key, strict=False))  # key: the labels, then the outcome
         by_config = {sig: group.loc[signatures[group.index] == sig] for sig in dict.fromkeys(signatures[group.index])}
         if several_outcomes:
             base["outcome"] = None
@@ -110,36 +112,45 @@ def summarise(frame: pd.DataFrame, statuses: Optional[Sequence[str]] = ("complet
                     row[k] = first.get(k)
                     if k not in extra_labels:
                         extra_labels.append(k)
-                out_rows.append(_row(row, part, task_cls, frame, epoch, val_column, several_outcomes, None))
+                out_rows.append(_row(row, part, table, frame, epoch, val_column, several_outcomes, None))
         else:
             means = {sig: pd.to_numeric(part[val_column], errors="coerce").mean() for sig, part in by_config.items()}
             finite = {sig: m for sig, m in means.items() if not math.isnan(m)}
             if not finite:
                 continue
             pick = max if _mode(frame) == "max" else min
-            best = pick(finite, key=finite.get)
+            best = pick(finite, key=lambda sig: finite[sig])
             selected_rows += 1
-            out_rows.append(_row(dict(base), by_config[best], task_cls, frame, epoch, val_column, several_outcomes,
+            out_rows.append(_row(dict(base), by_config[best], table, frame, epoch, val_column, several_outcomes,
                                  f"best of {len(by_config)} by val"))
-    out_rows.sort(key=lambda r: _order_key(r, label_cols + extra_labels, task_cls.row_order))
+    out_rows.sort(key=lambda r: table.sort_key(r, label_cols + extra_labels))
     summary = pd.DataFrame(out_rows)
     selection = (str(frame["selection"].dropna().iloc[0]) if "selection" in frame.columns
                  and frame["selection"].notna().any() else None)
     summary.attrs.update(left_out=left_out, epoch=epoch, selected_rows=selected_rows, split_rows=extra_labels,
                          val_column=val_column, objective=objective, selection=selection,
-                         notes=task_cls.table_notes(configs[0]) if configs else [])
-    return summary, task_cls.table_columns
+                         notes=table.footer_notes(configs[0]) if configs else [])
+    return summary, table
 
 
-def _row(row: dict, part: pd.DataFrame, task_cls, frame: pd.DataFrame, epoch: str, val_column: Optional[str],
-         several_outcomes: bool, selected: Optional[str]) -> dict:
+def keep_outcomes(frame: pd.DataFrame, statuses: Sequence[str]) -> tuple[pd.DataFrame, dict[str, int]]:
+    """The trials whose outcome (or Tune status) is one of `statuses` ("terminated" includes "completed"), and how
+    many of each other outcome were left out."""
+    wanted = {s.lower() for s in statuses}
+    wanted |= {"completed"} if "terminated" in wanted else set()
+    keep = frame["outcome"].str.lower().isin(wanted) | frame["status"].str.lower().isin(wanted)
+    left_out = {str(k): int(v) for k, v in frame.loc[~keep, "outcome"].astype(str).value_counts().items()}
+    return frame[keep], left_out
+
+
+def _row(row: dict[str, Any], part: pd.DataFrame, table: PaperTable, frame: pd.DataFrame, epoch: str,
+         val_column: Optional[str], several_outcomes: bool, selected: Optional[str]) -> dict[str, Any]:
     row["n"] = len(part)
     row["selected"] = selected or ""
     if several_outcomes:
         row["outcome"] = str(part["_outcome"].iloc[0])
-    columns = {"val": val_column} if val_column else {}
-    columns.update({display: metric_column(frame, epoch, "test", metric)
-                    for display, metric in task_cls.table_columns.items()})
+    columns: dict[str, Optional[str]] = {"val": val_column} if val_column else {}
+    columns.update({display: metric_column(frame, epoch, "test", metric) for display, metric in table.columns.items()})
     for display, column in columns.items():
         values = pd.to_numeric(part[column], errors="coerce").dropna() if column in part else pd.Series(dtype=float)
         row[f"{display} mean"] = float(values.mean()) if len(values) else math.nan
@@ -147,11 +158,12 @@ def _row(row: dict, part: pd.DataFrame, task_cls, frame: pd.DataFrame, epoch: st
     return row
 
 
-def objective_metric(frame: pd.DataFrame, task_cls) -> str:
-    """The task metric the sweep selected on (`map`), from the parquet's `objective` column."""
+def objective_metric(frame: pd.DataFrame) -> str:
+    """The task metric the sweep selected on (`map`), from the parquet's `objective` column, else the task's
+    default objective."""
     if "objective" in frame.columns and frame["objective"].notna().any():
         return str(frame["objective"].dropna().iloc[0]).split(".", 1)[-1]
-    return task_cls.metric_names[0]
+    return get_task(str(frame["task"].iloc[0])).metric_names[0]
 
 
 def _mode(frame: pd.DataFrame) -> str:
@@ -169,8 +181,8 @@ def _varying_keys(configs: list[dict]) -> list[str]:
     return [k for k in keys if len({str(c.get(k)) for c in configs}) > 1]
 
 
-def footer(summary: pd.DataFrame, unit: str = "mAP in %") -> str:
-    """What the numbers are: the split, the epoch, how rows pool, what was left out."""
+def footer(summary: pd.DataFrame, unit: Unit) -> str:
+    """What the numbers are: the split, the unit, the epoch, how rows pool, what was left out."""
     attrs = summary.attrs
     parts = [f"Test {unit}, mean ± std over the n trials of one configuration (they differ in the seed only); values "
              f"at {EPOCH_NOTES[attrs.get('epoch', 'last')]}."]
@@ -179,7 +191,7 @@ def footer(summary: pd.DataFrame, unit: str = "mAP in %") -> str:
                      "being reproduced did; do not compare them with validation-selected numbers.")
     if attrs.get("val_column"):
         parts.append(f"`val`: the validation objective (val.{attrs.get('objective', 'map')}) that selected the "
-                     f"trial, in %.")
+                     f"trial{unit.suffix}.")
     if attrs.get("selected_rows"):
         parts.append("`best of k by val`: the row held k configurations; shown is the one with the best mean "
                      "validation objective.")
@@ -195,21 +207,11 @@ def footer(summary: pd.DataFrame, unit: str = "mAP in %") -> str:
     return " ".join(parts)
 
 
-def _order_key(row: dict, label_cols: Sequence[str], order: dict[str, tuple[str, ...]]) -> tuple:
-    """Rows by the task's `row_order` per label column (listed values first, in order), then by the label text."""
-    key = []
-    for col in label_cols:
-        listed = order.get(col, ())
-        value = str(row[col])
-        key.append((listed.index(value) if value in listed else len(listed), value))
-    return tuple(key)
-
-
-def _cell(mean: float, std: float, latex: bool = False) -> str:
+def _cell(mean: float, std: float, unit: Unit) -> str:
+    """`mean ± std` in the table's unit; the mean alone for one trial; "–" without a value."""
     if math.isnan(mean):
         return "–"
-    pm = r" $\pm$ " if latex else " ± "
-    return f"{100 * mean:.2f}" + ("" if math.isnan(std) else f"{pm}{100 * std:.2f}")
+    return unit.show(mean) + ("" if math.isnan(std) else f" ± {unit.show(std)}")
 
 
 def render_table(source: str | pd.DataFrame, fmt: str = "markdown", statuses: Optional[Sequence[str]] = ("completed",),
@@ -217,8 +219,8 @@ def render_table(source: str | pd.DataFrame, fmt: str = "markdown", statuses: Op
     """The table as text. layout "paper": the task's paper rows in the paper's order, missing ones shown as "–", rows
     that are not paper rows after them; "results": one row per result row; "trials": one row per trial, sorted by
     the objective, with the best configuration as an override line; None: "paper" when any trial is a paper row.
-    `with_ko` adds the Known-Object column(s) to the paper layout (the paper has none). `epoch` picks the value of
-    each trial: "last", "best_val" or "best_test" (see `EPOCH_NOTES`)."""
+    `with_ko` adds the table's Known-Object column(s) to the paper layout (the paper has none). `epoch` picks the
+    value of each trial: "last", "best_val" or "best_test" (see `EPOCH_NOTES`)."""
     if fmt not in FORMATS:
         raise UserError(f"--format: {fmt!r} is not one of {', '.join(FORMATS)}")
     if layout is not None and layout not in LAYOUTS:
@@ -235,14 +237,14 @@ def render_table(source: str | pd.DataFrame, fmt: str = "markdown", statuses: Op
         return render_trials(frame, fmt, statuses, epoch)
     if layout == "paper":
         return _render_paper(frame, fmt, statuses, with_ko, epoch)
-    summary, columns = summarise(frame, statuses, epoch)
+    summary, table = summarise(frame, statuses, epoch)
     if summary.empty:
-        return _no_trials(statuses) + _footer_left_out(summary)
-    shown = _value_columns(summary, list(columns))
+        return _no_trials(statuses) + _footer_left_out(summary, table.unit)
+    shown = _value_columns(summary, list(table.columns))
     if fmt == "csv":
         return summary.to_csv(index=False).rstrip()
-    text = _render(_label_columns(summary), shown, summary.to_dict("records"), fmt)
-    return text + (f"\n\n{footer(summary)}" if fmt == "markdown" else "")
+    text = _render(_label_columns(summary), shown, summary.to_dict("records"), fmt, table.unit)
+    return text + (f"\n\n{footer(summary, table.unit)}" if fmt == "markdown" else "")
 
 
 def _value_columns(summary: pd.DataFrame, columns: list[str]) -> list[str]:
@@ -250,41 +252,35 @@ def _value_columns(summary: pd.DataFrame, columns: list[str]) -> list[str]:
     return (["val"] if "val mean" in summary.columns else []) + columns
 
 
-def _footer_left_out(summary: pd.DataFrame) -> str:
+def _footer_left_out(summary: pd.DataFrame, unit: Unit) -> str:
     left = summary.attrs.get("left_out") or {}
-    return f"\n\n{footer(summary)}" if left else ""
+    return f"\n\n{footer(summary, unit)}" if left else ""
 
 
 def default_layout(frame: pd.DataFrame) -> str:
     """"paper" when the task has paper rows and some trial (any outcome) is one of them, else "results"."""
     if frame.empty:
         return "results"
-    task_cls = table_task(frame)
-    if not task_cls.paper_rows:
-        return "results"
-    label_cols = list(task_cls.paper_rows[0])
-    paper = {_row_key(row, label_cols) for row in task_cls.paper_rows}
-    configs = _trial_configs(frame)
-    return "paper" if any(_row_key(task_cls.row_labels(c), label_cols) in paper for c in configs) else "results"
+    table = table_for(frame)
+    if any(table.is_paper_row(table.row_labels(c)) for c in trial_configs(frame)):
+        return "paper"
+    return "results"
 
 
 def _render_paper(frame: pd.DataFrame, fmt: str, statuses: Optional[Sequence[str]], with_ko: bool,
                   epoch: str) -> str:
-    task_cls = table_task(frame)
-    if not task_cls.paper_rows:
-        raise UserError(f"--layout paper: task {task_cls.name!r} has no paper table; use --layout results")
-    summary, _ = summarise(frame, statuses, epoch)
-    shown = [d for d in task_cls.table_columns if not d.startswith(KNOWN_OBJECT)]
-    if with_ko:
-        shown += [d for d in task_cls.table_columns if d.startswith(KNOWN_OBJECT)]
+    summary, table = summarise(frame, statuses, epoch)
+    if not table.rows:
+        task = str(frame["task"].iloc[0])
+        raise UserError(f"--layout paper: task {task!r} has no paper table; use --layout results")
+    shown = [d for d in table.columns if with_ko or d not in table.known_object]
     shown = _value_columns(summary, shown)
-    label_cols = list(task_cls.paper_rows[0])
+    label_cols = table.label_columns
     records = summary.to_dict("records") if not summary.empty else []
-    found = {_row_key(r, label_cols): r for r in records if all(c in r for c in label_cols)}
+    found = {table.row_key(r): r for r in records if all(c in r for c in label_cols)}
     missing = {"n": 0, "selected": "", **{f"{d} {stat}": math.nan for d in shown for stat in ("mean", "std")}}
-    paper = [found.get(_row_key(row, label_cols)) or {**row, **missing} for row in task_cls.paper_rows]
-    paper_keys = {_row_key(row, label_cols) for row in task_cls.paper_rows}
-    extra = [r for r in records if not (all(c in r for c in label_cols) and _row_key(r, label_cols) in paper_keys)]
+    paper = [found.get(table.row_key(row)) or {**row, **missing} for row in table.rows]
+    extra = [r for r in records if not (all(c in r for c in label_cols) and table.is_paper_row(r))]
     extra_cols = _label_columns(summary) if extra else label_cols
     if fmt == "csv":
         value_cols = [f"{d} {stat}" for d in shown for stat in ("mean", "std")] + ["n", "selected"]
@@ -294,77 +290,67 @@ def _render_paper(frame: pd.DataFrame, fmt: str, statuses: Optional[Sequence[str
                  for r in extra]
         return pd.DataFrame(rows).to_csv(index=False).rstrip()
     if fmt == "latex":
-        return _render(label_cols, shown, paper + extra, fmt, rule_before=len(paper) if extra else None)
-    text = _render(label_cols, shown, paper, fmt)
-    text += f"\n\n{footer(summary)} – : no result for this row."
+        return _render(label_cols, shown, paper + extra, fmt, table.unit, rule_before=len(paper) if extra else None)
+    text = _render(label_cols, shown, paper, fmt, table.unit)
+    text += f"\n\n{footer(summary, table.unit)} – : no result for this row."
     if extra:
         text += (f"\n\nNot in the paper ({len(extra)} row{'s' * (len(extra) != 1)}):\n\n"
-                 + _render(extra_cols, shown, extra, fmt))
+                 + _render(extra_cols, shown, extra, fmt, table.unit))
     return text
 
 
-def _render(label_cols: list[str], columns: list[str], records: list[dict], fmt: str,
+def _render(label_cols: list[str], columns: list[str], records: list[dict[str, Any]], fmt: str, unit: Unit,
             rule_before: Optional[int] = None) -> str:
-    """Markdown or LaTeX rows of label cells, then `<col> mean` ± `<col> std` per column, then n; LaTeX puts a rule
-    before record `rule_before`."""
+    """Rows of label cells, then `<col> mean` ± `<col> std` per column in `unit`, then n; a rule before record
+    `rule_before` (LaTeX)."""
     selected = any(r.get("selected") for r in records)
     header = label_cols + columns + ["n"] + (["selected"] if selected else [])
     body = [[str(r.get(c)) for c in label_cols]
-            + [_cell(r.get(f"{d} mean", math.nan), r.get(f"{d} std", math.nan), fmt == "latex") for d in columns]
+            + [_cell(r.get(f"{d} mean", math.nan), r.get(f"{d} std", math.nan), unit) for d in columns]
             + [str(r["n"])] + ([str(r.get("selected") or "")] if selected else []) for r in records]
     return render_cells(header, body, fmt, len(label_cols), rule_before)
 
 
-def render_cells(header: list[str], body: list[list[str]], fmt: str, first_value_column: int,
-                  rule_before: Optional[int] = None) -> str:
-    """Markdown (label columns left, values right-aligned) or LaTeX booktabs (label cells escaped; value cells
-    carry their own LaTeX) from string cells."""
+def render_cells(header: Sequence[str], body: Sequence[Sequence[str]], fmt: str, first_value_column: int,
+                 rule_before: Optional[int] = None) -> str:
+    """Plain-text cells as a Markdown pipe table or a LaTeX booktabs tabular (label columns left, value columns from
+    `first_value_column` on right-aligned; LaTeX: a `\\midrule` before row `rule_before`).
+
+    Every header and cell is escaped for the format: LaTeX's special characters by tabulate, then "±" as
+    `$\\pm$`; `|` in Markdown."""
+    align = ["left"] * first_value_column + ["right"] * (len(header) - first_value_column)
+    rows: list[Any] = [list(row) for row in body]
     if fmt == "latex":
-        lines = [r"\begin{tabular}{" + "l" * first_value_column + "r" * (len(header) - first_value_column) + "}",
-                 r"\toprule", " & ".join(_tex(h) for h in header) + r" \\", r"\midrule"]
-        for index, row in enumerate(body):
-            if index == rule_before:
-                lines.append(r"\midrule")
-            lines.append(" & ".join(_tex(c) if i < first_value_column or "$" not in c else c
-                                    for i, c in enumerate(row)) + r" \\")
-        lines += [r"\bottomrule", r"\end{tabular}"]
-        return "\n".join(lines)
-    widths = [max(len(h), *(len(row[i]) for row in body)) if body else len(h) for i, h in enumerate(header)]
-    line = lambda cells: "| " + " | ".join(c.ljust(w) for c, w in zip(cells, widths)) + " |"  # noqa: E731
-    rule = "|" + "|".join(("-" * (w + 1) + ":") if i >= first_value_column else ("-" * (w + 2))
-                          for i, w in enumerate(widths)) + "|"
-    return "\n".join([line(header), rule] + [line(row) for row in body])
+        if rule_before is not None and 0 < rule_before < len(rows):
+            rows.insert(rule_before, SEPARATING_LINE)
+        text = tabulate(rows, headers=list(header), tablefmt="latex_booktabs", colalign=align, disable_numparse=True)
+        return text.replace("±", r"$\pm$")
+    escaped = [[cell.replace("|", r"\|") for cell in row] for row in rows]
+    return tabulate(escaped, headers=[h.replace("|", r"\|") for h in header], tablefmt="pipe", colalign=align,
+                    disable_numparse=True)
 
 
-def table_task(frame: pd.DataFrame):
-    """The task class whose table attributes fit these trials (a task may lay datasets out differently:
-    `table_for(configs)`), else the task itself."""
-    task_cls = get_task(str(frame["task"].iloc[0]))
-    table_for = getattr(task_cls, "table_for", None)
-    return table_for(_trial_configs(frame)) if table_for is not None and len(frame) else task_cls
+def table_for(frame: pd.DataFrame) -> PaperTable:
+    """The table these trials are laid out in: their task's paper table for them (a task may lay datasets out
+    differently), else a column per metric."""
+    return task_table(str(frame["task"].iloc[0]), trial_configs(frame))
 
 
-def _trial_configs(frame: pd.DataFrame) -> list[dict]:
+def task_table(task: str, configs: Sequence[Mapping[str, Any]]) -> PaperTable:
+    """Task `task`'s table for trials with these flat configs (`Task.paper_table`), else a column per metric."""
+    task_cls = get_task(task)
+    return task_cls.paper_table(configs) or metrics_table(task_cls.metric_names)
+
+
+def trial_configs(frame: pd.DataFrame) -> list[dict[str, Any]]:
     """Each trial's flat config (dotted keys) from its `config.<key>` columns."""
-    return [{k[len("config."):]: v for k, v in row.items() if k.startswith("config.")} for row in frame.to_dict("records")]
+    return [{k[len("config."):]: v for k, v in row.items() if str(k).startswith("config.")}
+            for row in frame.to_dict("records")]
 
 
 def _label_columns(summary: pd.DataFrame) -> list[str]:
     return [c for c in summary.columns if c not in ("n", "selected") and not c.endswith((" mean", " std"))]
 
 
-def _row_key(labels: dict, label_cols: list[str]) -> tuple[str, ...]:
-    return tuple(str(labels.get(c)) for c in label_cols)
-
-
 def _no_trials(statuses: Optional[Sequence[str]]) -> str:
     return "(no trials to tabulate yet" + (f": none with status {', '.join(statuses)})" if statuses else ")")
-
-
-_TEX_ESCAPES = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
-                "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
-
-
-def _tex(text: str) -> str:
-    """Plain text as LaTeX: every character LaTeX treats specially is escaped."""
-    return "".join(_TEX_ESCAPES.get(ch, ch) for ch in text)

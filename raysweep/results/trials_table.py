@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import json
 import math
-from typing import Any, Optional, Sequence
+from collections.abc import Sequence
+from typing import Any, Optional
 
 import pandas as pd
 
-from raysweep.results.tables import metric_column, objective_metric, render_cells, table_task
+from raysweep.results.tables import keep_outcomes, metric_column, objective_metric, render_cells, table_for
+from raysweep.tasks.paper_table import Unit
 
 
 def searched_keys(frame: pd.DataFrame) -> list[str]:
@@ -46,13 +48,14 @@ def override_line(row: dict[str, Any], keys: Sequence[str]) -> str:
 
 
 def render_trials(frame: pd.DataFrame, fmt: str, statuses: Optional[Sequence[str]], epoch: str) -> str:
-    task_cls = table_task(frame)  # V-COCO trials get the Scenario 1 / 2 columns
+    """Every trial (of the wanted outcomes) best first: its searched values, outcome, epochs done, objective and
+    the table's test columns (V-COCO trials get Scenario 1 / 2), in the table's unit."""
+    table = table_for(frame)
     if statuses is not None:
-        wanted = {s.lower() for s in statuses} | ({"completed"} if "terminated" in {s.lower() for s in statuses} else set())
-        frame = frame[frame["outcome"].str.lower().isin(wanted) | frame["status"].str.lower().isin(wanted)]
+        frame, _ = keep_outcomes(frame, statuses)
     if frame.empty:
         return "(no trials to list" + (f": none with outcome {', '.join(statuses)})" if statuses else ")")
-    objective = objective_metric(frame, task_cls)
+    objective = objective_metric(frame)
     split = "val" if metric_column(frame, epoch, "val", objective) and epoch != "best_test" else "test"
     sort_column = metric_column(frame, epoch, split, objective)
     keys = searched_keys(frame)
@@ -60,16 +63,15 @@ def render_trials(frame: pd.DataFrame, fmt: str, statuses: Optional[Sequence[str
     if sort_column:
         frame = frame.assign(_sort=pd.to_numeric(frame[sort_column], errors="coerce"))
         frame = frame.sort_values("_sort", ascending=not mode_max, na_position="last", kind="stable")
-    test_columns = {display: metric_column(frame, epoch, "test", metric)
-                    for display, metric in task_cls.table_columns.items()}
+    test_columns = {display: metric_column(frame, epoch, "test", metric) for display, metric in table.columns.items()}
     header = ["trial", *keys, "outcome", "epochs", f"{split}.{objective}", *test_columns]
     rows = []
     for record in frame.to_dict("records"):
         done, total = record.get("epochs_done"), record.get("epochs_total")
         cells = [str(record.get("trial_id")), *(_value(record.get(f"config.{k}")) for k in keys),
                  str(record.get("outcome")), f"{_int(done)}/{_int(total)}",
-                 _percent(record.get(sort_column) if sort_column else None),
-                 *(_percent(record.get(c) if c else None) for c in test_columns.values())]
+                 _number(record.get(sort_column) if sort_column else None, table.unit),
+                 *(_number(record.get(c) if c else None, table.unit) for c in test_columns.values())]
         rows.append(cells)
     if fmt == "csv":
         return pd.DataFrame(rows, columns=header).to_csv(index=False).rstrip()
@@ -78,7 +80,7 @@ def render_trials(frame: pd.DataFrame, fmt: str, statuses: Optional[Sequence[str
         return text
     best = frame.to_dict("records")[0]
     line = override_line(best, keys)
-    text += (f"\n\nSorted by {split}.{objective} at {epoch.replace('_', ' ')} (metrics in %). Best trial "
+    text += (f"\n\nSorted by {split}.{objective} at {epoch.replace('_', ' ')} ({table.unit}). Best trial "
              f"{best.get('trial_id')}: fix its values with\n\n    {line or '(nothing was searched)'}")
     return text
 
@@ -96,9 +98,10 @@ def _int(value: Any) -> str:
         return "?"
 
 
-def _percent(value: Any) -> str:
+def _number(value: Any, unit: Unit) -> str:
+    """A metric value in the table's unit; "–" when missing."""
     try:
         number = float(value)
     except (TypeError, ValueError):
         return "–"
-    return "–" if math.isnan(number) else f"{100 * number:.2f}"
+    return unit.show(number)

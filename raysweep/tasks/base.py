@@ -34,6 +34,8 @@ from pydantic import BaseModel, ConfigDict
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from raysweep.tasks.paper_table import PaperTable
+
 
 class StrictModel(BaseModel):
     """Base for every config section: unknown keys are errors, values are validated on assignment."""
@@ -93,19 +95,9 @@ class Task(ABC):
     config_model: ClassVar[type[StrictModel]]
     # Metric names `evaluate` returns (fractions in [0, 1]); the first is the default objective.
     metric_names: ClassVar[tuple[str, ...]]
-    # Config keys that identify a row of the paper's table (dotted paths), for `raysweep report`.
-    table_keys: ClassVar[tuple[str, ...]] = ()
     # Searched keys that change what `prepare` materialises (e.g. the text encoder): the sweep calls `prepare`
     # once per combination of their values, so trials share the result instead of each computing it.
     prepare_keys: ClassVar[tuple[str, ...]] = ()
-    # The paper's table: display name → reported metric, in column order (values are fractions; shown as %).
-    table_columns: ClassVar[dict[str, str]] = {}
-    # The paper's table rows in its order, each the `row_labels` cells of one row; `raysweep report` lays results out
-    # on exactly these rows (missing ones shown as missing). Empty: the task has no paper layout.
-    paper_rows: ClassVar[tuple[dict[str, str], ...]] = ()
-    # Display order of row-label values in the results layout (label column → values in order; others after, sorted),
-    # so an ablation reads top to bottom as in the paper rather than alphabetically.
-    row_order: ClassVar[dict[str, tuple[str, ...]]] = {}
     # The boolean config key that carves a validation split out of the training set; the sweep sets it from the
     # space file's `selection:` (true for `val`, false when a fixed grid reproduces a published test protocol).
     validation_key: ClassVar[str] = "data.validation"
@@ -115,14 +107,10 @@ class Task(ABC):
         self.cache_dir = cache_dir  # where `prepare` put shared artefacts (None: task must not need them)
 
     @classmethod
-    def table_notes(cls, config: Mapping[str, Any]) -> list[str]:
-        """Sentences for the table footer that say how a trial's columns are defined (from its flat config)."""
-        return []
-
-    @classmethod
-    def row_labels(cls, config: Mapping[str, Any]) -> dict[str, str]:
-        """The row-label cells of the paper's table for one trial, from its flat config (dotted keys)."""
-        return {key: str(config.get(key)) for key in cls.table_keys}
+    def paper_table(cls, configs: Sequence[Mapping[str, Any]]) -> PaperTable | None:
+        """The table `raysweep report` lays these trials out in (their flat configs, dotted keys; a task may lay
+        datasets out differently), from `tasks/<task>/paper.py`. None: no paper table (a column per metric)."""
+        return None
 
     # ---- once per sweep, in the driver process, before any trial starts -------------------------------------
     @classmethod

@@ -14,61 +14,27 @@ from torch import nn
 from raysweep.tasks.base import Task, TrainingParts
 from raysweep.tasks.common import schedules
 from raysweep.tasks.defr.config import DefrConfig
-from raysweep.tasks.defr.paper import PAPER_ROWS
+from raysweep.tasks.defr.paper import DEFR_TABLE
+from raysweep.tasks.paper_table import PaperTable
 
 log = logging.getLogger(__name__)
-_ENCODER_NAMES = {"minilm": "MiniLM", "bert": "BERT", "simcse": "SimCSE", "clip": "CLIP"}
-_LOSS_NAMES = {"lse_sign": "LSE-Sign", "bce": "BCE", "wbce": "WBCE", "focal": "Focal"}
 
 
 class DefrTask(Task):
     name: ClassVar[str] = "defr"
     config_model: ClassVar[type[DefrConfig]] = DefrConfig
     metric_names: ClassVar[tuple[str, ...]] = ("map", "map_few1", "map_few5", "map_few10", "map_ko")
-    table_keys: ClassVar[tuple[str, ...]] = ("model.backbone", "model.weights", "classifier.init",
-                                             "classifier.text_encoder", "classifier.head", "loss.name")
     # The model keys: `clip` text embeddings come from the CLIP backbone's own model (tasks/defr/text_tower.py).
     prepare_keys: ClassVar[tuple[str, ...]] = ("classifier.init", "classifier.text_encoder",
                                                "classifier.text_encoder_weights", "prompts.template",
                                                "prompts.no_interaction", "data.vocabulary", "model.backbone",
                                                "model.patch_size", "model.weights")
-    table_columns: ClassVar[dict[str, str]] = {"Full": "map", "Few@1": "map_few1", "Few@5": "map_few5",
-                                               "Few@10": "map_few10", "Known-Object": "map_ko"}
-    paper_rows: ClassVar[tuple[dict[str, str], ...]] = PAPER_ROWS
     config: DefrConfig
 
     @classmethod
-    def row_labels(cls, config: Mapping[str, Any]) -> dict[str, str]:
-        """Rows as in DEFR's table: backbone init · classifier init · loss."""
-        backbone, weights = str(config.get("model.backbone")), str(config.get("model.weights"))
-        if weights == "random":
-            backbone_init = f"random ({backbone})"
-        elif "CLIP" in backbone or backbone.startswith("open_clip"):
-            backbone_init = "CLIP"
-        elif "21k" in backbone or "in21k" in weights:
-            backbone_init = "IN-21K"
-        elif "ImageNet1k" in backbone or backbone.startswith("vit_"):
-            backbone_init = "IN-1K"
-        else:
-            backbone_init = backbone
-        if config.get("classifier.init") == "language":
-            encoder = str(config.get("classifier.text_encoder"))
-            classifier_init = _ENCODER_NAMES.get(encoder, encoder)
-            if config.get("classifier.shuffle"):
-                classifier_init += " (shuffled)"
-        else:
-            classifier_init = "random"
-        head = config.get("classifier.head")
-        if head and head != "cosine":
-            classifier_init += f", {head}"
-        loss = _LOSS_NAMES.get(str(config.get("loss.name")), str(config.get("loss.name")))
-        return {"backbone init": backbone_init, "classifier init": classifier_init, "loss": loss}
-
-    @classmethod
-    def table_notes(cls, config: Mapping[str, Any]) -> list[str]:
-        from raysweep.tasks.defr.few_shot import few_shot_source_of_config
-
-        return [f"Few@k classes: {few_shot_source_of_config(config)}."]
+    def paper_table(cls, configs: Sequence[Mapping[str, Any]]) -> PaperTable:
+        """DEFR's main table (tasks/defr/paper.py)."""
+        return DEFR_TABLE
 
     # ---- shared, once per sweep ---------------------------------------------------------------------------
     @classmethod

@@ -15,7 +15,8 @@ from torch import nn
 from raysweep.tasks.base import Task, TrainingParts
 from raysweep.tasks.common import schedules
 from raysweep.tasks.hqm.config import HqmConfig
-from raysweep.tasks.hqm.paper import DATASET_NAMES, PAPER_ROWS, VCOCO_PAPER_ROWS
+from raysweep.tasks.hqm.paper import table_for
+from raysweep.tasks.paper_table import PaperTable
 
 log = logging.getLogger(__name__)
 
@@ -41,8 +42,6 @@ class HqmTask(Task):
     # both datasets), role_ap_s1, role_ap_s2 and agent_ap.
     metric_names: ClassVar[tuple[str, ...]] = ("map", "map_rare", "map_non_rare", "ko_map", "ko_map_rare",
                                                "ko_map_non_rare", "role_ap_s1", "role_ap_s2", "agent_ap")
-    table_keys: ClassVar[tuple[str, ...]] = ("model.backbone", "hqm.gbs", "hqm.amm", "hqm.alternation",
-                                             "eval.protocol")
     # data: the synthetic HICO-DET; model: the pretrained checkpoint is checked against each searched model shape
     prepare_keys: ClassVar[tuple[str, ...]] = ("data.dataset", "data.root", "data.synth.num_train", "data.synth.num_test",
                                                "data.synth.image_size", "data.synth.seed", "data.synth.objects",
@@ -50,44 +49,13 @@ class HqmTask(Task):
                                                "model.pretrained", "model.backbone", "model.d_model", "model.nhead",
                                                "model.enc_layers", "model.dec_layers", "model.dim_feedforward",
                                                "model.num_queries")
-    # The HICO-DET table: Default and Known-Object, each Full / Rare / Non-rare (the paper layout of `raysweep report`
-    # shows the Known-Object half with --with-ko).
-    table_columns: ClassVar[dict[str, str]] = {"Full": "map", "Rare": "map_rare", "Non-rare": "map_non_rare",
-                                               "Known-Object Full": "ko_map", "Known-Object Rare": "ko_map_rare",
-                                               "Known-Object Non-rare": "ko_map_non_rare"}
-    paper_rows: ClassVar[tuple[dict[str, str], ...]] = PAPER_ROWS
-    row_order: ClassVar[dict[str, tuple[str, ...]]] = {"method": ("QPIC", "QPIC + GBS", "QPIC + AMM", "QPIC + HQM"),
-                                                       "backbone": ("tiny", "R50", "R101")}
     config: HqmConfig
 
     @classmethod
-    def row_labels(cls, config: Mapping[str, Any]) -> dict[str, str]:
-        """Rows as in the HQM ablation: method (from hqm.gbs / hqm.amm) · backbone.
-
-        Non-default options that change what a row measures are appended to the method: the random branch choice
-        of GBS + AMM and the official evaluation protocol.
-        """
-        gbs, amm = _flag(config.get("hqm.gbs")), _flag(config.get("hqm.amm"))
-        method = {(False, False): "QPIC", (True, False): "QPIC + GBS", (False, True): "QPIC + AMM",
-                  (True, True): "QPIC + HQM"}[(gbs, amm)]
-        if gbs and amm and (config.get("hqm.alternation") or "ajl") != "ajl":
-            method += f" ({config.get('hqm.alternation')} alternation)"
-        if (config.get("eval.protocol") or "qpic") != "qpic" and (config.get("data.dataset") or "hicodet") != "vcoco":
-            method += f", {config.get('eval.protocol')} eval"
-        backbone = str(config.get("model.backbone"))
-        return {"method": method, "backbone": _BACKBONE_NAMES.get(backbone, backbone)}
-
-    @classmethod
-    def table_for(cls, configs: Sequence[Mapping[str, Any]]) -> type["HqmTask"]:
-        """The table a set of trials is laid out in: HICO-DET's (Full / Rare / Non-rare), V-COCO's as the papers
-        print it (role AP, Scenario 1 / Scenario 2), or, for a sweep over both datasets, both column groups with a
-        dataset column in front of the rows."""
-        datasets = {str(c.get("data.dataset") or "hicodet") for c in configs} or {"hicodet"}
-        if datasets == {"hicodet"}:
-            return cls
-        if datasets == {"vcoco"}:
-            return _VcocoTable
-        return _BothDatasetsTable
+    def paper_table(cls, configs: Sequence[Mapping[str, Any]]) -> PaperTable:
+        """HICO-DET's table, V-COCO's (Scenario 1 / 2), or both side by side: whichever the trials' datasets need
+        (tasks/hqm/paper.py)."""
+        return table_for(configs)
 
     # ---- shared, once per sweep ---------------------------------------------------------------------------
     @classmethod
@@ -323,38 +291,6 @@ def hoi_classes(record: Mapping[str, Any]) -> set[tuple[int, int]]:
     boxes = record["annotations"]
     return {(int(h["category_id"]), int(boxes[h["object_id"]]["category_id"]) if 0 <= h["object_id"] < len(boxes)
              else -1) for h in record["hoi_annotation"]}
-
-
-class _VcocoTable(HqmTask):
-    """Table attributes of V-COCO results (role AP %, point-instr left out), as the QPIC and HQM READMEs print them."""
-
-    table_columns: ClassVar[dict[str, str]] = {"Scenario 1": "role_ap_s1", "Scenario 2": "role_ap_s2"}
-    paper_rows: ClassVar[tuple[dict[str, str], ...]] = VCOCO_PAPER_ROWS
-
-
-class _BothDatasetsTable(HqmTask):
-    """One table for a sweep over both datasets: a dataset column, HICO-DET's and V-COCO's columns side by side."""
-
-    table_columns: ClassVar[dict[str, str]] = {**HqmTask.table_columns, **_VcocoTable.table_columns}
-    paper_rows: ClassVar[tuple[dict[str, str], ...]] = (
-        tuple({"dataset": "HICO-DET", **row} for row in PAPER_ROWS)
-        + tuple({"dataset": "V-COCO", **row} for row in VCOCO_PAPER_ROWS))
-    row_order: ClassVar[dict[str, tuple[str, ...]]] = {"dataset": ("HICO-DET", "V-COCO"), **HqmTask.row_order}
-
-    @classmethod
-    def row_labels(cls, config: Mapping[str, Any]) -> dict[str, str]:
-        dataset = str(config.get("data.dataset") or "hicodet")
-        return {"dataset": DATASET_NAMES.get(dataset, dataset), **HqmTask.row_labels(config)}
-
-
-_BACKBONE_NAMES = {"resnet18": "R18", "resnet34": "R34", "resnet50": "R50", "resnet101": "R101"}
-
-
-def _flag(value: Any) -> bool:
-    """A boolean config value as the results parquet may hold it (bool, numpy bool, or its string)."""
-    if isinstance(value, str):
-        return value.strip().lower() in ("true", "1", "yes")
-    return bool(value) if value is not None else False
 
 
 def check_pretrained_once(config: HqmConfig, num_objects: int, num_verbs: int, cache_dir: Path | None) -> None:
