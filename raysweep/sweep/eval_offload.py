@@ -224,7 +224,7 @@ def _predict(task: Task, model: torch.nn.Module, loader: DataLoader) -> dict[int
 def save_per_class(loop_config: Mapping[str, Any], columns: Any, epoch: int, split: str) -> None:
     """Rank 0: one evaluation's per-class columns into the trial's per-class file, as the inline loop's
     `save_per_class` does (a failure to write is logged, never fatal)."""
-    from raysweep.results.per_class import append_evaluation
+    from raysweep.experiment.per_class import append_evaluation
 
     path = loop_config.get("per_class_path")
     if not columns or not path:
