@@ -37,7 +37,7 @@ class TrialPlan:
 
 def trial_config(base: dict[str, Any], sampled: dict[str, Any]) -> dict[str, Any]:
     """Base config with the sampled dotted keys set (plain dicts; the worker validates with the task's schema)."""
-    from raysweep.spec.load import set_path
+    from raysweep.sweep.config_tree import set_path  # not spec.load: that imports the task code and torch
 
     tree = copy.deepcopy(base)
     for key, value in sampled.items():
@@ -51,13 +51,13 @@ def make_trainable(plan: TrialPlan) -> Callable[[dict[str, Any]], None]:
     def raysweep_trial(config: dict[str, Any]) -> None:  # the name is part of the experiment: keep it stable
         import ray.train
         from ray import tune
-        from ray.train.torch import TorchTrainer
         from ray.tune.integration.ray_train import TuneReportCallback
 
         from raysweep.experiment.layout import FAILURE_KEY
         from raysweep.experiment.per_class import trial_file as per_class_file
         from raysweep.experiment.storage import join
-        from raysweep.sweep.worker import train_loop_per_worker
+        from raysweep.sweep.torch_backend import light_torch_trainer as TorchTrainer  # torch-free driver/controller
+        from raysweep.sweep.worker_entry import train_loop_per_worker  # imports the worker lazily
 
         p = TrialPlan(**plan_dict)
         trial_id = tune.get_context().get_trial_id()
