@@ -23,6 +23,7 @@ from raysweep.errors import UserError
 from raysweep.spec.load import Sweep, load_sweep
 from raysweep.sweep import sessions, storage
 from raysweep.sweep.driver import DRIVER_RESOURCE, TrialPlan, make_trainable
+from raysweep.sweep.driver_slots import cap_by_driver_slots
 from raysweep.sweep.study import STUDY_FILE
 from raysweep.sweep.lock import ExperimentLock
 from raysweep.sweep.reaper import Reaper, start_reaper
@@ -104,6 +105,7 @@ def _concurrency(sweep: Sweep, cluster: dict[str, float], local: bool) -> int:
         log.warning("the cluster has %s now, a trial needs %s: trials queue until the autoscaler adds nodes", have, need)
         cap = sweep.spec.trials.max_concurrent or max(1, int(cluster.get(DRIVER_RESOURCE, 1)))
     wanted = sweep.spec.trials.max_concurrent or cap
+    wanted = cap_by_driver_slots(wanted, cluster)  # trials beyond the driver slots would only queue, sampled blind
     return max(1, min(wanted, cap if local else wanted, sweep.num_trials))
 
 
