@@ -210,25 +210,37 @@ def trial_log_callback(progress: Progress):
     return TrialLog()
 
 
-class TimedSearch:
-    """Wall time spent in the searcher's calls, by call (Tune calls them on its loop, between scheduling)."""
+SEARCH_SECONDS: dict[str, list[float]] = {"suggest": [], "on_trial_result": [], "on_trial_complete": []}
 
-    def __init__(self) -> None:
-        self.seconds: dict[str, list[float]] = {"suggest": [], "on_trial_result": [], "on_trial_complete": []}
 
-    def wrap(self, searcher):
-        for name, store in self.seconds.items():
-            original = getattr(searcher, name)
+def timed_search_class():
+    """raysweep's searcher, timing its calls on Tune's loop into SEARCH_SECONDS (kept off the instance: Tune pickles
+    the searcher's __dict__ into its snapshots)."""
+    from raysweep.sweep.searcher import EpochAwareOptunaSearch
 
-            def timed(*args, _original=original, _store=store, **kwargs):
-                started = time.perf_counter()
-                try:
-                    return _original(*args, **kwargs)
-                finally:
-                    _store.append(time.perf_counter() - started)
+    class TimedSearch(EpochAwareOptunaSearch):
+        def suggest(self, trial_id):
+            started = time.perf_counter()
+            try:
+                return super().suggest(trial_id)
+            finally:
+                SEARCH_SECONDS["suggest"].append(time.perf_counter() - started)
 
-            setattr(searcher, name, timed)
-        return searcher
+        def on_trial_result(self, trial_id, result):
+            started = time.perf_counter()
+            try:
+                return super().on_trial_result(trial_id, result)
+            finally:
+                SEARCH_SECONDS["on_trial_result"].append(time.perf_counter() - started)
+
+        def on_trial_complete(self, trial_id, result=None, error=False):
+            started = time.perf_counter()
+            try:
+                return super().on_trial_complete(trial_id, result, error)
+            finally:
+                SEARCH_SECONDS["on_trial_complete"].append(time.perf_counter() - started)
+
+    return TimedSearch
 
 
 # ---------------------------------------------------------------- one configuration
@@ -241,7 +253,6 @@ def run_configuration(label: str, gpus: int, trials: int, epochs: int, epoch_s: 
 
     from raysweep.spec.load import load_sweep
     from raysweep.sweep.optuna_space import DefineByRun, make_sampler
-    from raysweep.sweep.searcher import EpochAwareOptunaSearch
     from raysweep.sweep.study import STUDY_FILE, study_storage
 
     overrides = [f"trials.num_samples={trials}", f"train.epochs={epochs}", f"resources.num_workers={gpus}",
@@ -261,10 +272,11 @@ def run_configuration(label: str, gpus: int, trials: int, epochs: int, epoch_s: 
     events = storage / f"{name}.events.jsonl"
     settings = {"gpus": gpus, "strategy": sweep.spec.resources.placement_strategy, "epochs": sweep.max_epochs,
                 "epoch_s": epoch_s, "metric": sweep.metric, "events": str(events)}
-    timing = TimedSearch()
-    searcher = timing.wrap(EpochAwareOptunaSearch(
+    for calls in SEARCH_SECONDS.values():
+        calls.clear()
+    searcher = timed_search_class()(
         space=DefineByRun(sweep), metric=sweep.metric, mode=sweep.mode, sampler=make_sampler(sweep),
-        study_name=name, storage=study_storage(experiment / STUDY_FILE)))
+        study_name=name, storage=study_storage(experiment / STUDY_FILE))
     scheduler = ASHAScheduler(time_attr="epoch", max_t=sweep.max_epochs, grace_period=1, reduction_factor=2,
                               metric=sweep.metric, mode=sweep.mode)
     progress = Progress()
@@ -291,8 +303,8 @@ def run_configuration(label: str, gpus: int, trials: int, epochs: int, epoch_s: 
         removed[row["trial_id"]] = row
     rows = log.trials
     for trial_id, row in rows.items():
-        own = removed.get(trial_id, {}).get("removed")
-        row["freed"] = own if own is not None else row.get("removed_by_callback", row.get("ended", float("nan")))
+        times = [t for t in (removed.get(trial_id, {}).get("removed"), row.get("removed_by_callback")) if t]
+        row["freed"] = min(times) if times else row.get("ended", float("nan"))
     good = [r for r in rows.values() if math.isfinite(r.get("ready", float("nan"))) and "freed" in r]
     ready = sorted(r["ready"] for r in good)
     freed = [r["freed"] for r in good]
@@ -322,8 +334,8 @@ def run_configuration(label: str, gpus: int, trials: int, epochs: int, epoch_s: 
         "busy_after_rampup": busy_fraction(intervals, total_gpus, full_from, queued_end) if ready else float("nan"),
         "pg_created": len(pgs), "pg_worker_groups": len(sim_groups), "pg_states": states,
         "pg_remove_call": quantiles([r["remove_call_s"] for r in removed.values()]),
-        "searcher": {k: quantiles(v) for k, v in timing.seconds.items()},
-        "searcher_total_s": sum(sum(v) for v in timing.seconds.values()),
+        "searcher": {k: quantiles(v) for k, v in SEARCH_SECONDS.items()},
+        "searcher_total_s": sum(sum(v) for v in SEARCH_SECONDS.values()),
         "head_mb_start": first["head"], "head_mb_half": half["head"], "head_mb_end": last["head"],
         "head_mb_by_process_end": {k: round(last[k]) for k in ("gcs", "raylet", "driver")},
         "head_workers_mb_peak": max(s["head_workers"] for s in memory.samples),
@@ -430,7 +442,7 @@ def main(argv: Optional[list[str]] = None) -> dict[str, Any]:
     parser.add_argument("--nodes", type=int, default=4, help="GPU nodes (head not counted)")
     parser.add_argument("--gpus-per-node", type=int, default=8)
     parser.add_argument("--trials", type=int, default=200, help="1-GPU trials")
-    parser.add_argument("--trials-8gpu", type=int, default=200, help="8-GPU trials")
+    parser.add_argument("--trials-8gpu", type=int, default=100, help="8-GPU trials")
     parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--epoch-s", type=float, default=5.0, help="seconds per simulated epoch, 1-GPU trials")
     parser.add_argument("--epoch-s-8gpu", type=float, default=1.0, help="seconds per simulated epoch, 8-GPU trials")
@@ -461,18 +473,35 @@ def main(argv: Optional[list[str]] = None) -> dict[str, Any]:
     print(f"cluster: head + {args.nodes} nodes x {args.gpus_per_node} virtual GPUs, up in {out['cluster_start_s']:.1f} s",
           flush=True)
     storage = Path(tempfile.mkdtemp(prefix="raysweep-scale-"))
+    experiment = None
+
+    def phase(what: str, call, *call_args):
+        """One phase; its failure is printed and the other phases still run (one locked run is precious)."""
+        try:
+            return call(*call_args)
+        except Exception as exc:  # noqa: BLE001
+            import traceback
+
+            traceback.print_exc()
+            out.setdefault("failed", []).append(f"{what}: {type(exc).__name__}: {exc}")
+            return None
+        finally:
+            if args.json:
+                Path(args.json).write_text(json.dumps(out, indent=2, default=str))
+
     try:
-        experiment = run_configuration("1gpu", 1, args.trials, args.epochs, args.epoch_s, total_gpus, storage,
-                                       cluster.head_node, out)
+        experiment = phase("1gpu", run_configuration, "1gpu", 1, args.trials, args.epochs, args.epoch_s, total_gpus,
+                           storage, cluster.head_node, out)
         if args.trials_8gpu:
-            run_configuration("8gpu", args.gpus_per_node, args.trials_8gpu, args.epochs, args.epoch_s_8gpu,
-                              total_gpus, storage, cluster.head_node, out)
+            phase("8gpu", run_configuration, "8gpu", args.gpus_per_node, args.trials_8gpu, args.epochs,
+                  args.epoch_s_8gpu, total_gpus, storage, cluster.head_node, out)
         if args.torch_trials:
-            torch_trials(args.torch_trials, storage, cluster.head_node, out)
+            phase("torch", torch_trials, args.torch_trials, storage, cluster.head_node, out)
     finally:
         ray.shutdown()
         cluster.shutdown()
-    time_collect(experiment, out)
+    if experiment is not None:
+        phase("collect", time_collect, experiment, out)
     out["bench_wall_s"] = time.time() - began
     report(out)
     if args.json:
@@ -483,6 +512,8 @@ def main(argv: Optional[list[str]] = None) -> dict[str, Any]:
 def report(out: dict[str, Any]) -> None:
     print(f"\n== cluster: {out['nodes']} GPU nodes, {out['gpus']} virtual GPUs, {out['sweep_driver_slots']} driver slots"
           f" on the head; started in {out['cluster_start_s']:.1f} s")
+    for failure in out.get("failed", []):
+        print(f"FAILED {failure}")
     for label in ("1gpu", "8gpu"):
         r = out.get(label)
         if not r:
