@@ -462,9 +462,7 @@ def main(argv: Optional[list[str]] = None) -> dict[str, Any]:
     slots = total_gpus  # enough drivers for one-GPU trials on every GPU (cluster.yaml's head has 8)
     out: dict[str, Any] = {"nodes": args.nodes, "gpus": total_gpus, "sweep_driver_slots": slots}
     began = time.time()
-    cluster = Cluster(initialize_head=True, head_node_args={
-        "num_cpus": 0, "resources": {DRIVER_RESOURCE: slots}, "include_dashboard": True,
-        "dashboard_host": "127.0.0.1", "dashboard_port": None})
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "resources": {DRIVER_RESOURCE: slots}})
     for _ in range(args.nodes):
         cluster.add_node(num_cpus=4, num_gpus=args.gpus_per_node)
     ray.init(address=cluster.address, logging_level="WARNING", log_to_driver=False)
