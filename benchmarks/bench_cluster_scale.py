@@ -349,13 +349,14 @@ def run_configuration(label: str, gpus: int, trials: int, epochs: int, epoch_s: 
 
 # ---------------------------------------------------------------- a few real TorchTrainer trials
 
-def torch_trials(count: int, storage: Path, head, out: dict[str, Any]) -> None:
+def torch_trials(count: int, storage: Path, head, others, out: dict[str, Any]) -> None:
     """Real Train V2 trials (driver + TrainController + worker, 1 virtual GPU each, trivial loop), to measure what
     the simulation leaves out: processes and memory per running trial on the head, start-up time, groups per trial."""
     import ray
     from ray import tune
 
     raylet = head.all_processes["raylet"][0].process.pid
+    raylets = [raylet] + [node.all_processes["raylet"][0].process.pid for node in others]
     concurrency = 2
 
     def trivial_loop(config: dict[str, Any]) -> None:
@@ -389,7 +390,8 @@ def torch_trials(count: int, storage: Path, head, out: dict[str, Any]) -> None:
                                                  callbacks=[log]))
     before = ray.util.placement_group_table()
     idle_workers = sum(rss_mb(p) for p in children(raylet))
-    peak = {"mb": 0.0, "procs": 0}
+    idle_all = sum(rss_mb(p) for r in raylets for p in children(r))
+    peak = {"mb": 0.0, "procs": 0, "all_mb": 0.0, "all_procs": 0}
     stop = threading.Event()
 
     def watch() -> None:
@@ -397,6 +399,9 @@ def torch_trials(count: int, storage: Path, head, out: dict[str, Any]) -> None:
             pids = children(raylet)
             peak["mb"] = max(peak["mb"], sum(rss_mb(p) for p in pids) - idle_workers)
             peak["procs"] = max(peak["procs"], len(pids))
+            every = [p for r in raylets for p in children(r)]
+            peak["all_mb"] = max(peak["all_mb"], sum(rss_mb(p) for p in every) - idle_all)
+            peak["all_procs"] = max(peak["all_procs"], len(every))
             stop.wait(0.5)
 
     watcher = threading.Thread(target=watch, daemon=True)
@@ -414,6 +419,7 @@ def torch_trials(count: int, storage: Path, head, out: dict[str, Any]) -> None:
                     "trial_s": quantiles([e - s for s, e in zip(sorted(launched), sorted(ended), strict=False)]),
                     "head_extra_mb_peak": peak["mb"], "head_extra_mb_per_running_trial": peak["mb"] / concurrency,
                     "head_processes_peak": peak["procs"], "pg_created": len(groups),
+                    "all_extra_mb_per_running_trial": peak["all_mb"] / concurrency, "all_processes_peak": peak["all_procs"],
                     "pg_per_trial": len(groups) / max(1, count),
                     "pg_left": sum(1 for g in groups.values() if g["state"] != "REMOVED")}
 
@@ -494,7 +500,7 @@ def main(argv: Optional[list[str]] = None) -> dict[str, Any]:
             phase("8gpu", run_configuration, "8gpu", args.gpus_per_node, args.trials_8gpu, args.epochs,
                   args.epoch_s_8gpu, total_gpus, storage, cluster.head_node, out)
         if args.torch_trials:
-            phase("torch", torch_trials, args.torch_trials, storage, cluster.head_node, out)
+            phase("torch", torch_trials, args.torch_trials, storage, cluster.head_node, list(cluster.worker_nodes), out)
     finally:
         ray.shutdown()
         cluster.shutdown()
@@ -540,7 +546,8 @@ def report(out: dict[str, Any]) -> None:
         print(f"\n-- {t['trials']} TorchTrainer trials (1 virtual GPU, trivial loop), {t['concurrency']} at a time: "
               f"{t['completed']} done in {t['wall_s']:.0f} s; trial start -> end {t['trial_s']}")
         print(f"head processes per running trial: +{t['head_extra_mb_per_running_trial']:.0f} MB "
-              f"(peak {t['head_processes_peak']} worker processes on the head); placement groups "
+              f"(peak {t['head_processes_peak']} worker processes on the head); on all nodes "
+              f"+{t['all_extra_mb_per_running_trial']:.0f} MB (peak {t['all_processes_peak']} processes); placement groups "
               f"{t['pg_per_trial']:.1f} per trial, {t['pg_left']} left")
     c = out.get("collect")
     if c:
