@@ -37,7 +37,7 @@ def plain_child(epochs: int, out: str) -> None:
     from torch.utils.data import DataLoader
 
     from raysweep.spec.load import load_sweep, set_path
-    from raysweep.sweep.runner import cache_dir
+    from raysweep.sweep.task_cache import cache_dir
     from raysweep.tasks.base import evaluate_in_process
 
     torch.set_num_threads(1)  # = the trial worker's threads (cpus_per_worker: 1)

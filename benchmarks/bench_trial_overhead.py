@@ -182,7 +182,7 @@ def plain_child(timeline_file: str) -> None:
     from torch.utils.data import DataLoader
 
     from raysweep.spec.load import load_sweep
-    from raysweep.sweep.runner import cache_dir
+    from raysweep.sweep.task_cache import cache_dir
     from raysweep.tasks.base import evaluate_in_process
 
     torch.set_num_threads(1)

@@ -18,6 +18,7 @@ from typing import Any, Optional
 from raysweep.errors import UserError
 from raysweep.spec.load import Sweep
 from raysweep.sweep.driver import DRIVER_RESOURCE
+from raysweep.sweep.driver_slots import cap_by_driver_slots
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +46,7 @@ def concurrency(sweep: Sweep, cluster: dict[str, float], local: bool) -> int:
         log.warning("the cluster has %s now, a trial needs %s: trials queue until the autoscaler adds nodes", have, need)
         cap = sweep.spec.trials.max_concurrent or max(1, int(cluster.get(DRIVER_RESOURCE, 1)))
     wanted = sweep.spec.trials.max_concurrent or cap
+    wanted = cap_by_driver_slots(wanted, cluster)  # trials beyond the driver slots would only queue, sampled blind
     return max(1, min(wanted, cap if local else wanted, sweep.num_trials))
 
 
