@@ -513,9 +513,9 @@ def _saved_sweep(experiment_dir: str, given: Sweep) -> Sweep:
 
 def _tune_config(sweep: Sweep, concurrency: int, journal: str, study_name: str):
     from ray import tune
-    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
     from raysweep.sweep.optuna_space import DefineByRun, grid_points_to_evaluate, make_sampler
+    from raysweep.sweep.scheduler import build_scheduler
     from raysweep.sweep.searcher import EpochAwareOptunaSearch
     from raysweep.sweep.study import study_storage
 
@@ -523,13 +523,7 @@ def _tune_config(sweep: Sweep, concurrency: int, journal: str, study_name: str):
                                       points_to_evaluate=grid_points_to_evaluate(sweep) or None,
                                       sampler=make_sampler(sweep), study_name=study_name,
                                       storage=study_storage(journal))
-    sched = sweep.spec.scheduler
-    if sched.type == "asha":
-        scheduler = ASHAScheduler(time_attr="epoch", max_t=sweep.max_epochs, grace_period=sched.grace_period,
-                                  reduction_factor=sched.reduction_factor, metric=sweep.metric, mode=sweep.mode)
-    else:
-        scheduler = FIFOScheduler()
-    return tune.TuneConfig(search_alg=searcher, scheduler=scheduler, num_samples=sweep.num_trials,
+    return tune.TuneConfig(search_alg=searcher, scheduler=build_scheduler(sweep), num_samples=sweep.num_trials,
                            max_concurrent_trials=concurrency)
 
 
