@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import pytest
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
+from support import write_space
 
 from raysweep.spec.load import load_sweep
 from raysweep.spec.rungs import geometric_rungs, rung_epochs
 from raysweep.sweep.scheduler import RungScheduler, build_scheduler
-from support import write_space
 
 DEFR = """\
 task: defr
