@@ -129,11 +129,11 @@ def make_recorder(budget: int):
         """Records every result in arrival order (one trial-epoch each) and ends the run at the budget."""
 
         def __init__(self) -> None:
-            self.events: list[tuple[str, int, int, float, float]] = []
+            self.events: list[tuple[str, int, int, float, float, str]] = []
 
         def __call__(self, trial_id: str, result: dict) -> bool:
             self.events.append((trial_id, int(result["epoch"]), int(result["epochs_total"]),
-                                float(result["val.map"]), float(result["test.map"])))
+                                float(result["val.map"]), float(result["test.map"]), config_key(result["config"])))
             return False
 
         def stop_all(self) -> bool:
@@ -184,7 +184,7 @@ def best_so_far(events: list[tuple], budget: int) -> tuple[np.ndarray, np.ndarra
     """Per trial-epoch 1..budget: the incumbent's val.map and test.map (NaN before the first full trial)."""
     val, test = np.full(budget, np.nan), np.full(budget, np.nan)
     best_val, best_test = -np.inf, np.nan
-    for i, (_, epoch, total, v, t) in enumerate(events[:budget]):
+    for i, (_, epoch, total, v, t, _) in enumerate(events[:budget]):
         if epoch == total and v > best_val:
             best_val, best_test = v, t
         if np.isfinite(best_val):
@@ -193,8 +193,10 @@ def best_so_far(events: list[tuple], budget: int) -> tuple[np.ndarray, np.ndarra
 
 
 def run_replays(schedules: list[str], methods: dict[str, list[str]], seeds: list[int], out: Path) -> pd.DataFrame:
+    import optuna
     import ray
 
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
     ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
     rows, summary = [], []
     try:
@@ -203,6 +205,7 @@ def run_replays(schedules: list[str], methods: dict[str, list[str]], seeds: list
             epochs = len(next(iter(curves.values())))
             budget = len(curves) * epochs
             grid_best = max(c[-1][0] for c in curves.values())
+            best_key = max(curves, key=lambda k: curves[k][-1][0])
             for method in methods[schedule]:
                 for seed in seeds:
                     started = time.perf_counter()
@@ -210,10 +213,14 @@ def run_replays(schedules: list[str], methods: dict[str, list[str]], seeds: list
                     val, test = best_so_far(events, budget)
                     trials = len({e[0] for e in events[:budget]})
                     full = len({e[0] for e in events[:budget] if e[1] == e[2]})
+                    # trials of the grid's best configuration: started, and trained to the end within the budget
+                    best_started = len({e[0] for e in events[:budget] if e[5] == best_key})
+                    best_full = len({e[0] for e in events[:budget] if e[5] == best_key and e[1] == e[2]})
                     reached = np.nonzero(val >= grid_best - TARGET_GAP)[0]
                     at = int(TARGET_FRACTION * budget)
                     summary.append({"schedule": schedule, "method": method, "seed": seed, "budget": budget,
                                     "grid_best_val": grid_best, "trials": trials, "full_trials": full,
+                                    "best_config_started": best_started, "best_config_full": best_full,
                                     "val_at_35pct": val[at - 1], "test_at_35pct": test[at - 1],
                                     "val_at_100pct": val[-1], "test_at_100pct": test[-1],
                                     "epochs_to_target": int(reached[0]) + 1 if len(reached) else np.nan,
@@ -235,8 +242,8 @@ def run_replays(schedules: list[str], methods: dict[str, list[str]], seeds: list
 # ----------------------------------------------------------------------------------------------------- report
 def markdown(summary: pd.DataFrame) -> str:
     lines = ["| schedule | method | trials (full) | best val at 35 % | test at 35 % | best val at 100 % | "
-             "test at 100 % | trial-epochs to grid best - 1 | runs at target by 35 % |",
-             "|---|---|--:|--:|--:|--:|--:|--:|--:|"]
+             "test at 100 % | trial-epochs to grid best - 1 | runs at target by 35 % | best config: full / started |",
+             "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|"]
     for (schedule, method), runs in summary.groupby(["schedule", "method"], sort=False):
         budget = int(runs["budget"].iloc[0])
         hits = runs["epochs_to_target"]
@@ -250,7 +257,8 @@ def markdown(summary: pd.DataFrame) -> str:
         lines.append(f"| {schedule} | {method} | {runs['trials'].mean():.1f} ({runs['full_trials'].mean():.1f}) | "
                      f"{pct('val_at_35pct')} | {pct('test_at_35pct')} | {pct('val_at_100pct')} | "
                      f"{pct('test_at_100pct')} | {reached} | "
-                     f"{int((hits <= TARGET_FRACTION * budget).sum())}/{len(hits)} |")
+                     f"{int((hits <= TARGET_FRACTION * budget).sum())}/{len(hits)} | "
+                     f"{int(runs['best_config_full'].sum())} / {int(runs['best_config_started'].sum())} |")
     return "\n".join(lines)
 
 
