@@ -55,8 +55,8 @@ METHODS: dict[str, tuple[str, list[str]]] = {
                                     "scheduler.rungs_after_lr_drop=true"]),
 }
 DEFAULT_RUNS = {
-    "cosine": ["grid", "random", "tpe", "tpe+asha g1 rf2", "tpe+asha g2 rf2", "tpe+asha g1 rf3"],
-    "multistep": ["grid", "tpe", "tpe+asha g1 rf2", "tpe+asha g2 rf2", "tpe+asha after drop"],
+    "cosine": ["grid", "random", "tpe", "tpe+asha g1 rf2", "tpe+asha g2 rf2"],
+    "multistep": ["grid", "tpe", "tpe+asha g1 rf2", "tpe+asha after drop"],
 }
 
 
