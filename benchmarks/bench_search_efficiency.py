@@ -56,7 +56,7 @@ METHODS: dict[str, tuple[str, list[str]]] = {
 }
 DEFAULT_RUNS = {
     "cosine": ["grid", "random", "tpe", "tpe+asha g1 rf2", "tpe+asha g2 rf2"],
-    "multistep": ["grid", "tpe", "tpe+asha g1 rf2", "tpe+asha after drop"],
+    "multistep": ["grid", "random", "tpe", "tpe+asha g1 rf2", "tpe+asha after drop"],
 }
 
 
