@@ -292,7 +292,9 @@ def plot(out: Path) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("step", nargs="?", choices=["build", "replay", "all"], default="all")
+    parser.add_argument("step", nargs="?", choices=["build", "replay", "all", "report"], default="all",
+                        help="report: merge the curves.csv / summary.csv of --inputs into --out, table and plot")
+    parser.add_argument("--inputs", nargs="+", type=Path, default=[], help="report: out folders of earlier replays")
     parser.add_argument("--schedules", nargs="+", choices=list(SCHEDULES), default=list(SCHEDULES))
     parser.add_argument("--methods", nargs="+", choices=list(METHODS), help="default: per schedule, DEFAULT_RUNS")
     parser.add_argument("--seeds", type=int, default=3)
@@ -305,6 +307,13 @@ def main(argv: list[str] | None = None) -> int:
     TABLES = args.tables
     if args.from_experiment:
         cache_table(args.from_experiment, args.schedules[0])
+        return 0
+    if args.step == "report":
+        args.out.mkdir(parents=True, exist_ok=True)
+        for name in ("curves.csv", "summary.csv"):
+            pd.concat([pd.read_csv(d / name) for d in args.inputs]).to_csv(args.out / name, index=False)
+        print(markdown(pd.read_csv(args.out / "summary.csv")))
+        print(f"\nplot: {plot(args.out)}")
         return 0
     if args.step in ("build", "all"):
         for schedule in args.schedules:
