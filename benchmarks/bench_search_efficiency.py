@@ -130,8 +130,12 @@ def make_recorder(budget: int):
 
         def __init__(self) -> None:
             self.events: list[tuple[str, int, int, float, float, str]] = []
+            self.seen: set[tuple[str, int]] = set()
 
         def __call__(self, trial_id: str, result: dict) -> bool:
+            if (trial_id, int(result["epoch"])) in self.seen:  # Tune repeats a trial's last result when it ends
+                return False
+            self.seen.add((trial_id, int(result["epoch"])))
             self.events.append((trial_id, int(result["epoch"]), int(result["epochs_total"]),
                                 float(result["val.map"]), float(result["test.map"]), config_key(result["config"])))
             return False
