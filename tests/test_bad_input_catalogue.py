@@ -453,6 +453,23 @@ CASES = [
          "(grace_period=5, max_t=2)", space("task: defr\nscheduler: {type: asha, grace_period: 5, max_t: 2}\n")),
     Case("asha-grace-above-epochs", tune("good.yaml", "scheduler.grace_period=3"),
          "<tmp>/good.yaml: scheduler.grace_period: 3 epochs, but no trial runs more than 1"),
+    Case("asha-milestones-not-increasing", tune("good.yaml", "scheduler.milestones=[1,1]"),
+         "<tmp>/good.yaml: scheduler: `milestones` must be increasing epochs >= 1, but got [1, 1]"),
+    Case("asha-milestones-past-epochs", tune("good.yaml", "scheduler.milestones=[3]"),
+         "<tmp>/good.yaml: scheduler.milestones: [3] go past the last epoch (1, the task's epochs or "
+         "scheduler.max_t); rungs must be at most 1"),
+    Case("asha-milestones-and-lr-drop", tune("good.yaml", "scheduler.milestones=[1]",
+                                             "scheduler.rungs_after_lr_drop=true"),
+         "<tmp>/good.yaml: scheduler: give either `milestones` or `rungs_after_lr_drop: true`, not both"),
+    Case("asha-rungs-without-lr-drop", tune("good.yaml", "scheduler.rungs_after_lr_drop=true"),
+         "<tmp>/good.yaml: scheduler.rungs_after_lr_drop: the config drops no learning rate before epoch 1 "
+         "(optim.lr_drop, or optim.milestones with optim.schedule: multistep); give scheduler.milestones: [..] or "
+         "drop the key"),
+    Case("asha-rungs-with-searched-lr-drop", tune("good.yaml", "train.epochs=6", "optim.schedule=multistep",
+                                                  "scheduler.rungs_after_lr_drop=true",
+                                                  "search.optim.milestones={distribution: choice, values: [[3], [4]]}"),
+         "<tmp>/good.yaml: scheduler.rungs_after_lr_drop: search.optim.milestones is searched, so trials drop their "
+         "LR at different epochs; give the rungs as scheduler.milestones: [..]"),
     Case("optuna-seed-negative", tune("good.yaml", "optuna.seed=-1"),
          "<tmp>/good.yaml: optuna.seed: Input should be greater than or equal to 0 (got -1)"),
     Case("train-seed-negative", tune("good.yaml", "train.seed=-1"),

@@ -19,6 +19,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from raysweep.errors import ConfigError, did_you_mean
+from raysweep.spec.rungs import rung_epochs
 from raysweep.spec.schema import DISTRIBUTIONS, SECTIONS, SELECTIONS, Choice, Distribution, Grid, RandInt, Rows, SpaceFile
 from raysweep.tasks.base import Task
 from raysweep.tasks.registry import get_task
@@ -581,6 +582,7 @@ def _check_selection(path: Path, spec: SpaceFile, task_cls: type[Task]) -> None:
 def _check_scheduler(path: Path, sweep: Sweep) -> None:
     """What ASHA would only reject once Tune builds it: a grace period longer than any trial runs."""
     sched = sweep.spec.scheduler
+    rung_epochs(sweep)  # scheduler.milestones / rungs_after_lr_drop that cannot be placed
     if sched.type != "asha" or sched.max_t is not None:
         return  # an explicit max_t is compared with grace_period by the schema
     longest = sweep.max_epochs

@@ -11,7 +11,7 @@
         keys:   [model.backbone, optim.lr]
         values: [[ImageNet1k-ViT-B, 1.0e-4], [CLIP-ViT-B, 1.5e-5]]
     optuna:    {sampler: tpe, seed: 0, n_startup_trials: 4}
-    scheduler: {type: asha, grace_period: 1, reduction_factor: 2}
+    scheduler: {type: asha, grace_period: 1, reduction_factor: 2}   # or milestones: [..] / rungs_after_lr_drop
     objective: {metric: map, mode: max}
     trials:    {num_samples: 6, max_concurrent: 2}
     resources: {num_workers: 1, use_gpu: false, cpus_per_worker: 1}
@@ -146,12 +146,34 @@ class SchedulerSettings(StrictModel):
     grace_period: int = Field(1, ge=1)  # epochs before a trial can be stopped
     reduction_factor: float = Field(2.0, gt=1.0)
     max_t: Optional[int] = Field(None, ge=1)  # epochs; default: the task's epochs
+    # Where ASHA decides (docs/benchmarks.md, "LR-drop-aware rungs"). Default: grace_period * reduction_factor**k.
+    # `milestones`: explicit rung epochs. `rungs_after_lr_drop`: rungs at drop + grace_period * reduction_factor**k,
+    # the drop read from the config (optim.lr_drop, or the last optim.milestones of a multistep schedule), so that a
+    # configuration that only wins after the LR drop (QPIC / HQM schedules) is not stopped before it.
+    milestones: Optional[list[int]] = None
+    rungs_after_lr_drop: bool = False
 
     @model_validator(mode="after")
     def _grace_within_max_t(self):
         if self.type == "asha" and self.max_t is not None and self.grace_period > self.max_t:
             raise ValueError(f"`grace_period <= max_t` must hold, but got (grace_period={self.grace_period}, "
                              f"max_t={self.max_t})")
+        return self
+
+    @model_validator(mode="after")
+    def _rungs(self):
+        if self.milestones is not None and self.rungs_after_lr_drop:
+            raise ValueError("give either `milestones` or `rungs_after_lr_drop: true`, not both")
+        if self.type != "asha" and (self.milestones is not None or self.rungs_after_lr_drop):
+            raise ValueError(f"`milestones` / `rungs_after_lr_drop` place ASHA's rungs, but type is {self.type!r}")
+        if self.milestones is not None:
+            rungs = self.milestones
+            if not rungs:
+                raise ValueError("`milestones` must list at least one epoch (or drop the key)")
+            if any(m < 1 for m in rungs) or any(b <= a for a, b in zip(rungs, rungs[1:], strict=False)):
+                raise ValueError(f"`milestones` must be increasing epochs >= 1, but got {rungs}")
+            if self.max_t is not None and rungs[-1] > self.max_t:
+                raise ValueError(f"`milestones <= max_t` must hold, but got (milestones={rungs}, max_t={self.max_t})")
         return self
 
 

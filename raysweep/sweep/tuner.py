@@ -47,24 +47,17 @@ def fit(trainable: Callable[..., Any], sweep: Sweep, layout: ExperimentLayout, s
 
 def tune_config(sweep: Sweep, concurrency: int, journal: str, study_name: str):
     from ray import tune
-    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
 
     from raysweep.experiment.study import study_storage
     from raysweep.sweep.optuna_space import DefineByRun, grid_points_to_evaluate, make_sampler
+    from raysweep.sweep.scheduler import build_scheduler
     from raysweep.sweep.searcher import EpochAwareOptunaSearch
 
     searcher = EpochAwareOptunaSearch(space=DefineByRun(sweep), metric=sweep.metric, mode=sweep.mode,
                                       points_to_evaluate=grid_points_to_evaluate(sweep) or None,
                                       sampler=make_sampler(sweep), study_name=study_name,
                                       storage=study_storage(journal))
-    scheduler: TrialScheduler
-    sched = sweep.spec.scheduler
-    if sched.type == "asha":
-        scheduler = ASHAScheduler(time_attr="epoch", max_t=sweep.max_epochs, grace_period=sched.grace_period,
-                                  reduction_factor=sched.reduction_factor, metric=sweep.metric, mode=sweep.mode)
-    else:
-        scheduler = FIFOScheduler()
-    return tune.TuneConfig(search_alg=searcher, scheduler=scheduler, num_samples=sweep.num_trials,
+    return tune.TuneConfig(search_alg=searcher, scheduler=build_scheduler(sweep), num_samples=sweep.num_trials,
                            max_concurrent_trials=concurrency)
 
 
