@@ -181,13 +181,22 @@ def dashboard_line(url: Optional[str]) -> Optional[str]:
 
 class _DropTuneHints(logging.Filter):
     """Ray's end-of-run lines that would mislead: its own restore hint (raysweep prints the command to run) and
-    missing-metrics warnings for trials whose history raysweep keeps in session files."""
+    missing-metrics warnings for trials whose history raysweep keeps in session files; a failed trial's traceback
+    shrinks to one line."""
 
     PHRASES = ("Resume experiment with", "Resume training with", "Trials did not complete",
                "Failed to fetch metrics for", "Stop signal received")
+    TRIAL_FAILED = "Trial task failed for trial"
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
+        if message.startswith(self.TRIAL_FAILED) and record.exc_info:
+            # One line, not Ray's traceback: the reason is in the trial's error.txt and the parquet's `error` column.
+            error = record.exc_info[1]
+            cause = getattr(error, "cause", None) or error  # a RayTaskError carries the trial's own exception
+            lines = str(cause).strip().splitlines() or [""]
+            record.msg = f"{message}: {type(cause).__name__}: {lines[-1][:300]}"
+            record.args, record.exc_info, record.exc_text = (), None, None
         return not any(phrase in message for phrase in self.PHRASES)
 
 
