@@ -10,7 +10,7 @@ from typing import Literal, Optional
 
 from pydantic import Field, field_validator, model_validator
 
-from raysweep.tasks.base import StrictModel
+from raysweep.tasks.base import StrictModel, TrainSection
 from raysweep.tasks.defr.detection_config import DetectionConfig
 
 
@@ -133,13 +133,12 @@ class OptimConfig(StrictModel):
     grad_clip_norm: Optional[float] = None
 
 
-class TrainConfig(StrictModel):
+class TrainConfig(TrainSection):
+    """epochs, eval_every (paper: 5), test_every and seed come from TrainSection."""
+
     epochs: int = Field(4, ge=1)
     batch_size: int = Field(32, ge=1)  # per worker (paper: 16 per GPU)
     eval_batch_size: int = Field(128, ge=1)
-    eval_every: int = Field(1, ge=1)  # evaluate every k epochs and after the last (paper: 5)
-    test_every: int = Field(1, ge=0)  # with validation: test every k epochs (0: only after the last)
-    seed: int = Field(0, ge=0, le=2**32 - 1)  # numpy takes seeds in [0, 2**32)
     amp: Literal["off", "bf16"] = "off"  # bf16 autocast, GPU only
 
 

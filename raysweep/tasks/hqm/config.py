@@ -11,7 +11,7 @@ from typing import Literal, Optional
 
 from pydantic import Field, model_validator
 
-from raysweep.tasks.base import StrictModel
+from raysweep.tasks.base import StrictModel, TrainSection
 
 
 class SynthHicoDetConfig(StrictModel):
@@ -172,14 +172,14 @@ class OptimConfig(StrictModel):
     clip_max_norm: float = Field(0.1, ge=0.0)  # 0 = no clipping
 
 
-class TrainConfig(StrictModel):
+class TrainConfig(TrainSection):
+    """test_every and seed come from TrainSection; epochs and eval_every have HQM's defaults."""
+
     epochs: int = Field(36, ge=1)  # paper: 150 QPIC, 80 HQM; the embedded default takes off around epoch 20-30
     batch_size: int = Field(4, ge=1)  # per worker (paper: 2 per GPU x 8)
     eval_batch_size: int = Field(8, ge=1)
     # Evaluate every k epochs and after the last (QPIC: every epoch; HQM: every 5th, and every epoch after 40).
     eval_every: int = Field(5, ge=1)
-    test_every: int = Field(1, ge=0)  # with validation: test every k epochs (0: only after the last)
-    seed: int = Field(0, ge=0, le=2**32 - 1)  # numpy takes seeds in [0, 2**32)
 
 
 class EvalConfig(StrictModel):
