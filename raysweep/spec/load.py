@@ -33,7 +33,7 @@ from raysweep.spec.schema import (
     Rows,
     SpaceFile,
 )
-from raysweep.tasks.base import Task
+from raysweep.tasks.base import Task, TaskConfig
 from raysweep.tasks.registry import get_task
 
 log = logging.getLogger(__name__)
@@ -304,7 +304,7 @@ class Sweep:
     def name(self) -> str:
         return self.spec.name or self.path.stem
 
-    def config_for(self, sampled: Mapping[str, Any]) -> BaseModel:
+    def config_for(self, sampled: Mapping[str, Any]) -> TaskConfig:
         """The task config of one trial, validated: base config with the sampled dotted keys set."""
         return self.task_cls.config_model.model_validate(with_updates(self.base_config, sampled))
 

@@ -113,9 +113,9 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
         parts.model, parallel_strategy_kwargs={"find_unused_parameters": parts.find_unused_parameters})
     train_loader, eval_loaders = make_loaders(parts, rank, world, seed)
 
-    progress, failure = restore(ray.train.get_checkpoint(), model, parts, device, rank)  # ray: set when resuming
+    progress, failure = restore(ray.train.get_checkpoint(), model, parts, device, rank, task.epochs)  # ray
     if failure is not None:  # failed for good before, or nothing left to resume from
-        _report_failure(rank, {"epochs_total": task.epochs, **failure}, progress.history)
+        _report_failure(rank, failure, progress.history)
         return
     if progress.start_epoch == 0:
         seed_everything(seed + 1000 * rank)  # independent augmentation streams per worker
@@ -184,16 +184,17 @@ def make_loaders(parts: TrainingParts, rank: int, world: int,
     return train_loader, eval_loaders
 
 
-def restore(checkpoint: Any, model: torch.nn.Module, parts: TrainingParts, device: torch.device,
-            rank: int) -> tuple[TrialProgress, dict[str, Any] | None]:
-    """Model, optimiser, schedule, epoch and RNG from Train's last checkpoint (None: a fresh start). Returns the
-    progress and, when the trial cannot go on (it failed for good before, or no checkpoint is readable), the failure
-    report instead."""
+def restore(checkpoint: Any, model: torch.nn.Module, parts: TrainingParts, device: torch.device, rank: int,
+            epochs: int) -> tuple[TrialProgress, dict[str, Any] | None]:
+    """Model, optimiser, schedule, epoch and RNG from Train's last checkpoint (`ray.train.get_checkpoint()`; None: a
+    fresh start). Returns the progress and, when the trial cannot go on (it failed for good before, or no checkpoint
+    is readable), the failure report to end it with."""
     if checkpoint is None:
         return TrialProgress(), None
     point = load_resume_point(checkpoint, device)  # falls back to an older checkpoint if this one is unreadable
     if point.failure is not None or point.unreadable:
-        return TrialProgress(history=point.history), point.failure or {FAILURE_KEY: point.warning()}
+        return TrialProgress(history=point.history), point.failure or {"epochs_total": epochs,
+                                                                       FAILURE_KEY: point.warning()}
     state = point.state
     assert state is not None
     _unwrap(model).load_state_dict(state["model"])

@@ -33,9 +33,10 @@ travels in the config: no global state, no files outside `config` paths and the 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, ClassVar, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field
@@ -61,6 +62,21 @@ class TrainSection(StrictModel):
     eval_every: int = Field(1, ge=1)  # evaluate every k epochs and after the last
     test_every: int = Field(1, ge=0)  # with validation: test every k evaluated epochs (0: only after the last)
     seed: int = Field(0, ge=0, le=2**32 - 1)  # numpy takes seeds in [0, 2**32)
+
+
+class TaskConfig(StrictModel):
+    """Base of every task's config. A task declares its sections, one of them `train` (a TrainSection subclass): the
+    only one the sweep reads. Checked when the class is defined; the task's own sections keep their order."""
+
+    if TYPE_CHECKING:
+        train: TrainSection
+
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        super().__pydantic_init_subclass__(**kwargs)
+        train = cls.model_fields.get("train")
+        if train is None or not (isinstance(train.annotation, type) and issubclass(train.annotation, TrainSection)):
+            raise TypeError(f"{cls.__name__}: a task config needs a `train` section whose model extends TrainSection")
 
 
 @dataclass
@@ -123,7 +139,7 @@ class Task(ABC):
     """A sweepable training recipe. One instance per trial (per worker process), built from its config."""
 
     name: ClassVar[str]
-    config_model: ClassVar[type[StrictModel]]
+    config_model: ClassVar[type[TaskConfig]]
     # Metric names `evaluate` returns (fractions in [0, 1]); the first is the default objective.
     metric_names: ClassVar[tuple[str, ...]]
     # Config keys that identify a row of the paper's table (dotted paths), for `raysweep report`.
@@ -143,7 +159,7 @@ class Task(ABC):
     # space file's `selection:` (true for `val`, false when a fixed grid reproduces a published test protocol).
     validation_key: ClassVar[str] = "data.validation"
 
-    def __init__(self, config: StrictModel, cache_dir: Path | None = None):
+    def __init__(self, config: TaskConfig, cache_dir: Path | None = None):
         self.config = config
         self.cache_dir = cache_dir  # where `prepare` put shared artefacts (None: task must not need them)
 
@@ -159,7 +175,7 @@ class Task(ABC):
 
     # ---- once per sweep, in the driver process, before any trial starts -------------------------------------
     @classmethod
-    def prepare(cls, config: StrictModel, cache_dir: Path) -> dict[str, Any]:
+    def prepare(cls, config: TaskConfig, cache_dir: Path) -> dict[str, Any]:
         """Materialise what every trial shares (embedded synthetic data, caches); idempotent.
 
         Returns dotted-path config updates to apply to every trial (e.g. {"data.root": "/abs/path"}).
@@ -168,13 +184,9 @@ class Task(ABC):
 
     # ---- what the sweep reads of a config -----------------------------------------------------------------
     @classmethod
-    def train_section(cls, config: BaseModel) -> TrainSection:
-        """The config's `train` section (epochs, evaluation schedule, seed). Every task config embeds one."""
-        section = getattr(config, "train", None)
-        if not isinstance(section, TrainSection):
-            raise TypeError(f"{cls.__name__}: config {type(config).__name__} has no `train` section extending "
-                            f"TrainSection")
-        return section
+    def train_section(cls, config: TaskConfig) -> TrainSection:
+        """The config's `train` section (epochs, evaluation schedule, seed): what the sweep reads of a config."""
+        return config.train
 
     # ---- per trial / worker ------------------------------------------------------------------------------
     @property
@@ -199,6 +211,7 @@ class Task(ABC):
 
     def on_epoch_start(self, epoch: int) -> None:
         """Hook for per-epoch state (e.g. HQM's branch alternation restarts every epoch)."""
+        return None  # default: no per-epoch state
 
     @abstractmethod
     def train_step(self, model: nn.Module, batch: Any, epoch: int, iteration: int,
@@ -243,6 +256,6 @@ def evaluate_in_process(task: Task, parts: TrainingParts, split: str = "test") -
     with torch.no_grad():
         for batch in DataLoader(dataset, batch_size=parts.eval_batch_size, collate_fn=parts.collate_fn):
             indices, predictions = task.predict(parts.model, batch, parts.state)
-            outputs.update(zip(indices, predictions))
+            outputs.update(zip(indices, predictions, strict=True))
     return task.evaluate(outputs, split, parts.state)
 

@@ -10,7 +10,7 @@ from typing import Literal, Optional
 
 from pydantic import Field, field_validator, model_validator
 
-from raysweep.tasks.base import StrictModel, TrainSection
+from raysweep.tasks.base import StrictModel, TaskConfig, TrainSection
 from raysweep.tasks.defr.detection_config import DetectionConfig
 
 
@@ -142,7 +142,7 @@ class TrainConfig(TrainSection):
     amp: Literal["off", "bf16"] = "off"  # bf16 autocast, GPU only
 
 
-class DefrConfig(StrictModel):
+class DefrConfig(TaskConfig):
     data: DataConfig = DataConfig()
     model: ModelConfig = ModelConfig()
     classifier: ClassifierConfig = ClassifierConfig()

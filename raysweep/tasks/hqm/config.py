@@ -11,7 +11,7 @@ from typing import Literal, Optional
 
 from pydantic import Field, model_validator
 
-from raysweep.tasks.base import StrictModel, TrainSection
+from raysweep.tasks.base import StrictModel, TaskConfig, TrainSection
 
 
 class SynthHicoDetConfig(StrictModel):
@@ -192,7 +192,7 @@ class EvalConfig(StrictModel):
     vcoco_ground_truth: Literal["qpic", "official"] = "qpic"
 
 
-class HqmConfig(StrictModel):
+class HqmConfig(TaskConfig):
     data: DataConfig = DataConfig()
     model: ModelConfig = ModelConfig()
     matcher: MatcherConfig = MatcherConfig()
