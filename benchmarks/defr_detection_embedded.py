@@ -56,7 +56,7 @@ def main() -> None:
     for epoch in range(task.epochs):
         parts.model.train()
         for it, batch in enumerate(loader):
-            loss, _ = task.train_step(parts.model, batch, epoch, it)
+            loss, _ = task.train_step(parts.model, batch, epoch, it, parts.state)
             parts.optimizer.zero_grad()
             loss.backward()
             parts.optimizer.step()

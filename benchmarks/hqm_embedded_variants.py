@@ -55,7 +55,7 @@ def run(name: str, overrides: list[str], cache: Path) -> None:
         parts.model.train()
         task.on_epoch_start(epoch)
         for it, batch in enumerate(loader):
-            loss, _ = task.train_step(parts.model, batch, epoch, it)
+            loss, _ = task.train_step(parts.model, batch, epoch, it, parts.state)
             parts.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(parts.model.parameters(), parts.grad_clip_norm)

@@ -76,7 +76,7 @@ def _first_loss(task_cls, config, cache, device) -> float:
     task = task_cls(config, cache)
     parts = task.build(device)
     parts.model.eval()  # no dropout: CPU and GPU see the same function
-    loss, _ = task.train_step(parts.model, _first_batch(parts), 0, 0)
+    loss, _ = task.train_step(parts.model, _first_batch(parts), 0, 0, parts.state)
     return loss.item()
 
 
@@ -84,7 +84,7 @@ def _overfit(task, parts, batch, steps: int) -> list[float]:
     parts.model.train()
     losses = []
     for it in range(steps):
-        loss, _ = task.train_step(parts.model, batch, 0, it)
+        loss, _ = task.train_step(parts.model, batch, 0, it, parts.state)
         parts.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if parts.grad_clip_norm:
@@ -149,7 +149,7 @@ def test_hqm_paper_size_model_steps_on_the_gpu(hqm_config, gbs, amm):
     task = HqmTask(HqmConfig.model_validate(tree), cache)
     parts = task.build(CUDA)
     task.on_epoch_start(0)
-    loss, logs = task.train_step(parts.model, _first_batch(parts), 0, 0)
+    loss, logs = task.train_step(parts.model, _first_batch(parts), 0, 0, parts.state)
     loss.backward()
     assert math.isfinite(loss.item()) and (logs["loss_hard"] > 0) == (gbs or amm)
     missing = [n for n, p in parts.model.named_parameters() if p.requires_grad and p.grad is None]

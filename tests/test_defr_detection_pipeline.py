@@ -143,10 +143,10 @@ def test_final_metrics_of_a_built_task(detection_set, tmp_path):
                                      "detection": {"enabled": True, "anno_dir": str(detection_set)}})
     task = DefrTask(cfg, tmp_path)
     parts = task.build(torch.device("cpu"))
-    metrics = task.final_metrics(parts.model)
+    metrics = task.final_metrics(parts.model, parts.state)
     assert set(metrics) >= {"det.map", "det.map_ko"} and 0.0 <= metrics["det.map"] <= 1.0
     off = DefrTask(DefrConfig.model_validate({**TINY, "data": {"root": str(detection_set)}}), tmp_path)
-    assert off.final_metrics(parts.model) == {}
+    assert off.final_metrics(parts.model, parts.state) == {}
 
 
 # ---- raysweep detect hico-det -------------------------------------------------------------------------------------

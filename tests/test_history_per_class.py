@@ -144,16 +144,15 @@ def test_defr_per_class_columns_count_training_positives_and_few_shot_membership
     train[0, 2] = 0
     train[:, 3] = 1
     evaluated = np.array([[1, 1, -2, 1], [0, -1, 1, 1]])
-    task._labels = {"train": train}
     task.__dict__["annotations"] = type("A", (), {"class_names": [("ride", "horse"), ("eat", "apple"),
                                                                   ("hold", "cup"), ("walk", "dog")]})()
-    columns = task._per_class_columns([0.5, 0.25, 0.0, 1.0], None, evaluated)
+    columns = task._per_class_columns([0.5, 0.25, 0.0, 1.0], None, evaluated, train)
     assert columns["n_train"] == [1, 3, 0, 12]
     assert columns["n_test"] == [1, 1, 1, 2]
     assert columns["few_shot_k"] == [1, 5, None, None]  # derived lists: 1..k positives; a class without any is out
     assert columns["class_name"] == ["ride horse", "eat apple", "hold cup", "walk dog"]
     published = task._per_class_columns([0.5, 0.25, 0.0, 1.0], {"few@1": [2], "few@5": [2, 3], "few@10": [0, 2, 3]},
-                                        evaluated)
+                                        evaluated, train)
     assert published["few_shot_k"] == [10, None, 1, 5]
 
 

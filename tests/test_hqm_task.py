@@ -101,7 +101,7 @@ def test_build_and_train_steps_for_each_ablation(mini_hicodet, gbs, amm):
     for it, batch in enumerate(loader):
         if it == 2:
             break
-        loss, logs = task.train_step(parts.model, batch, 0, it)
+        loss, logs = task.train_step(parts.model, batch, 0, it, parts.state)
         assert loss.requires_grad and math.isfinite(loss.item())
         assert set(logs) == {"loss_obj_ce", "loss_verb_ce", "loss_sub_bbox", "loss_obj_bbox", "loss_sub_giou",
                              "loss_obj_giou", "obj_cardinality_error", "loss_hard"}
@@ -131,7 +131,7 @@ def test_predict_and_evaluate(mini_hicodet):
     parts.model.eval()
     outputs = {}
     for batch in DataLoader(parts.eval_set, batch_size=4, collate_fn=parts.collate_fn):
-        indices, preds = task.predict(parts.model, batch)
+        indices, preds = task.predict(parts.model, batch, parts.state)
         outputs.update(zip(indices, preds))
     assert sorted(outputs) == list(range(6))
     first = outputs[0]
@@ -139,7 +139,7 @@ def test_predict_and_evaluate(mini_hicodet):
     record = task.annotations.test[0]
     width = Image.open(mini_hicodet / "images" / "test2015" / record["file_name"]).width
     assert first["boxes"][:, 2].max() <= width + 1e-3  # original-image pixels
-    metrics = task.evaluate(outputs)
+    metrics = task.evaluate(outputs, "test", parts.state)
     assert set(metrics) == set(HqmTask.metric_names[:6])  # the HICO-DET metrics (the last three are V-COCO's)
     assert all(0.0 <= v <= 1.0 for k, v in metrics.items() if not math.isnan(v))
     in_process = evaluate_in_process(task, parts)  # the same, as benchmarks and notebooks call it
@@ -156,9 +156,9 @@ def test_predict_and_evaluate(mini_hicodet):
         perfect[i] = {"boxes": np.array([a["bbox"] for a in rec["annotations"]], dtype=np.float32),
                       "labels": np.array([0, coco_id_to_index(obj)]), "verb_scores": scores,
                       "sub_ids": np.array([0]), "obj_ids": np.array([1])}
-    assert task.evaluate(perfect)["map"] == pytest.approx(1.0)
+    assert task.evaluate(perfect, "test", parts.state)["map"] == pytest.approx(1.0)
     with pytest.raises(RuntimeError, match="missing"):
-        task.evaluate({0: first})
+        task.evaluate({0: first}, "test", parts.state)
 
 
 def test_pretrained_checkpoint_is_loaded_at_build(mini_hicodet, tmp_path):
@@ -182,5 +182,5 @@ def test_prepare_generates_the_embedded_synthetic_hicodet(tmp_path):
     task = HqmTask(cfg.model_copy(update={"data": cfg.data.model_copy(update={"root": str(root)})}), tmp_path)
     parts = task.build(torch.device("cpu"))
     batch = next(iter(DataLoader(parts.train_set, batch_size=2, collate_fn=parts.collate_fn)))
-    loss, _ = task.train_step(parts.model, batch, 0, 0)
+    loss, _ = task.train_step(parts.model, batch, 0, 0, parts.state)
     assert math.isfinite(loss.item())

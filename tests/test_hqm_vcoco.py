@@ -12,7 +12,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from raysweep.data.vcoco import VERBS, load_vcoco
-from raysweep.tasks.base import evaluate_in_process
+from raysweep.tasks.base import TaskState, evaluate_in_process
 from raysweep.tasks.hqm.checkpoint import detr_to_qpic
 from raysweep.tasks.hqm.config import HqmConfig
 from raysweep.tasks.hqm.task import HqmTask
@@ -119,7 +119,7 @@ def test_train_steps_and_evaluation_on_the_synthetic_vcoco(prepared):
     missing = 0
     for it, batch in enumerate(loader):
         missing += sum(int((t["obj_labels"] == 80).sum()) for t in batch[1])
-        loss, _ = task.train_step(parts.model, batch, 0, it)
+        loss, _ = task.train_step(parts.model, batch, 0, it, parts.state)
         assert math.isfinite(loss.item())
         parts.optimizer.zero_grad()
         loss.backward()
@@ -159,7 +159,7 @@ def test_perfect_predictions_score_one_in_both_scenarios(prepared, ground_truth)
     cfg = task.config.model_copy(update={"eval": task.config.eval.model_copy(
         update={"vcoco_ground_truth": ground_truth})})
     task = HqmTask(cfg, task.cache_dir)
-    metrics = task.evaluate(_perfect(load_vcoco(root).test))
+    metrics = task.evaluate(_perfect(load_vcoco(root).test), "test", TaskState(torch.device("cpu")))
     assert metrics["role_ap_s1"] == pytest.approx(1.0) and metrics["role_ap_s2"] == pytest.approx(1.0)
     assert task.vcoco_ground_truth.source.startswith(ground_truth if ground_truth == "official" else "qpic")
 

@@ -80,17 +80,6 @@ def test_worker_side_process_group_setup_calls_rays_helper_as_ray_does(monkeypat
         pass
 
 
-def test_set_path_agrees_with_the_spec_loader() -> None:
-    from raysweep.spec.load import set_path as spec_set_path
-    from raysweep.sweep.config_tree import set_path
-    for edits in ([("a.b", 1), ("a.c.d", [2])], [("x", {"y": 1}), ("x.y.z", 3)], [("a", 5), ("a.b", 6)]):
-        ours, theirs = {"a": {"b": 0}}, {"a": {"b": 0}}
-        for key, value in edits:
-            set_path(ours, key, value)
-            spec_set_path(theirs, key, value)
-        assert ours == theirs
-
-
 def test_timeline_marks_only_when_asked(tmp_path, monkeypatch) -> None:
     from raysweep.sweep import timeline
 

@@ -31,6 +31,20 @@ def test_every_shipped_space_file_loads(path: Path) -> None:
     assert sweep.task_metric in sweep.task_cls.metric_names and sweep.metric.split(".")[0] in ("val", "test")
 
 
+def test_max_epochs_comes_from_the_declared_train_section(tmp_path: Path) -> None:
+    """ASHA's max_t is the task's `train.epochs` over every value the search can set; a searched key that merely
+    ends in `epochs` (optim.warmup_epochs) does not count."""
+    warmup = MINIMAL + "  optim.warmup_epochs: {distribution: choice, values: [0.5, 7.0]}\n"
+    assert load_sweep(write_space(tmp_path, warmup)).max_epochs == 3
+    for dist in ("{distribution: uniform, low: 0.0, high: 9.0}", "{distribution: randint, low: 0, high: 9}"):
+        assert load_sweep(write_space(tmp_path, MINIMAL + f"  optim.warmup_epochs: {dist}\n")).max_epochs == 3
+    searched = MINIMAL + "  train.epochs: {distribution: randint, low: 2, high: 5}\n"
+    assert load_sweep(write_space(tmp_path, searched)).max_epochs == 5
+    rows = MINIMAL + ("  recipe: {distribution: rows, keys: [train.epochs, optim.warmup_epochs], "
+                      "values: [[2, 20.0], [4, 0.5]]}\n")
+    assert load_sweep(write_space(tmp_path, rows)).max_epochs == 4
+
+
 def test_minimal_file_gets_defaults(tmp_path: Path) -> None:
     sweep = load_sweep(write_space(tmp_path, MINIMAL))
     assert sweep.name == "space"

@@ -1,97 +1,158 @@
-"""The Task contract, exercised on DEFR with a tiny model: no Ray import, prepare, build, learn, reproduce."""
+"""The Task contract, exercised on every registered task with a tiny model: no Ray import, a declared `train`
+section, prepare, build, explicit state, learn, reproduce."""
 
 from __future__ import annotations
 
+import math
+import pkgutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 import torch
 from torch.utils.data import DataLoader, DistributedSampler
 
+import raysweep
+from raysweep.config_tree import with_updates
 from raysweep.sweep.worker import rng_state, seed_everything, set_rng_state
-from raysweep.tasks.defr.config import DefrConfig
+from raysweep.tasks.base import Task, TrainingParts, TrainSection
 from raysweep.tasks.defr.task import DefrTask
+from raysweep.tasks.registry import TASKS, get_task
 
-
-def test_task_code_never_imports_ray_or_optuna() -> None:
-    code = ("import sys, raysweep.tasks.defr.task, raysweep.tasks.defr.data, raysweep.metrics.hico, "
-            "raysweep.data.synth.hico, raysweep.tasks.hqm.task, raysweep.tasks.hqm.checkpoint, "
-            "raysweep.metrics.hicodet, raysweep.data.synth.hicodet\n"
-            "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('ray', 'optuna'))\n"
-            "assert not bad, bad")
-    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
-
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory) -> tuple[DefrConfig, Path]:
-    cache = tmp_path_factory.mktemp("cache")
-    config = DefrConfig.model_validate({
+# A tiny config per registered task (a new task adds its own here) and the epochs in which it visibly learns.
+TINY: dict[str, tuple[dict[str, Any], int]] = {
+    "defr": ({
         "data": {"synth": {"num_train": 60, "num_test": 40, "image_size": 32}, "image_size": 32, "augment": False},
         "model": {"depth": 1, "patch_size": 8, "stem": "conv"},
         "classifier": {"log_scale": 2.3},
         "optim": {"lr": 3e-3, "schedule": "constant"},
         "train": {"epochs": 2, "batch_size": 20, "eval_batch_size": 40},
-    })
-    updates = DefrTask.prepare(config, cache)
-    assert set(updates) == {"data.root"} and (Path(updates["data.root"]) / "anno.pkl").exists()
-    assert DefrTask.prepare(config, cache) == updates  # idempotent: the cache is hit
-    tree = config.model_dump(mode="json")
-    tree["data"]["root"] = updates["data.root"]
-    return DefrConfig.model_validate(tree), cache
+    }, 12),
+    "hqm": ({
+        "data": {"synth": {"num_train": 12, "num_test": 10, "image_size": 48, "objects": ["ball", "dog"]},
+                 "train_scales": [48], "max_size": 64, "crop_resize_scales": [48], "crop_min": 32, "crop_max": 48,
+                 "test_size": 48, "test_max_size": 64},
+        "model": {"num_queries": 4, "d_model": 16, "nhead": 2, "dim_feedforward": 32, "tiny_width": 8,
+                  "enc_layers": 1, "dec_layers": 1},
+        "optim": {"lr": 1e-3, "lr_backbone": 1e-3},
+        "train": {"epochs": 2, "batch_size": 6, "eval_batch_size": 10},
+    }, 6),
+}
+NO_RAY_PACKAGES = ("raysweep.tasks", "raysweep.metrics", "raysweep.data")
 
 
-def run_epochs(config: DefrConfig, cache: Path, epochs: int, seed: int = 0) -> tuple[list[float], DefrTask, object]:
+def no_ray_modules() -> list[str]:
+    """Every module of the task, metric and data packages, found from the package itself."""
+    names = []
+    for package in NO_RAY_PACKAGES:
+        folder = Path(raysweep.__file__).parent.joinpath(*package.split(".")[1:])
+        names.append(package)
+        names += [info.name for info in pkgutil.walk_packages([str(folder)], prefix=package + ".")]
+    return names
+
+
+def test_every_registered_task_has_a_tiny_config() -> None:
+    assert set(TINY) == set(TASKS)
+
+
+def test_task_code_never_imports_ray_or_optuna() -> None:
+    modules = no_ray_modules()
+    assert {"raysweep.tasks.base", "raysweep.tasks.defr.task", "raysweep.tasks.hqm.task",
+            "raysweep.metrics.hico", "raysweep.data.synth.hicodet"} <= set(modules)
+    code = (f"import importlib, sys\nfor name in {modules!r}:\n    importlib.import_module(name)\n"
+            "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('ray', 'optuna'))\n"
+            "assert not bad, bad")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=300)
+
+
+@pytest.mark.parametrize("name", sorted(TASKS))
+def test_config_declares_a_train_section(name: str) -> None:
+    task_cls = get_task(name)
+    config = task_cls.config_model.model_validate(TINY[name][0])
+    section = task_cls.train_section(config)
+    assert isinstance(section, TrainSection)
+    task = task_cls(config)
+    assert task.epochs == section.epochs == 2
+    assert [task.should_evaluate(e) for e in range(4)] == [(e + 1) % section.eval_every == 0 for e in range(4)]
+    every_second = task_cls(with_updates(config, {"train.eval_every": 1, "train.test_every": 2}))
+    assert [every_second.should_evaluate_test(e) for e in range(4)] == [False, True, False, True]
+    never_early = task_cls(with_updates(config, {"train.test_every": 0}))
+    assert not any(never_early.should_evaluate_test(e) for e in range(4))
+
+
+@pytest.fixture(scope="module", params=sorted(TASKS))
+def tiny(request, tmp_path_factory) -> tuple[type[Task], Any, Path, int]:
+    task_cls = get_task(request.param)
+    tree, learn_epochs = TINY[request.param]
+    cache = tmp_path_factory.mktemp(f"cache-{request.param}")
+    config = task_cls.config_model.model_validate(tree)
+    updates = task_cls.prepare(config, cache)
+    assert set(updates) == {"data.root"} and Path(updates["data.root"]).is_dir()
+    assert task_cls.prepare(config, cache) == updates  # idempotent: the cache is hit
+    return task_cls, with_updates(config, updates), cache, learn_epochs
+
+
+def run_epochs(task_cls: type[Task], config: Any, cache: Path, epochs: int,
+               seed: int = 0) -> tuple[list[float], Task, TrainingParts]:
     seed_everything(seed)
-    task = DefrTask(config, cache)
+    task = task_cls(config, cache)
     parts = task.build(torch.device("cpu"))
     sampler = DistributedSampler(parts.train_set, num_replicas=1, rank=0, shuffle=True, seed=seed)
-    loader = DataLoader(parts.train_set, batch_size=parts.batch_size, sampler=sampler)
+    loader = DataLoader(parts.train_set, batch_size=parts.batch_size, sampler=sampler, collate_fn=parts.collate_fn)
     losses = []
     for epoch in range(epochs):
         sampler.set_epoch(epoch)
+        task.on_epoch_start(epoch)
         for it, batch in enumerate(loader):
-            loss, _ = task.train_step(parts.model, batch, epoch, it)
+            loss, _ = task.train_step(parts.model, batch, epoch, it, parts.state)
             parts.optimizer.zero_grad()
             loss.backward()
             parts.optimizer.step()
             parts.schedule.step_iteration(epoch + (it + 1) / len(loader))
             losses.append(float(loss))
+        parts.schedule.step_epoch(epoch, None)
     return losses, task, parts
 
 
-def test_build_predict_evaluate_shapes(tiny) -> None:
-    config, cache = tiny
-    _, task, parts = run_epochs(config, cache, 1)
-    loader = DataLoader(parts.eval_set, batch_size=16)
+def test_build_predict_evaluate_with_explicit_state(tiny) -> None:
+    task_cls, config, cache, _ = tiny
+    _, _, parts = run_epochs(task_cls, config, cache, 1)
+    # a fresh instance that never built anything: everything train_step / predict / evaluate need is in parts.state
+    task = task_cls(config, cache)
+    batch = next(iter(DataLoader(parts.train_set, batch_size=parts.batch_size, collate_fn=parts.collate_fn)))
+    loss, logs = task.train_step(parts.model, batch, 0, 0, parts.state)
+    assert loss.requires_grad and math.isfinite(float(loss)) and all(math.isfinite(v) for v in logs.values())
+    parts.model.eval()
     outputs = {}
     with torch.no_grad():
-        for batch in loader:
-            indices, rows = task.predict(parts.model, batch)
+        for batch in DataLoader(parts.eval_set, batch_size=parts.eval_batch_size, collate_fn=parts.collate_fn):
+            indices, rows = task.predict(parts.model, batch, parts.state)
             outputs.update(zip(indices, rows))
     assert sorted(outputs) == list(range(len(parts.eval_set)))
-    assert outputs[0].shape == (34,)
-    metrics = task.evaluate(outputs)
-    assert set(metrics) == set(DefrTask.metric_names)
+    metrics = task.evaluate(outputs, "test", parts.state)
+    assert task_cls.metric_names[0] in metrics and set(metrics) <= set(task_cls.metric_names)
     assert all(0.0 <= v <= 1.0 for v in metrics.values() if not np.isnan(v))
+    columns = task.per_class_results(parts.state)
+    assert columns is not None and len(columns["class_index"]) == len(columns["ap"]) == len(columns["n_train"])
     with pytest.raises(RuntimeError, match="missing"):
-        task.evaluate({k: v for k, v in outputs.items() if k})
+        task.evaluate({k: v for k, v in outputs.items() if k}, "test", parts.state)
 
 
-def test_training_overfits_a_small_set(tiny) -> None:
-    config, cache = tiny
-    losses, _, _ = run_epochs(config, cache, 12)
+def test_training_lowers_the_loss(tiny) -> None:
+    task_cls, config, cache, learn_epochs = tiny
+    losses, _, _ = run_epochs(task_cls, config, cache, learn_epochs)
     first, last = np.mean(losses[:3]), np.mean(losses[-3:])
     assert last < 0.8 * first, (first, last)
 
 
 def test_same_seed_same_weights_other_seed_differs(tiny) -> None:
-    config, cache = tiny
-    a, _, parts_a = run_epochs(config, cache, 1, seed=3)
-    b, _, parts_b = run_epochs(config, cache, 1, seed=3)
-    c, _, _ = run_epochs(config, cache, 1, seed=4)
+    task_cls, config, cache, _ = tiny
+    a, _, parts_a = run_epochs(task_cls, config, cache, 1, seed=3)
+    b, _, parts_b = run_epochs(task_cls, config, cache, 1, seed=3)
+    c, _, _ = run_epochs(task_cls, config, cache, 1, seed=4)
     assert a == b and a != c
     for (name, x), (_, y) in zip(parts_a.model.state_dict().items(), parts_b.model.state_dict().items()):
         assert torch.equal(x, y), name

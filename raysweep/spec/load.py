@@ -11,56 +11,36 @@ import itertools
 import logging
 import math
 import re
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence, Union, get_args, get_origin
+from typing import Any, Union, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from raysweep.config_tree import flatten as flatten  # re-exported: results/ and commands/ import it from here
+from raysweep.config_tree import get_path, set_path, with_updates
 from raysweep.errors import ConfigError, did_you_mean
 from raysweep.spec.rungs import rung_epochs
-from raysweep.spec.schema import DISTRIBUTIONS, SECTIONS, SELECTIONS, Choice, Distribution, Grid, RandInt, Rows, SpaceFile
-from raysweep.tasks.base import Task
+from raysweep.spec.schema import (
+    DISTRIBUTIONS,
+    SECTIONS,
+    SELECTIONS,
+    Choice,
+    Distribution,
+    Grid,
+    RandInt,
+    Rows,
+    SpaceFile,
+)
+from raysweep.tasks.base import Task, TaskConfig
 from raysweep.tasks.registry import get_task
 
 log = logging.getLogger(__name__)
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# dotted paths over nested dicts
-def get_path(tree: Mapping[str, Any], dotted: str, default: Any = None) -> Any:
-    node: Any = tree
-    for part in dotted.split("."):
-        if not isinstance(node, Mapping) or part not in node:
-            return default
-        node = node[part]
-    return node
-
-
-def set_path(tree: dict[str, Any], dotted: str, value: Any) -> None:
-    parts = dotted.split(".")
-    node = tree
-    for part in parts[:-1]:
-        child = node.get(part)
-        if not isinstance(child, dict):
-            child = {}
-            node[part] = child
-        node = child
-    node[parts[-1]] = value
-
-
-def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in tree.items():
-        path = f"{prefix}{key}"
-        if isinstance(value, Mapping) and value:
-            out.update(flatten(value, path + "."))
-        else:
-            out[path] = value
-    return out
-
-
 def _submodel(annotation: Any) -> type[BaseModel] | None:
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         return annotation
@@ -325,25 +305,29 @@ class Sweep:
     def name(self) -> str:
         return self.spec.name or self.path.stem
 
-    def config_for(self, sampled: Mapping[str, Any]) -> BaseModel:
-        """The task config of one trial: base config with the sampled dotted keys set."""
-        tree = copy.deepcopy(self.base_config)
-        for key, value in sampled.items():
-            set_path(tree, key, value)
-        return self.task_cls.config_model.model_validate(tree)
+    def config_for(self, sampled: Mapping[str, Any]) -> TaskConfig:
+        """The task config of one trial, validated: base config with the sampled dotted keys set."""
+        return self.task_cls.config_model.model_validate(with_updates(self.base_config, sampled))
 
     @property
     def max_epochs(self) -> int:
-        """Upper bound of `epoch` over all trials: ASHA's max_t."""
+        """Upper bound of `epoch` over all trials: ASHA's max_t.
+
+        The task declares its epochs in its config's `train` section (`Task.train_section`), so this asks the task
+        for every value the search can set: each choice / grid value and `rows` row, both ends of a range. A searched
+        key that is not the epoch count (say `optim.warmup_epochs`) leaves the answer alone.
+        """
         if self.spec.scheduler.max_t:
             return self.spec.scheduler.max_t
-        candidates = [self.task_cls(self.task_cls.config_model.model_validate(self.base_config)).epochs]
-        for key, dist in self.params.items():
-            if key.endswith("epochs") and isinstance(dist, (Choice, Grid)):
-                candidates += [self.task_cls(self.config_for({key: v})).epochs for v in dist.values]
-            elif key.endswith("epochs") and isinstance(dist, RandInt):
-                candidates.append(dist.high)
-        return max(candidates)
+        points: list[dict[str, Any]] = [{}]
+        for key, dist in self.spec.search.items():
+            if isinstance(dist, Rows):
+                points += dist.points()
+            elif isinstance(dist, (Choice, Grid)):
+                points += [{key: value} for value in dist.values]
+            else:
+                points += [{key: dist.low}, {key: dist.high}]
+        return max(self.task_cls.train_section(self.config_for(point)).epochs for point in points)
 
     def grid_points(self) -> list[dict[str, Any]]:
         """Every combination of the grid keys' values, a `rows` entry contributing its rows (not their product)."""
@@ -398,8 +382,9 @@ def parse_yaml_text(text: str, where: str) -> Any:
             if isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
                 depth += 1
                 if depth > MAX_YAML_DEPTH:
-                    line = event.start_mark.line + 1
-                    raise ConfigError(f"{where}: line {line}: nested more than {MAX_YAML_DEPTH} levels deep; a "
+                    mark = event.start_mark
+                    line = f" line {mark.line + 1}:" if mark is not None else ""
+                    raise ConfigError(f"{where}:{line} nested more than {MAX_YAML_DEPTH} levels deep; a "
                                       f"search-space file is a few levels of mappings and lists")
             elif isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
                 depth -= 1
@@ -593,13 +578,15 @@ def _check_scheduler(path: Path, sweep: Sweep) -> None:
 
 
 def _validate_value(path: Path, model: type[BaseModel], base: dict, key: str, value: Any, where: str) -> None:
-    tree = copy.deepcopy(base)
-    set_path(tree, key, value)
+    _validate_updates(model, base, {key: value}, f"{path}: {where}: value {short_repr(value)} is invalid for {key!r}")
+
+
+def _validate_updates(model: type[BaseModel], base: dict, updates: Mapping[str, Any], culprit: str) -> None:
+    """Refuse (one line: `culprit (what pydantic found)`) when the base config with `updates` set is invalid."""
     try:
-        model.model_validate(tree)
+        model.model_validate(with_updates(base, updates))
     except ValidationError as err:
-        detail = describe_validation_error(err, "", model)
-        raise ConfigError(f"{path}: {where}: value {short_repr(value)} is invalid for {key!r} ({detail})") from None
+        raise ConfigError(f"{culprit} ({describe_validation_error(err, '', model)})") from None
 
 
 def _check_rows(path: Path, spec: SpaceFile, model: type[BaseModel], base: dict, label: str, rows: Rows) -> None:
@@ -624,14 +611,8 @@ def _check_rows(path: Path, spec: SpaceFile, model: type[BaseModel], base: dict,
         if row in rows.values[:i]:
             raise ConfigError(f"{path}: {where}.values[{i}]: {row!r} repeats values[{rows.values.index(row)}]; "
                               f"to run a row several times raise trials.num_samples")
-        tree = copy.deepcopy(base)
-        for key, value in zip(rows.keys, row):
-            set_path(tree, key, value)
-        try:
-            model.model_validate(tree)
-        except ValidationError as err:
-            detail = describe_validation_error(err, "", model)
-            raise ConfigError(f"{path}: {where}.values[{i}]: row {short_repr(row)} is invalid ({detail})") from None
+        _validate_updates(model, base, dict(zip(rows.keys, row, strict=True)), f"{path}: {where}.values[{i}]: row "
+                          f"{short_repr(row)} is invalid")
 
 
 def _check_search(path: Path, spec: SpaceFile, model: type[BaseModel], base: dict) -> None:

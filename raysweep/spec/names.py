@@ -33,10 +33,7 @@ def name_problem(name: str) -> str | None:
 
 def check_name(name: str) -> str:
     """`name` when it is a valid experiment name; ValueError (pydantic turns it into the key's message) otherwise."""
-    problem = name_problem(name)
-    if problem:
-        raise ValueError(f"experiment name {_quote(name)} {problem}; give {NAME_RULE}")
-    return name
+    return _checked(name, name_problem(name), "experiment name", f"; give {NAME_RULE}")
 
 
 def storage_problem(location: str) -> str | None:
@@ -53,10 +50,14 @@ def storage_problem(location: str) -> str | None:
 
 
 def check_storage(location: str) -> str:
-    problem = storage_problem(location)
+    """`location` when it can be a storage folder or URI; ValueError otherwise."""
+    return _checked(location, storage_problem(location), "storage")
+
+
+def _checked(value: str, problem: str | None, what: str, hint: str = "") -> str:
     if problem:
-        raise ValueError(f"storage {_quote(location)} {problem}")
-    return location
+        raise ValueError(f"{what} {_quote(value)} {problem}{hint}")
+    return value
 
 
 def _quote(text: str) -> str:

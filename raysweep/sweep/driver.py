@@ -6,10 +6,11 @@ The driver holds a `sweep_driver` custom-resource slot and no CPU; its Train run
 
 from __future__ import annotations
 
-import copy
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Any, Callable
+from typing import Any
 
+from raysweep.config_tree import with_updates
 from raysweep.errors import TrialFailure
 from raysweep.experiment.layout import TRAIN_SUBDIR
 
@@ -36,13 +37,9 @@ class TrialPlan:
 
 
 def trial_config(base: dict[str, Any], sampled: dict[str, Any]) -> dict[str, Any]:
-    """Base config with the sampled dotted keys set (plain dicts; the worker validates with the task's schema)."""
-    from raysweep.sweep.config_tree import set_path  # not spec.load: that imports the task code and torch
-
-    tree = copy.deepcopy(base)
-    for key, value in sampled.items():
-        set_path(tree, key, value)
-    return tree
+    """Base config with the sampled dotted keys set, as a plain tree: the driver imports no task (nor torch); the
+    worker validates it with the task's schema, once."""
+    return with_updates(base, sampled)
 
 
 def make_trainable(plan: TrialPlan) -> Callable[[dict[str, Any]], None]:
@@ -69,8 +66,7 @@ def make_trainable(plan: TrialPlan) -> Callable[[dict[str, Any]], None]:
             train_loop_per_worker,
             train_loop_config={
                 "task": p.task,
-                "config": task_config,
-                "seed": int(task_config.get("train", {}).get("seed", 0)),
+                "config": task_config,  # the worker reads the seed through Task.train_section
                 "metric": p.metric,
                 "cache_dir": p.cache_dir,
                 "threads_per_worker": max(1, int(p.cpus_per_worker)),
@@ -83,8 +79,9 @@ def make_trainable(plan: TrialPlan) -> Callable[[dict[str, Any]], None]:
             run_config=ray.train.RunConfig(
                 name=trial_id,
                 storage_path=join(p.experiment_dir, TRAIN_SUBDIR),
-                callbacks=[TuneReportCallback()],
-                failure_config=ray.train.FailureConfig(
+                # ray.train's annotations name Train V1's classes; these are V2's (RAY_TRAIN_V2_ENABLED)
+                callbacks=[TuneReportCallback()],  # type: ignore[list-item]
+                failure_config=ray.train.FailureConfig(  # type: ignore[call-arg]
                     max_failures=p.worker_restarts, controller_failure_limit=p.controller_failure_limit),
                 checkpoint_config=ray.train.CheckpointConfig(num_to_keep=p.keep_checkpoints),
             ),

@@ -18,6 +18,7 @@ during training; `true` always (where the schedule allows); `false` never. docs/
 
 from __future__ import annotations
 
+import copy
 import logging
 import tempfile
 import time
@@ -29,31 +30,44 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader
 
-from raysweep.tasks.base import LRSchedule, Task, TrainingParts
+from raysweep.tasks.base import LRSchedule, Task, TaskState, TrainingParts
 
 log = logging.getLogger(__name__)
 SCORER_THREADS = 1  # the actor's torch/BLAS threads: scoring is numpy-bound; more would slow the training next to it
 
 
 class ScoringActor:
-    """Holds an evaluation copy of the trial's task (no modules, no tensors) and scores gathered outputs."""
+    """Holds evaluation copies of the trial's task and task state (no modules, no tensors) and scores gathered
+    outputs."""
 
-    def __init__(self, task: Task, threads: int = SCORER_THREADS):
+    def __init__(self, task: Task, state: TaskState, threads: int = SCORER_THREADS):
         torch.set_num_threads(max(1, threads))
-        self.task = task
+        self.task, self.state = task, state
 
     def score(self, outputs: Mapping[int, Any], split: str) -> tuple[dict[str, Any], Any]:
         """(the task's metrics of `split`, its per-class columns of this evaluation or None)."""
-        scores = self.task.evaluate(outputs, split)
-        return scores, self.task.per_class_results()
+        scores = self.task.evaluate(outputs, split, self.state)
+        return scores, self.task.per_class_results(self.state)
 
 
-def evaluation_copy(task: Task) -> Task:
-    """A shallow copy of `task` without what only training uses (modules, tensors that may sit on the GPU, loss
-    functions): what `evaluate` reads is the config and the annotations `build` loaded, plain picklable data."""
-    clone = object.__new__(type(task))
-    clone.__dict__.update({k: v for k, v in vars(task).items() if not (callable(v) or isinstance(v, torch.Tensor))})
+def _without_training_parts(obj: Any) -> Any:
+    """A shallow copy of `obj` without what only training uses (modules, tensors that may sit on the GPU, loss
+    functions: set to None): what `evaluate` reads is the config and the annotations `build` loaded, plain data."""
+    clone = copy.copy(obj)
+    for key, value in vars(obj).items():
+        if callable(value) or isinstance(value, torch.Tensor):
+            if isinstance(obj, Task):
+                delattr(clone, key)
+            else:
+                setattr(clone, key, None)
     return clone
+
+
+def evaluation_copy(task: Task, state: TaskState) -> tuple[Task, TaskState]:
+    """The task and its state as the scorer needs them, picklable and on the CPU."""
+    cpu_state = _without_training_parts(state)
+    cpu_state.device = torch.device("cpu")
+    return _without_training_parts(task), cpu_state
 
 
 def schedule_needs_metric(schedule: LRSchedule) -> bool:
@@ -101,9 +115,10 @@ class _PendingEpoch:
 class EvalOffload:
     """The worker loop's overlapped evaluation: `defer` an evaluated epoch, `settle` it after the next one trained."""
 
-    def __init__(self, task: Task, loop_config: Mapping[str, Any], rank: int, world: int, epochs: int,
-                 selection_split: str, history: list[dict[str, Any]], report: Callable[..., None]):
-        self.task, self.loop_config, self.rank, self.world, self.epochs = task, loop_config, rank, world, epochs
+    def __init__(self, task: Task, state: TaskState, loop_config: Mapping[str, Any], rank: int, world: int,
+                 epochs: int, selection_split: str, history: list[dict[str, Any]], report: Callable[..., None]):
+        self.task, self.state, self.loop_config, self.rank, self.world = task, state, loop_config, rank, world
+        self.epochs = epochs
         self.selection_split, self.history, self.report = selection_split, history, report
         self.pending: _PendingEpoch | None = None
         self.actor: Any = None
@@ -116,7 +131,8 @@ class EvalOffload:
         setting = getattr(getattr(config, "train", None), "eval_overlap", "auto")
         if task.epochs < 2 or not overlap_wanted(setting, device, parts.schedule):
             return None
-        return cls(task, loop_config, rank, world, task.epochs, selection_split, history, report or _ray_report)
+        return cls(task, parts.state, loop_config, rank, world, task.epochs, selection_split, history,
+                   report or _ray_report)
 
     # ---- at the evaluation call site: instead of evaluating inline -----------------------------------------
     def defer(self, epoch: int, metrics: dict[str, Any], model: torch.nn.Module, eval_loaders: Mapping[str, DataLoader],
@@ -130,7 +146,7 @@ class EvalOffload:
         for split, loader in eval_loaders.items():
             if not (evaluated if split == self.selection_split else test_due):
                 continue
-            gathered = _gather_outputs(_predict(self.task, model, loader))
+            gathered = _gather_outputs(_predict(self.task, model, loader, self.state))
             if self.rank == 0:
                 pending.splits.append(self._submit(gathered, split))
         parts.schedule.step_epoch(epoch, None)  # this schedule ignores the metric (else the trial evaluates inline)
@@ -150,7 +166,7 @@ class EvalOffload:
             here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
             # num_cpus=0: it must not wait for a CPU slot that the sweep's trials hold (it uses little)
             self.actor = ray.remote(num_cpus=0)(ScoringActor).options(scheduling_strategy=here).remote(
-                evaluation_copy(self.task))
+                *evaluation_copy(self.task, self.state))
         outputs = ray.put(gathered)
         return _PendingSplit(split, self.actor.score.remote(outputs, split), outputs)
 
@@ -158,7 +174,7 @@ class EvalOffload:
     def settle(self, last_metrics: dict[str, Any]) -> dict[str, Any]:
         """Wait for the pending epoch's scores, report it with its checkpoint; returns the selection metrics to
         carry forward (`last_metrics` unchanged when nothing was pending)."""
-        from raysweep.sweep.worker import _broadcast
+        from raysweep.sweep.worker import _broadcast, write_per_class
 
         pending, self.pending = self.pending, None
         if pending is None:
@@ -169,7 +185,7 @@ class EvalOffload:
             results = []
             for part in pending.splits:
                 scores, per_class = self._result(part)
-                save_per_class(self.loop_config, per_class, pending.epoch + 1, part.split)
+                write_per_class(self.loop_config, per_class, pending.epoch + 1, part.split)
                 results.append((part.split, scores))
         results = _broadcast(results)  # every rank reports the same numbers
         carried = pending.carried
@@ -199,8 +215,8 @@ class EvalOffload:
         except Exception as exc:  # noqa: BLE001 - an actor lost or a task copy that cannot score: score here
             log.warning("scoring %s in the scorer actor failed (%s: %s); scoring inline", pending.split,
                         type(exc).__name__, exc)
-            scores = self.task.evaluate(ray.get(pending.outputs), pending.split)
-            return scores, self.task.per_class_results()
+            scores = self.task.evaluate(ray.get(pending.outputs), pending.split, self.state)
+            return scores, self.task.per_class_results(self.state)
 
     def close(self) -> None:
         if self.actor is not None:
@@ -210,29 +226,15 @@ class EvalOffload:
             self.actor = None
 
 
-def _predict(task: Task, model: torch.nn.Module, loader: DataLoader) -> dict[int, Any]:
+def _predict(task: Task, model: torch.nn.Module, loader: DataLoader, state: TaskState) -> dict[int, Any]:
     """This rank's outputs over its shard of one split (the inline evaluation's prediction pass)."""
     model.eval()
     local: dict[int, Any] = {}
     with torch.no_grad():
         for batch in loader:
-            indices, outputs = task.predict(model, batch)
-            local.update({int(i): o for i, o in zip(indices, outputs, strict=False)})
+            indices, outputs = task.predict(model, batch, state)
+            local.update({int(i): o for i, o in zip(indices, outputs, strict=True)})
     return local
-
-
-def save_per_class(loop_config: Mapping[str, Any], columns: Any, epoch: int, split: str) -> None:
-    """Rank 0: one evaluation's per-class columns into the trial's per-class file, as the inline loop's
-    `save_per_class` does (a failure to write is logged, never fatal)."""
-    from raysweep.experiment.per_class import append_evaluation
-
-    path = loop_config.get("per_class_path")
-    if not columns or not path:
-        return
-    try:
-        append_evaluation(path, loop_config.get("trial_id", ""), epoch, columns, split=split)
-    except Exception as exc:  # noqa: BLE001
-        log.warning("per-class results of epoch %d not saved to %s: %s", epoch, path, exc)
 
 
 def _cpu_copy(value: Any) -> Any:
@@ -250,7 +252,8 @@ def _ray_report(metrics: dict[str, Any], state: dict[str, Any] | None, history: 
     """Report one epoch as the inline loop does: rank 0 with its checkpoint (state.pt + history.json)."""
     import ray.train  # ray
 
-    from raysweep.sweep.checkpoints import STATE_FILE, write_history
+    from raysweep.experiment.layout import STATE_FILE
+    from raysweep.sweep.checkpoints import write_history
 
     if state is None:
         ray.train.report(metrics, checkpoint=None)  # ray: every worker reports (collective)

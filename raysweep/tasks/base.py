@@ -1,36 +1,45 @@
 """The small interface through which the sweep layer knows a task.
 
-A task is a training recipe in plain PyTorch (never imports ray or optuna). The sweep layer's worker loop does:
+A task is a training recipe in plain PyTorch (never imports ray or optuna). Its config embeds a `train` section that
+extends `TrainSection` (epochs, evaluation schedule, seed): all the sweep reads of a config, through
+`Task.train_section`. The sweep layer's worker loop (`raysweep.sweep.worker`) does:
 
-    task = get_task(name)(config)               # config: the task's pydantic model, fully resolved for this trial
-    parts = task.build(device, rank, world_size)   # model, optimiser, LR schedule, datasets
+    config = task_cls.config_model.model_validate(trial_config)     # validated once, here in the worker
+    config = with_updates(config, task_cls.prepare(config, cache))    # a cache hit: the sweep prepared already
+    task = task_cls(config, cache);  seed_everything(task.train_section(config).seed)
+    parts = task.build(device, rank, world_size)   # model, optimiser, LR schedule, datasets, parts.state
     model = <DDP-wrap parts.model>;  loaders = <distributed loaders over parts.train_set / parts.eval_set>
+    <restore>: model, optimiser, schedule, epoch and RNG from the last checkpoint, when there is one
     for epoch in range(start_epoch, task.epochs):
-        task.on_epoch_start(epoch)
-        for it, batch in enumerate(train_loader):
-            loss, logs = task.train_step(model, batch, epoch, it)      # loss: scalar tensor, graph attached
-            loss.backward(); clip(parts.grad_clip_norm); parts.optimizer.step(); parts.optimizer.zero_grad()
-            parts.schedule.step_iteration(epoch + (it + 1) / len(train_loader))
-        for split, dataset in (("val", parts.val_set), ("test", parts.eval_set)):   # val only when carved out
-            if <this split is due this epoch: should_evaluate / should_evaluate_test, and always after the last>:
-                outputs = {idx: out for batch in <loader over dataset> for idx, out in zip(*task.predict(model, batch))}
+        <train epoch>:
+            task.on_epoch_start(epoch)
+            for it, batch in enumerate(train_loader):
+                loss, logs = task.train_step(model, batch, epoch, it, parts.state)   # loss: scalar, graph attached
+                loss.backward(); clip(parts.grad_clip_norm); parts.optimizer.step(); parts.optimizer.zero_grad()
+                parts.schedule.step_iteration(epoch + (it + 1) / len(train_loader))
+        <evaluate>: for split, dataset in (("val", parts.val_set), ("test", parts.eval_set)):  # val when carved out
+            if <due this epoch: should_evaluate / should_evaluate_test, and always after the last>:
+                outputs = {idx: out for batch in <loader> for idx, out in zip(*task.predict(model, batch, parts.state))}
                 outputs = <gathered from all ranks onto rank 0>
-                metrics[split] = task.evaluate(outputs, split)         # rank 0 only; broadcast afterwards
+                metrics[split] = task.evaluate(outputs, split, parts.state)   # rank 0 only; broadcast afterwards
         parts.schedule.step_epoch(epoch, <the objective on the selection split>)
-        <report metrics + checkpoint(model, optimizer, schedule, epoch, RNG)>
+        <checkpoint>: report metrics + save model, optimizer, schedule, epoch, RNG
 
-Everything a trial needs travels in the config: no global state, no files outside `config` paths and the cache dir.
+`build` is the only place a task makes per-trial state; what `train_step`, `predict`, `evaluate` and `final_metrics`
+need from it (device, loss, ground truth) travels in `parts.state`, never on `self`. Everything a trial needs
+travels in the config: no global state, no files outside `config` paths and the cache dir.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, ClassVar, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Union
 
 import torch
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
@@ -41,6 +50,47 @@ class StrictModel(BaseModel):
     """Base for every config section: unknown keys are errors, values are validated on assignment."""
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True, protected_namespaces=())
+
+
+class TrainSection(StrictModel):
+    """What the sweep reads of every task config: its `train` section extends this (batch sizes, AMP, ...), and may
+    change the defaults.
+
+    `epochs` is ASHA's max time and the loop's length, `eval_every` / `test_every` the evaluation schedule, `seed` the
+    trial's seed (model init, shuffling, augmentation).
+    """
+
+    epochs: int = Field(1, ge=1)
+    eval_every: int = Field(1, ge=1)  # evaluate every k epochs and after the last
+    test_every: int = Field(1, ge=0)  # with validation: test every k evaluated epochs (0: only after the last)
+    seed: int = Field(0, ge=0, le=2**32 - 1)  # numpy takes seeds in [0, 2**32)
+    # Score evaluations in a CPU actor while the next epoch trains (sweep/eval_offload.py): auto = on a GPU trial
+    eval_overlap: Union[bool, Literal["auto"]] = "auto"
+
+
+class TaskConfig(StrictModel):
+    """Base of every task's config. A task declares its sections, one of them `train` (a TrainSection subclass): the
+    only one the sweep reads. Checked when the class is defined; the task's own sections keep their order."""
+
+    if TYPE_CHECKING:
+        train: TrainSection
+
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        super().__pydantic_init_subclass__(**kwargs)
+        train = cls.model_fields.get("train")
+        if train is None or not (isinstance(train.annotation, type) and issubclass(train.annotation, TrainSection)):
+            raise TypeError(f"{cls.__name__}: a task config needs a `train` section whose model extends TrainSection")
+
+
+@dataclass
+class TaskState:
+    """What `build` makes that `train_step`, `predict`, `evaluate` and `final_metrics` need: at least the device.
+    Tasks subclass it (loss function, evaluation ground truth, ...); it travels in `TrainingParts.state`."""
+
+    device: torch.device
+    # Per-class columns of the last `evaluate` with this state (see `Task.per_class_results`); tasks set it there.
+    per_class: Mapping[str, Sequence[Any]] | None = field(default=None, kw_only=True)
 
 
 class LRSchedule:
@@ -79,6 +129,7 @@ class TrainingParts:
     eval_set: Dataset  # the test split: what the paper's table reports
     batch_size: int  # per worker
     eval_batch_size: int
+    state: TaskState  # handed to train_step / predict / evaluate / final_metrics
     collate_fn: Callable | None = None
     grad_clip_norm: float | None = None
     find_unused_parameters: bool = False  # DDP flag (HQM's alternating branches leave parameters unused)
@@ -92,7 +143,7 @@ class Task(ABC):
     """A sweepable training recipe. One instance per trial (per worker process), built from its config."""
 
     name: ClassVar[str]
-    config_model: ClassVar[type[StrictModel]]
+    config_model: ClassVar[type[TaskConfig]]
     # Metric names `evaluate` returns (fractions in [0, 1]); the first is the default objective.
     metric_names: ClassVar[tuple[str, ...]]
     # Searched keys that change what `prepare` materialises (e.g. the text encoder): the sweep calls `prepare`
@@ -102,7 +153,7 @@ class Task(ABC):
     # space file's `selection:` (true for `val`, false when a fixed grid reproduces a published test protocol).
     validation_key: ClassVar[str] = "data.validation"
 
-    def __init__(self, config: StrictModel, cache_dir: Path | None = None):
+    def __init__(self, config: TaskConfig, cache_dir: Path | None = None):
         self.config = config
         self.cache_dir = cache_dir  # where `prepare` put shared artefacts (None: task must not need them)
 
@@ -114,28 +165,35 @@ class Task(ABC):
 
     # ---- once per sweep, in the driver process, before any trial starts -------------------------------------
     @classmethod
-    def prepare(cls, config: StrictModel, cache_dir: Path) -> dict[str, Any]:
+    def prepare(cls, config: TaskConfig, cache_dir: Path) -> dict[str, Any]:
         """Materialise what every trial shares (embedded synthetic data, caches); idempotent.
 
         Returns dotted-path config updates to apply to every trial (e.g. {"data.root": "/abs/path"}).
         """
         return {}
 
+    # ---- what the sweep reads of a config -----------------------------------------------------------------
+    @classmethod
+    def train_section(cls, config: TaskConfig) -> TrainSection:
+        """The config's `train` section (epochs, evaluation schedule, seed): what the sweep reads of a config."""
+        return config.train
+
     # ---- per trial / worker ------------------------------------------------------------------------------
     @property
-    @abstractmethod
     def epochs(self) -> int:
-        """Number of training epochs this trial runs (the scheduler's max time)."""
+        """Number of training epochs this trial runs (the scheduler's max time): `train.epochs`."""
+        return self.train_section(self.config).epochs
 
     def should_evaluate(self, epoch: int) -> bool:
-        """Evaluate the selection split (validation if carved out, else test) after `epoch` (0-based)? Default: every
-        epoch. The loop always evaluates after the last epoch."""
-        return True
+        """Evaluate the selection split (validation if carved out, else test) after `epoch` (0-based)? Every
+        `train.eval_every` epochs; the loop always evaluates after the last epoch."""
+        return (epoch + 1) % self.train_section(self.config).eval_every == 0
 
     def should_evaluate_test(self, epoch: int) -> bool:
-        """With a validation split: evaluate the test split too after `epoch`? Default: whenever validation is. The
-        loop always evaluates it after the last epoch."""
-        return self.should_evaluate(epoch)
+        """With a validation split: evaluate the test split too after `epoch`? On evaluated epochs that are a multiple
+        of `train.test_every` (0: never early). The loop always evaluates it after the last epoch."""
+        every = self.train_section(self.config).test_every
+        return every > 0 and self.should_evaluate(epoch) and (epoch + 1) % every == 0
 
     @abstractmethod
     def build(self, device: torch.device, rank: int = 0, world_size: int = 1) -> TrainingParts:
@@ -143,30 +201,33 @@ class Task(ABC):
 
     def on_epoch_start(self, epoch: int) -> None:
         """Hook for per-epoch state (e.g. HQM's branch alternation restarts every epoch)."""
+        return None  # default: no per-epoch state
 
     @abstractmethod
-    def train_step(self, model: nn.Module, batch: Any, epoch: int, iteration: int) -> tuple[torch.Tensor, Mapping[str, float]]:
-        """Forward one batch; return (scalar loss with graph, extra floats to log). Moves the batch to the device."""
+    def train_step(self, model: nn.Module, batch: Any, epoch: int, iteration: int,
+                   state: TaskState) -> tuple[torch.Tensor, Mapping[str, float]]:
+        """Forward one batch; return (scalar loss with graph, extra floats to log). Moves the batch to
+        `state.device`."""
 
     @abstractmethod
-    def predict(self, model: nn.Module, batch: Any) -> tuple[Sequence[int], Sequence[Any]]:
+    def predict(self, model: nn.Module, batch: Any, state: TaskState) -> tuple[Sequence[int], Sequence[Any]]:
         """Eval forward (no grad): (dataset indices, picklable per-sample outputs, e.g. numpy rows)."""
 
     @abstractmethod
-    def evaluate(self, outputs: Mapping[int, Any], split: str = "test") -> dict[str, float]:
+    def evaluate(self, outputs: Mapping[int, Any], split: str, state: TaskState) -> dict[str, float]:
         """Metrics of `split` ("val" or "test") from every sample's output, keyed by its index in that split's
         dataset (all indices present). The loop reports them as `<split>.<metric>`."""
 
-    def final_metrics(self, model: nn.Module) -> dict[str, float]:
+    def final_metrics(self, model: nn.Module, state: TaskState) -> dict[str, float]:
         """Extra metrics computed once after the last epoch, on rank 0 (e.g. DEFR's detection mAP of the final
         model); merged into that epoch's report. Default: none."""
         return {}
 
-    def per_class_results(self) -> Mapping[str, Sequence[Any]] | None:
-        """Per-class results of the last `evaluate` call, as columns of equal length (one entry per class: at least
-        `class_index`, `ap`, `n_train`), which the sweep saves per trial so per-class plots need no re-evaluation.
-        None: the task keeps none."""
-        return None
+    def per_class_results(self, state: TaskState) -> Mapping[str, Sequence[Any]] | None:
+        """Per-class results of the last `evaluate` call with this state, as columns of equal length (one entry per
+        class: at least `class_index`, `ap`, `n_train`), which the sweep saves per trial so per-class plots need no
+        re-evaluation. None: the task keeps none."""
+        return state.per_class
 
     def num_samples(self, batch: Any) -> int:
         """Images in a batch, for throughput; default: length of the first element."""
@@ -184,7 +245,7 @@ def evaluate_in_process(task: Task, parts: TrainingParts, split: str = "test") -
     outputs: dict[int, Any] = {}
     with torch.no_grad():
         for batch in DataLoader(dataset, batch_size=parts.eval_batch_size, collate_fn=parts.collate_fn):
-            indices, predictions = task.predict(parts.model, batch)
-            outputs.update(zip(indices, predictions))
-    return task.evaluate(outputs, split)
+            indices, predictions = task.predict(parts.model, batch, parts.state)
+            outputs.update(zip(indices, predictions, strict=True))
+    return task.evaluate(outputs, split, parts.state)
 

@@ -6,11 +6,11 @@ Defaults are the embedded default (synthetic HICO, tiny random ViT, offline Mini
 
 from __future__ import annotations
 
-from typing import Literal, Optional, Union
+from typing import Literal, Optional
 
 from pydantic import Field, field_validator, model_validator
 
-from raysweep.tasks.base import StrictModel
+from raysweep.tasks.base import StrictModel, TaskConfig, TrainSection
 from raysweep.tasks.defr.detection_config import DetectionConfig
 
 
@@ -133,19 +133,16 @@ class OptimConfig(StrictModel):
     grad_clip_norm: Optional[float] = None
 
 
-class TrainConfig(StrictModel):
+class TrainConfig(TrainSection):
+    """epochs, eval_every (paper: 5), test_every and seed come from TrainSection."""
+
     epochs: int = Field(4, ge=1)
     batch_size: int = Field(32, ge=1)  # per worker (paper: 16 per GPU)
     eval_batch_size: int = Field(128, ge=1)
-    eval_every: int = Field(1, ge=1)  # evaluate every k epochs and after the last (paper: 5)
-    test_every: int = Field(1, ge=0)  # with validation: test every k epochs (0: only after the last)
-    # Score evaluations in a CPU actor while the next epoch trains (sweep/eval_offload.py): auto = on a GPU trial
-    eval_overlap: Union[bool, Literal["auto"]] = "auto"
-    seed: int = Field(0, ge=0, le=2**32 - 1)  # numpy takes seeds in [0, 2**32)
     amp: Literal["off", "bf16"] = "off"  # bf16 autocast, GPU only
 
 
-class DefrConfig(StrictModel):
+class DefrConfig(TaskConfig):
     data: DataConfig = DataConfig()
     model: ModelConfig = ModelConfig()
     classifier: ClassifierConfig = ClassifierConfig()
@@ -185,7 +182,7 @@ class DefrConfig(StrictModel):
                          f"allowed: {backbones.BACKBONE_FORMS}")
 
     @model_validator(mode="after")
-    def _check(self) -> "DefrConfig":
+    def _check(self) -> DefrConfig:
         if self.classifier.head == "mixing" and self.classifier.init != "language":
             raise ValueError("classifier.head 'mixing' needs classifier.init 'language' (it mixes fixed text rows)")
         from raysweep.tasks.defr.text_tower import text_tower_mismatch

@@ -7,12 +7,12 @@ The HQM ablation is `hqm.gbs` x `hqm.amm` on one implementation: neither = QPIC,
 
 from __future__ import annotations
 
-from typing import Literal, Optional, Union
+from typing import Literal, Optional
 
 from pydantic import Field, model_validator
 
 from raysweep.data.synth.scene import EMBEDDED as EMBEDDED_SCENE
-from raysweep.tasks.base import StrictModel
+from raysweep.tasks.base import StrictModel, TaskConfig, TrainSection
 
 
 class SynthHicoDetConfig(StrictModel):
@@ -34,7 +34,7 @@ class SynthHicoDetConfig(StrictModel):
     object_scale: float = Field(EMBEDDED_SCENE.object_scale, ge=0.25, le=4.0)
 
     @model_validator(mode="after")
-    def _check(self) -> "SynthHicoDetConfig":
+    def _check(self) -> SynthHicoDetConfig:
         from raysweep.data.synth.vocabulary import OBJECTS
 
         unknown = [o for o in self.objects if o not in OBJECTS]
@@ -78,7 +78,7 @@ class DataConfig(StrictModel):
     val_seed: int = Field(0, ge=0)
 
     @model_validator(mode="after")
-    def _check(self) -> "DataConfig":
+    def _check(self) -> DataConfig:
         for key in ("train_scales", "crop_resize_scales"):
             sizes = getattr(self, key)
             if not sizes or min(sizes) < 8:
@@ -115,7 +115,7 @@ class ModelConfig(StrictModel):
     head_init: Literal["torch_default", "xavier"] = "torch_default"
 
     @model_validator(mode="after")
-    def _check(self) -> "ModelConfig":
+    def _check(self) -> ModelConfig:
         if self.d_model % self.nhead:
             raise ValueError(f"model.d_model ({self.d_model}) must be divisible by model.nhead ({self.nhead})")
         if self.d_model % 2:
@@ -157,7 +157,7 @@ class HardPositiveConfig(StrictModel):
     amm_skip_final_norm: bool = True  # the reference's AMM heads see the raw layer output (no decoder.norm)
 
     @model_validator(mode="after")
-    def _check(self) -> "HardPositiveConfig":
+    def _check(self) -> HardPositiveConfig:
         lo, hi = self.gbs_band
         if not 0.0 <= lo < hi <= 1.0:
             raise ValueError(f"hqm.gbs_band needs 0 <= low < high <= 1, but got ({lo}, {hi})")
@@ -174,16 +174,14 @@ class OptimConfig(StrictModel):
     clip_max_norm: float = Field(0.1, ge=0.0)  # 0 = no clipping
 
 
-class TrainConfig(StrictModel):
+class TrainConfig(TrainSection):
+    """test_every and seed come from TrainSection; epochs and eval_every have HQM's defaults."""
+
     epochs: int = Field(36, ge=1)  # paper: 150 QPIC, 80 HQM; the embedded default takes off around epoch 20-30
     batch_size: int = Field(4, ge=1)  # per worker (paper: 2 per GPU x 8)
     eval_batch_size: int = Field(8, ge=1)
     # Evaluate every k epochs and after the last (QPIC: every epoch; HQM: every 5th, and every epoch after 40).
     eval_every: int = Field(5, ge=1)
-    test_every: int = Field(1, ge=0)  # with validation: test every k epochs (0: only after the last)
-    # Score evaluations in a CPU actor while the next epoch trains (sweep/eval_offload.py): auto = on a GPU trial
-    eval_overlap: Union[bool, Literal["auto"]] = "auto"
-    seed: int = Field(0, ge=0, le=2**32 - 1)  # numpy takes seeds in [0, 2**32)
 
 
 class EvalConfig(StrictModel):
@@ -196,7 +194,7 @@ class EvalConfig(StrictModel):
     vcoco_ground_truth: Literal["qpic", "official"] = "qpic"
 
 
-class HqmConfig(StrictModel):
+class HqmConfig(TaskConfig):
     data: DataConfig = DataConfig()
     model: ModelConfig = ModelConfig()
     matcher: MatcherConfig = MatcherConfig()

@@ -2,20 +2,42 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import math
 import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 from functools import cached_property
 from pathlib import Path
-from typing import Any, ClassVar, Mapping, Sequence
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
-from raysweep.tasks.base import Task, TrainingParts
+from raysweep import progress
+from raysweep.config_tree import with_updates
+from raysweep.data import hicodet, vcoco
+from raysweep.data.synth.hicodet import ensure_synthetic_hicodet
+from raysweep.data.synth.vcoco import ensure_synthetic_vcoco
+from raysweep.data.vcoco_official import find_official_files, load_official_ground_truth
+from raysweep.errors import ConfigError, DataError
+from raysweep.metrics.hicodet import evaluate_hicodet
+from raysweep.metrics.vcoco import evaluate_vcoco
+from raysweep.tasks.base import Task, TaskState, TrainingParts
 from raysweep.tasks.common import schedules
+from raysweep.tasks.common.splits import stratified_holdout
+from raysweep.tasks.hqm.alternation import hard_branch
+from raysweep.tasks.hqm.checkpoint import load_pretrained
 from raysweep.tasks.hqm.config import HqmConfig
+from raysweep.tasks.hqm.criterion import SetCriterion, build_criterion
+from raysweep.tasks.hqm.data import HicoDetTestSet, HicoDetTrainSet, collate, targets_to
+from raysweep.tasks.hqm.model import build_model
 from raysweep.tasks.hqm.paper import table_for
+from raysweep.tasks.hqm.postprocess import postprocess_hoi
+from raysweep.tasks.hqm.transforms import eval_transforms, train_transforms
+from raysweep.tasks.hqm.vcoco import NUM_OBJECT_CLASSES, VcocoTrainSet, detections_for_records
 from raysweep.tasks.paper_table import PaperTable
 
 log = logging.getLogger(__name__)
@@ -33,6 +55,13 @@ def param_groups(model: nn.Module, lr_backbone: float) -> list[dict]:
     if backbone:
         groups.append({"params": backbone, "lr": lr_backbone})
     return groups
+
+
+@dataclass
+class HqmState(TaskState):
+    """What `HqmTask.build` hands its steps: the set criterion (matcher + weighted losses) on the device."""
+
+    criterion: SetCriterion
 
 
 class HqmTask(Task):
@@ -63,21 +92,13 @@ class HqmTask(Task):
         """Generate the embedded synthetic HICO-DET when `data.root` is null; validate the annotations."""
         updates: dict[str, Any] = {}
         if config.model.pretrained and not Path(config.model.pretrained).is_file():
-            from raysweep.errors import ConfigError
-
             raise ConfigError(f"model.pretrained: no such file {config.model.pretrained!r}; give the path of a "
                               f"DETR / QPIC / HQM checkpoint (.pth)")
         if config.data.root is None:
-            if config.data.dataset == "vcoco":
-                from raysweep.data.synth.vcoco import ensure_synthetic_vcoco as ensure
-            else:
-                from raysweep.data.synth.hicodet import ensure_synthetic_hicodet as ensure
-
-            from raysweep import progress
-
+            ensure = ensure_synthetic_vcoco if config.data.dataset == "vcoco" else ensure_synthetic_hicodet
             root = ensure(cache_dir, config.data.synth, progress=progress.enabled())
             updates["data.root"] = str(root)
-            config = config.model_copy(update={"data": config.data.model_copy(update={"root": str(root)})})
+            config = with_updates(config, updates)
         task = cls(config, cache_dir)
         task.annotations  # fails early on malformed annotations
         if config.data.dataset == "vcoco" and config.eval.vcoco_ground_truth == "official":
@@ -88,28 +109,13 @@ class HqmTask(Task):
         return updates
 
     # ---- per trial ----------------------------------------------------------------------------------------
-    @property
-    def epochs(self) -> int:
-        return self.config.train.epochs
-
-    def should_evaluate(self, epoch: int) -> bool:
-        return (epoch + 1) % self.config.train.eval_every == 0
-
     @cached_property
     def annotations(self):
         if self.config.data.root is None:
             raise RuntimeError("data.root is unresolved: HqmTask.prepare must run first")
         if self.config.data.dataset == "vcoco":
-            from raysweep.data.vcoco import load_vcoco
-
-            return load_vcoco(Path(self.config.data.root))
-        from raysweep.data.hicodet import load_hicodet
-
-        return load_hicodet(Path(self.config.data.root))
-
-    def should_evaluate_test(self, epoch: int) -> bool:
-        every = self.config.train.test_every
-        return every > 0 and self.should_evaluate(epoch) and (epoch + 1) % every == 0
+            return vcoco.load_vcoco(Path(self.config.data.root))
+        return hicodet.load_hicodet(Path(self.config.data.root))
 
     @cached_property
     def splits(self) -> dict[str, Any]:
@@ -117,10 +123,6 @@ class HqmTask(Task):
         {"train", "test"} and, with data.validation, "val" (a stratified holdout of the training images).
 
         Rare / non-rare membership always counts the full training set, as the published split defines it."""
-        from dataclasses import replace
-
-        from raysweep.tasks.common.splits import stratified_holdout
-
         ann, d = self.annotations, self.config.data
         if not d.validation:
             return {"train": ann, "test": ann}
@@ -138,48 +140,34 @@ class HqmTask(Task):
         """(object classes without no-object, verb classes): 80 / 117 on HICO-DET, 81 (80 + missing) / 29 on V-COCO."""
         num_verbs, num_objects = self.annotations.correct_mat.shape
         if self.config.data.dataset == "vcoco":
-            from raysweep.tasks.hqm.vcoco import NUM_OBJECT_CLASSES
-
             num_objects = NUM_OBJECT_CLASSES
         return num_objects, num_verbs
 
     @cached_property
     def vcoco_ground_truth(self):
         """The V-COCO test ground truth the evaluator reads (eval.vcoco_ground_truth)."""
-        from raysweep.data.vcoco import ground_truth_from_records
-
         if self.config.eval.vcoco_ground_truth == "official":
-            from raysweep.data.vcoco_official import find_official_files, load_official_ground_truth
-            from raysweep.errors import DataError
-
             root = Path(self.config.data.root)
             files = find_official_files(root) or find_official_files(root / "official")
             if files is None:
                 raise DataError(f"eval.vcoco_ground_truth: official, but {str(root)!r} (or its official/ folder) "
                                 f"lacks vcoco_test.json, instances_vcoco_all_2014.json and vcoco_test.ids")
             return load_official_ground_truth(*files)
-        return ground_truth_from_records(self.annotations.test)
+        return vcoco.ground_truth_from_records(self.annotations.test)
 
     def build(self, device: torch.device, rank: int = 0, world_size: int = 1) -> TrainingParts:
-        from raysweep.tasks.hqm.checkpoint import load_pretrained
-        from raysweep.tasks.hqm.criterion import build_criterion
-        from raysweep.tasks.hqm.data import HicoDetTestSet, HicoDetTrainSet, collate
-        from raysweep.tasks.hqm.model import build_model
-        from raysweep.tasks.hqm.transforms import eval_transforms, train_transforms
-
         cfg, ann = self.config, self.annotations
         num_objects, num_verbs = self.head_sizes
+        TrainSet: type[VcocoTrainSet] | type[HicoDetTrainSet]
         if cfg.data.dataset == "vcoco":
-            from raysweep.data.vcoco import IMAGE_DIRS
-            from raysweep.tasks.hqm.vcoco import VcocoTrainSet as TrainSet
+            IMAGE_DIRS, TrainSet = vcoco.IMAGE_DIRS, VcocoTrainSet
         else:
-            from raysweep.data.hicodet import IMAGE_DIRS
-            TrainSet = HicoDetTrainSet
+            IMAGE_DIRS, TrainSet = hicodet.IMAGE_DIRS, HicoDetTrainSet
         model = build_model(cfg, num_objects, num_verbs)
         if cfg.model.pretrained:
             self.load_report = load_pretrained(model, cfg.model.pretrained)
         model.to(device)
-        self.criterion = build_criterion(cfg, num_objects).to(device)
+        criterion = build_criterion(cfg, num_objects).to(device)
 
         d, root = cfg.data, Path(cfg.data.root)
         splits = self.splits
@@ -194,44 +182,39 @@ class HqmTask(Task):
 
         o = cfg.optim
         optimizer = torch.optim.AdamW(param_groups(model, o.lr_backbone), lr=o.lr, weight_decay=o.weight_decay)
-        self.device = device
         return TrainingParts(
             model=model, optimizer=optimizer, schedule=schedules.step_drop(optimizer, o.lr_drop, 0.1),
             train_set=train_set, eval_set=eval_set, val_set=val_set, batch_size=cfg.train.batch_size,
-            eval_batch_size=cfg.train.eval_batch_size, collate_fn=collate,
+            eval_batch_size=cfg.train.eval_batch_size, state=HqmState(device=device, criterion=criterion),
+            collate_fn=collate,
             grad_clip_norm=o.clip_max_norm or None,
             # alternating branches (and GBS on a batch without pairs) leave some parameters without gradient
             find_unused_parameters=cfg.hqm.gbs or cfg.hqm.amm,
             num_loader_workers=d.loader_workers)
 
-    def train_step(self, model: nn.Module, batch: Any, epoch: int, iteration: int):
-        from raysweep.tasks.hqm.alternation import hard_branch
-        from raysweep.tasks.hqm.data import targets_to
-
-        samples, targets = batch[0].to(self.device, non_blocking=True), targets_to(batch[1], self.device)
+    def train_step(self, model: nn.Module, batch: Any, epoch: int, iteration: int,
+                   state: HqmState) -> tuple[torch.Tensor, Mapping[str, float]]:
+        samples, targets = batch[0].to(state.device, non_blocking=True), targets_to(batch[1], state.device)
         h = self.config.hqm
         branch = hard_branch(h.gbs, h.amm, h.alternation, iteration)
         outputs = model(samples, targets, branch)
-        losses = self.criterion(outputs, targets)
-        total = self.criterion.weighted_total(losses)
-        hard = [self.criterion.weight_of(k) * v for k, v in losses.items() if k.startswith(("loss_gt_", "loss_occ_"))]
+        criterion = state.criterion
+        losses = criterion(outputs, targets)
+        total = criterion.weighted_total(losses)
+        hard = [criterion.weight_of(k) * v for k, v in losses.items() if k.startswith(("loss_gt_", "loss_occ_"))]
         values = torch.stack([losses[k].detach() for k in LOG_KEYS]
                              + [sum(hard).detach() if hard else total.new_zeros(())]).tolist()
         logs = dict(zip(LOG_KEYS + ("loss_hard",), values))
         return total, logs
 
     @torch.no_grad()
-    def predict(self, model: nn.Module, batch: Any) -> tuple[Sequence[int], Sequence[Any]]:
-        from raysweep.tasks.hqm.postprocess import postprocess_hoi
-
-        samples, metas = batch[0].to(self.device, non_blocking=True), batch[1]
+    def predict(self, model: nn.Module, batch: Any, state: TaskState) -> tuple[Sequence[int], Sequence[Any]]:
+        samples, metas = batch[0].to(state.device, non_blocking=True), batch[1]
         outputs = model(samples)
-        orig_sizes = torch.stack([m["orig_size"] for m in metas]).to(self.device)
+        orig_sizes = torch.stack([m["orig_size"] for m in metas]).to(state.device)
         return [int(m["index"]) for m in metas], postprocess_hoi(outputs, orig_sizes)
 
-    def evaluate(self, outputs: Mapping[int, Any], split: str = "test") -> dict[str, float]:
-        from raysweep.metrics.hicodet import evaluate_hicodet
-
+    def evaluate(self, outputs: Mapping[int, Any], split: str, state: TaskState) -> dict[str, float]:
         annotations = self.splits[split]
         n = len(annotations.test)
         missing = [i for i in range(n) if i not in outputs]
@@ -244,7 +227,7 @@ class HqmTask(Task):
         def value(v: float | None) -> float:  # a group without classes (e.g. no rare class) has no mean
             return math.nan if v is None else float(v)
 
-        self._per_class = _per_class_columns(result["per_class"])
+        state.per_class = _per_class_columns(result["per_class"])
         default, ko = result["default"], result["known_object"]
         return {"map": value(default["full"]), "map_rare": value(default["rare"]),
                 "map_non_rare": value(default["non_rare"]), "ko_map": value(ko["full"]),
@@ -253,19 +236,12 @@ class HqmTask(Task):
     def evaluate_vcoco(self, predictions: Sequence[Any], split: str = "test") -> dict[str, float]:
         """Official agent / role AP of the post-processed queries (one official detection per query). The
         validation split's ground truth always comes from its records (the official files cover test only)."""
-        from raysweep.data.vcoco import ground_truth_from_records
-        from raysweep.metrics.vcoco import evaluate_vcoco
-        from raysweep.tasks.hqm.vcoco import detections_for_records
-
         records = self.splits[split].test
-        truth = self.vcoco_ground_truth if split == "test" else ground_truth_from_records(records)
+        truth = self.vcoco_ground_truth if split == "test" else vcoco.ground_truth_from_records(records)
         result = evaluate_vcoco(truth, detections_for_records(records, predictions, self.annotations.correct_mat))
         m = result.means
         return {"map": m["role_ap_s1"], "role_ap_s1": m["role_ap_s1"], "role_ap_s2": m["role_ap_s2"],
                 "agent_ap": m["agent_ap"]}
-
-    def per_class_results(self) -> dict[str, list] | None:
-        return getattr(self, "_per_class", None)
 
     def num_samples(self, batch: Any) -> int:
         return len(batch[0])
@@ -297,12 +273,6 @@ def check_pretrained_once(config: HqmConfig, num_objects: int, num_verbs: int, c
     """Load `model.pretrained` into the configured model on the CPU, so that a checkpoint that does not fit (other
     sizes, not a DETR / QPIC / HQM file) fails before any trial starts, with the load report logged. A marker in
     the cache (file path, size, mtime and model config) makes the trials' own `prepare` skip the repeat."""
-    import hashlib
-    import json
-
-    from raysweep.tasks.hqm.checkpoint import load_pretrained
-    from raysweep.tasks.hqm.model import build_model
-
     path = Path(config.model.pretrained)
     stat = path.stat()
     key = json.dumps([str(path.resolve()), stat.st_size, stat.st_mtime_ns, num_objects, num_verbs,
