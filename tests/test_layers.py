@@ -69,7 +69,7 @@ MODULES = sorted(PACKAGE.rglob("*.py"))
 
 
 def test_every_layer_is_known() -> None:
-    known = {"", "cli", "errors", "progress", "safe_pickle", "spec", "tasks", "metrics", "data", "sweep", "results",
+    known = {"", "cli", "config_tree", "errors", "progress", "safe_pickle", "spec", "tasks", "metrics", "data", "sweep", "results",
              "experiment", "commands"}
     assert {layer(module_name(p)) for p in MODULES} <= known
 
