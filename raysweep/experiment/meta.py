@@ -28,8 +28,9 @@ VERSIONED = ("raysweep", "torch", "ray", "optuna", "git_commit")  # the `version
 def git_commit() -> Optional[str]:
     """The commit of the raysweep checkout in use, or None outside a git checkout."""
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).resolve().parent, capture_output=True,
-                             text=True, timeout=5)
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=Path(__file__).resolve().parent, capture_output=True, text=True, timeout=5
+        )
     except (OSError, subprocess.SubprocessError):
         return None
     return out.stdout.strip() if out.returncode == 0 else None
@@ -49,16 +50,43 @@ def versions() -> dict[str, str]:
 
     import raysweep
 
-    return {"raysweep": raysweep.__version__, "torch": torch.__version__, "ray": _version("ray"),
-            "optuna": _version("optuna"), "git_commit": git_commit() or "", "python": sys.version.split()[0]}
+    return {
+        "raysweep": raysweep.__version__,
+        "torch": torch.__version__,
+        "ray": _version("ray"),
+        "optuna": _version("optuna"),
+        "git_commit": git_commit() or "",
+        "python": sys.version.split()[0],
+    }
 
 
-def meta_text(*, name: str, task: str, space_file: str, overrides: list[str], metric: str, mode: str,
-              selection: Any, num_trials: int) -> str:
+def meta_text(
+    *,
+    name: str,
+    task: str,
+    space_file: str,
+    overrides: list[str],
+    metric: str,
+    mode: str,
+    selection: Any,
+    num_trials: int,
+) -> str:
     """The text of a new experiment's meta file (created now, with this process's versions)."""
-    return json.dumps({
-        "name": name, "task": task, "space_file": space_file, "overrides": overrides, "metric": metric, "mode": mode,
-        "selection": selection, "num_trials": num_trials, "created": time.time(), "versions": versions()}, indent=2)
+    return json.dumps(
+        {
+            "name": name,
+            "task": task,
+            "space_file": space_file,
+            "overrides": overrides,
+            "metric": metric,
+            "mode": mode,
+            "selection": selection,
+            "num_trials": num_trials,
+            "created": time.time(),
+            "versions": versions(),
+        },
+        indent=2,
+    )
 
 
 def _short(value: Any) -> str:
@@ -94,12 +122,19 @@ def check_meta_matches(meta: dict[str, Any], task: str, where: str) -> None:
     """The meta was written for this experiment's saved space file; a folder whose files disagree is not resumed or
     collected (--resume also unpickles Tune's tuner.pkl from it, so the folder must be one raysweep wrote)."""
     if meta.get("task") is not None and meta["task"] != task:
-        raise UserError(f"{where}: 'task' is {meta['task']!r} but the experiment's {SPACE_COPY} is for task "
-                        f"{task!r}; this folder was not written by one raysweep sweep: refusing to use it")
+        raise UserError(
+            f"{where}: 'task' is {meta['task']!r} but the experiment's {SPACE_COPY} is for task "
+            f"{task!r}; this folder was not written by one raysweep sweep: refusing to use it"
+        )
 
 
-def load_saved_sweep(layout: ExperimentLayout, overrides: list[str], text: Optional[str] = None,
-                     file_name: str = "space.yaml", folder: Optional[Path] = None) -> Sweep:
+def load_saved_sweep(
+    layout: ExperimentLayout,
+    overrides: list[str],
+    text: Optional[str] = None,
+    file_name: str = "space.yaml",
+    folder: Optional[Path] = None,
+) -> Sweep:
     """The sweep of the experiment's own space copy (`text`, else read from the folder) with `overrides`.
 
     The copy is loaded from a local file `file_name` in `folder` (kept: the sweep may read it again), or in a

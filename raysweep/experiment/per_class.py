@@ -26,9 +26,20 @@ from raysweep.experiment.layout import PER_CLASS_FILE, TRAIN_SUBDIR
 RARE_BOUNDARY = 10  # HICO-DET's rare classes have fewer training instances than this
 IDENTITY = ("trial_id", "split", "epoch")
 # Types of the columns a task may leave all-null (one evaluation with no rare class, no Few@k list, ...).
-_TYPES = {"trial_id": pa.string(), "split": pa.string(), "epoch": pa.int64(), "class_index": pa.int64(),
-          "class_name": pa.string(), "ap": pa.float64(), "ap_known_object": pa.float64(), "n_train": pa.int64(),
-          "n_test": pa.int64(), "few_shot_k": pa.int64(), "rare": pa.bool_(), "hoi_id": pa.int64()}
+_TYPES = {
+    "trial_id": pa.string(),
+    "split": pa.string(),
+    "epoch": pa.int64(),
+    "class_index": pa.int64(),
+    "class_name": pa.string(),
+    "ap": pa.float64(),
+    "ap_known_object": pa.float64(),
+    "n_train": pa.int64(),
+    "n_test": pa.int64(),
+    "few_shot_k": pa.int64(),
+    "rare": pa.bool_(),
+    "hoi_id": pa.int64(),
+}
 
 
 def trial_file(experiment_dir: str, trial_id: str) -> str:
@@ -52,8 +63,9 @@ def read(path: str) -> pd.DataFrame | None:
         return None
 
 
-def append_evaluation(path: str, trial_id: str, epoch: int, columns: Mapping[str, Sequence[Any]],
-                      split: str = "test") -> pd.DataFrame:
+def append_evaluation(
+    path: str, trial_id: str, epoch: int, columns: Mapping[str, Sequence[Any]], split: str = "test"
+) -> pd.DataFrame:
     """Add one evaluation's per-class columns to a trial's file (replacing rows of the same split and epoch);
     the whole file is rewritten atomically."""
     n = len(next(iter(columns.values()))) if columns else 0
@@ -74,8 +86,9 @@ def append_evaluation(path: str, trial_id: str, epoch: int, columns: Mapping[str
 
 def write(frame: pd.DataFrame, path: str) -> None:
     table = pa.Table.from_pandas(frame, preserve_index=False)
-    fields = [pa.field(f.name, _TYPES.get(f.name, pa.string() if pa.types.is_null(f.type) else f.type))
-              for f in table.schema]  # pandas turns int columns with nulls into float: back to the stable types
+    fields = [
+        pa.field(f.name, _TYPES.get(f.name, pa.string() if pa.types.is_null(f.type) else f.type)) for f in table.schema
+    ]  # pandas turns int columns with nulls into float: back to the stable types
     buffer = io.BytesIO()
     pq.write_table(table.cast(pa.schema(fields)), buffer)
     storage.write_bytes_atomic(path, buffer.getvalue())
@@ -85,6 +98,10 @@ def gather(experiment_dir: str, trial_ids: Iterable[str]) -> pd.DataFrame:
     """Every listed trial's per-class rows in one frame (trials without a file contribute nothing)."""
     frames = [f for f in (read(trial_file(experiment_dir, t)) for t in sorted(trial_ids)) if f is not None and len(f)]
     if not frames:
-        return pd.DataFrame({name: pd.Series(dtype="object" if name in ("trial_id", "split") else "int64")
-                             for name in (*IDENTITY, "class_index")}).assign(ap=pd.Series(dtype="float64"))
+        return pd.DataFrame(
+            {
+                name: pd.Series(dtype="object" if name in ("trial_id", "split") else "int64")
+                for name in (*IDENTITY, "class_index")
+            }
+        ).assign(ap=pd.Series(dtype="float64"))
     return pd.concat(frames, ignore_index=True)

@@ -74,8 +74,9 @@ def _history(text: Optional[str], where: str = RESULT_FILE) -> list[dict[str, An
         except RecursionError:
             raise UserError(f"{where}: line {number}: nested too deeply to be a report") from None
         if not isinstance(row, dict):
-            raise UserError(f"{where}: line {number}: expected a JSON object (one report per line), got "
-                            f"{type(row).__name__}")
+            raise UserError(
+                f"{where}: line {number}: expected a JSON object (one report per line), got {type(row).__name__}"
+            )
         for key in _NUMERIC_REPORT_KEYS:
             value = row.get(key)
             if value is not None and not (is_number(value) and math.isfinite(float(value))):
@@ -92,7 +93,6 @@ def _short(value: Any) -> str:
 def _wall_time(history: list[dict[str, Any]]) -> float:
     """Sum over restore segments (Tune's time_total_s restarts at 0 on resume)."""
     return segment_wall_time(history)
-
 
 
 def _parse_json(text: str, where: str) -> Any:
@@ -114,12 +114,15 @@ def _trial_states(state: Any, where: str) -> dict[str, dict[str, Any]]:
             trial_id = _expect(trial["trial_id"], str, where, "'trial_id'")
             what = f"trial {trial_id}:"
             trials[trial_id] = {
-                "trial_id": trial_id, "status": _expect(trial.get("status", "UNKNOWN"), str, where, f"{what} 'status'"),
+                "trial_id": trial_id,
+                "status": _expect(trial.get("status", "UNKNOWN"), str, where, f"{what} 'status'"),
                 "dir": _expect(trial.get("relative_logdir"), (str, type(None)), where, f"{what} 'relative_logdir'"),
                 "sampled": _expect(trial.get("config", {}), dict, where, f"{what} 'config'"),
                 "num_failures": _expect(runtime.get("num_failures", 0), int, where, f"{what} 'num_failures'"),
-                "error_file": _expect(runtime.get("error_filename"), (str, type(None)), where,
-                                      f"{what} 'error_filename'")}
+                "error_file": _expect(
+                    runtime.get("error_filename"), (str, type(None)), where, f"{what} 'error_filename'"
+                ),
+            }
     except RecursionError:
         raise UserError(f"{where}: not a Tune experiment state (nested too deeply)") from None
     except (ValueError, TypeError, KeyError, AttributeError) as exc:
@@ -141,8 +144,9 @@ def trial_rows(experiment_dir: str) -> tuple[list[dict[str, Any]], dict[str, Any
         raise UserError(f"{experiment_dir}: not a raysweep experiment (no {META_FILE})")
     meta_where = layout.meta
     meta = parse_meta(_parse_json(meta_text, meta_where), meta_where)
-    states = sorted(e.base_name for e in entries if e.base_name.startswith("experiment_state-")
-                    and e.base_name.endswith(".json"))
+    states = sorted(
+        e.base_name for e in entries if e.base_name.startswith("experiment_state-") and e.base_name.endswith(".json")
+    )
     trials: dict[str, dict[str, Any]] = {}
     if states:
         where = storage.join(experiment_dir, states[-1])
@@ -163,8 +167,14 @@ def trial_rows(experiment_dir: str) -> tuple[list[dict[str, Any]], dict[str, Any
             trial_id = entry.base_name
         params_where = layout.path(entry.base_name, PARAMS_FILE)
         sampled = _expect(_parse_json(params, params_where), dict, params_where, "the file") if params else {}
-        trials[trial_id] = {"trial_id": trial_id, "status": "UNKNOWN", "dir": entry.base_name,
-                            "sampled": sampled, "num_failures": 0, "error_file": None}
+        trials[trial_id] = {
+            "trial_id": trial_id,
+            "status": "UNKNOWN",
+            "dir": entry.base_name,
+            "sampled": sampled,
+            "num_failures": 0,
+            "error_file": None,
+        }
     rows = []
     for trial in trials.values():
         folder = f"{inner}/{trial['dir']}" if trial["dir"] else None
@@ -180,8 +190,9 @@ def trial_rows(experiment_dir: str) -> tuple[list[dict[str, Any]], dict[str, Any
     return rows, meta
 
 
-def collect_frame(experiment_dir: str,
-                  read: Optional[tuple[list[dict[str, Any]], dict[str, Any]]] = None) -> pd.DataFrame:
+def collect_frame(
+    experiment_dir: str, read: Optional[tuple[list[dict[str, Any]], dict[str, Any]]] = None
+) -> pd.DataFrame:
     experiment_dir = storage.normalise(experiment_dir)
     rows, meta = read or trial_rows(experiment_dir)
     base_config: dict[str, Any] = {}
@@ -206,8 +217,12 @@ def collect_frame(experiment_dir: str,
         for key, value in trial["sampled"].items():
             config[key] = value
         record: dict[str, Any] = {
-            "experiment": meta.get("name"), "task": meta.get("task"), "trial_id": trial["trial_id"],
-            "status": trial["status"], "error": trial["error"], "num_failures": trial["num_failures"],
+            "experiment": meta.get("name"),
+            "task": meta.get("task"),
+            "trial_id": trial["trial_id"],
+            "status": trial["status"],
+            "error": trial["error"],
+            "num_failures": trial["num_failures"],
         }
         last = history[-1] if history else {}
         epochs_done = int(max((r.get("epoch") or 0) for r in history)) if history else 0
@@ -258,8 +273,13 @@ def best_epoch_columns(history: list[dict[str, Any]], objective: str, mode: str)
     for chosen in ("val", "test"):
         key = f"{chosen}.{name}"
         # the selection split is carried forward on epochs without evaluation: only evaluated epochs count
-        rows = [r for r in history if is_number(r.get(key)) and math.isfinite(float(r[key]))
-                and (r.get("evaluated", True) if chosen == split else r.get("test_evaluated", True))]
+        rows = [
+            r
+            for r in history
+            if is_number(r.get(key))
+            and math.isfinite(float(r[key]))
+            and (r.get("evaluated", True) if chosen == split else r.get("test_evaluated", True))
+        ]
         if not rows:
             continue
         pick = max if mode == "max" else min
@@ -273,8 +293,19 @@ def best_epoch_columns(history: list[dict[str, Any]], objective: str, mode: str)
     return columns
 
 
-_TUNE_BOOKKEEPING = {"timestamp", "training_iteration", "time_this_iter_s", "time_total_s", "pid", "time_since_restore",
-                     "iterations_since_restore", "done", "evaluated", "test_evaluated", "epochs_total"}
+_TUNE_BOOKKEEPING = {
+    "timestamp",
+    "training_iteration",
+    "time_this_iter_s",
+    "time_total_s",
+    "pid",
+    "time_since_restore",
+    "iterations_since_restore",
+    "done",
+    "evaluated",
+    "test_evaluated",
+    "epochs_total",
+}
 
 
 def _fs_path(path: str) -> tuple[pafs.FileSystem, str]:
@@ -298,8 +329,10 @@ def output_format(target: str) -> str:
     """parquet or csv, from the file name; anything else is refused before anything is collected or written."""
     suffix = "." + target.rsplit(".", 1)[-1].lower() if "." in target.rsplit("/", 1)[-1] else ""
     if suffix not in OUTPUT_FORMATS:
-        raise UserError(f"{target}: cannot tell the format from {suffix or 'a name without suffix'!r}; name the "
-                        f"output {', '.join('*' + s for s in OUTPUT_FORMATS)}")
+        raise UserError(
+            f"{target}: cannot tell the format from {suffix or 'a name without suffix'!r}; name the "
+            f"output {', '.join('*' + s for s in OUTPUT_FORMATS)}"
+        )
     return OUTPUT_FORMATS[suffix]
 
 

@@ -21,9 +21,17 @@ from pydantic import BaseModel
 from raysweep.errors import UserError
 
 FIXED_TYPES: dict[str, pa.DataType] = {
-    "experiment": pa.string(), "task": pa.string(), "trial_id": pa.string(), "status": pa.string(),
-    "outcome": pa.string(), "error": pa.string(), "num_failures": pa.int64(), "epochs_done": pa.int64(),
-    "epochs_total": pa.int64(), "wall_time_s": pa.float64(), "seed": pa.int64(),
+    "experiment": pa.string(),
+    "task": pa.string(),
+    "trial_id": pa.string(),
+    "status": pa.string(),
+    "outcome": pa.string(),
+    "error": pa.string(),
+    "num_failures": pa.int64(),
+    "epochs_done": pa.int64(),
+    "epochs_total": pa.int64(),
+    "wall_time_s": pa.float64(),
+    "seed": pa.int64(),
 }
 FLOAT_PREFIXES = ("last.", "best.")  # every reported number is a float, whatever its first values looked like
 STRING_PREFIXES = ("version.",)
@@ -77,8 +85,11 @@ def _inferred_type(values: pd.Series) -> pa.DataType:
     return pa.string()
 
 
-def results_schema(frame: pd.DataFrame, config_model: Optional[type[BaseModel]] = None,
-                   resources_model: Optional[type[BaseModel]] = None) -> pa.Schema:
+def results_schema(
+    frame: pd.DataFrame,
+    config_model: Optional[type[BaseModel]] = None,
+    resources_model: Optional[type[BaseModel]] = None,
+) -> pa.Schema:
     """One type per column, decided by what the column is, not by which values this experiment happened to have."""
     fields = []
     for column in frame.columns:
@@ -88,21 +99,25 @@ def results_schema(frame: pd.DataFrame, config_model: Optional[type[BaseModel]] 
         elif kind is None and column.startswith(STRING_PREFIXES):
             kind = pa.string()
         elif kind is None and column.startswith("config."):
-            kind = field_type(config_model, column[len("config."):])
+            kind = field_type(config_model, column[len("config.") :])
         elif kind is None and column.startswith("resources."):
-            kind = field_type(resources_model, column[len("resources."):])
+            kind = field_type(resources_model, column[len("resources.") :])
         fields.append(pa.field(column, kind or _inferred_type(frame[column])))
     return pa.schema(fields)
 
 
-def arrow_table(frame: pd.DataFrame, config_model: Optional[type[BaseModel]] = None,
-                resources_model: Optional[type[BaseModel]] = None) -> pa.Table:
+def arrow_table(
+    frame: pd.DataFrame,
+    config_model: Optional[type[BaseModel]] = None,
+    resources_model: Optional[type[BaseModel]] = None,
+) -> pa.Table:
     schema = results_schema(frame, config_model, resources_model)
     frame = frame.copy()
     for field in schema:
         if pa.types.is_string(field.type):  # numbers in a text column (e.g. a Union field) become their text
-            frame[field.name] = frame[field.name].map(lambda v: v if v is None or isinstance(v, str)
-                                                      or (isinstance(v, float) and v != v) else str(v))
+            frame[field.name] = frame[field.name].map(
+                lambda v: v if v is None or isinstance(v, str) or (isinstance(v, float) and v != v) else str(v)
+            )
     return pa.Table.from_pandas(frame, schema=schema, preserve_index=False)
 
 
@@ -119,7 +134,9 @@ def flat_names(columns: list[str]) -> dict[str, str]:
     seen: dict[str, str] = {}
     for column, name in mapping.items():
         if name in seen:
-            raise UserError(f"--flat-names: columns {seen[name]!r} and {column!r} both become {name!r}; collect "
-                            f"without --flat-names")
+            raise UserError(
+                f"--flat-names: columns {seen[name]!r} and {column!r} both become {name!r}; collect "
+                f"without --flat-names"
+            )
         seen[name] = column
     return mapping

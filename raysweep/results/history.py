@@ -26,9 +26,20 @@ from raysweep.results.trial_history import is_number
 
 COLUMNS = ("experiment", "task", "trial_id", "epoch", "evaluated", "wall_time_s", "metric", "value")
 # Tune's own bookkeeping and the identity columns: everything else numeric in a report is a history metric.
-_NOT_METRICS = {"timestamp", "training_iteration", "time_this_iter_s", "time_total_s", "pid", "time_since_restore",
-                "iterations_since_restore", "done", "evaluated", "test_evaluated", "epochs_total", "epoch"}
-
+_NOT_METRICS = {
+    "timestamp",
+    "training_iteration",
+    "time_this_iter_s",
+    "time_total_s",
+    "pid",
+    "time_since_restore",
+    "iterations_since_restore",
+    "done",
+    "evaluated",
+    "test_evaluated",
+    "epochs_total",
+    "epoch",
+}
 
 
 def trial_history(trial_id: str, history: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
@@ -49,8 +60,16 @@ def trial_history(trial_id: str, history: Sequence[Mapping[str, Any]]) -> list[d
     for epoch in sorted(by_epoch):
         report, wall = by_epoch[epoch]["report"], by_epoch[epoch]["wall_time_s"]
         for metric in sorted(k for k, v in report.items() if is_number(v) and k not in _NOT_METRICS):
-            rows.append({"trial_id": trial_id, "epoch": epoch, "evaluated": bool(report.get("evaluated", True)),
-                         "wall_time_s": wall, "metric": metric, "value": float(report[metric])})
+            rows.append(
+                {
+                    "trial_id": trial_id,
+                    "epoch": epoch,
+                    "evaluated": bool(report.get("evaluated", True)),
+                    "wall_time_s": wall,
+                    "metric": metric,
+                    "value": float(report[metric]),
+                }
+            )
     return rows
 
 
@@ -60,13 +79,22 @@ def history_frame(trials: Sequence[Mapping[str, Any]], meta: Mapping[str, Any]) 
     frame = pd.DataFrame.from_records(rows, columns=[c for c in COLUMNS if c not in ("experiment", "task")])
     frame.insert(0, "task", pd.Series([meta.get("task")] * len(frame), dtype="string"))
     frame.insert(0, "experiment", pd.Series([meta.get("name")] * len(frame), dtype="string"))
-    frame = frame.astype({"trial_id": "string", "epoch": "int64", "evaluated": "bool", "wall_time_s": "float64",
-                          "metric": "string", "value": "float64"})
+    frame = frame.astype(
+        {
+            "trial_id": "string",
+            "epoch": "int64",
+            "evaluated": "bool",
+            "wall_time_s": "float64",
+            "metric": "string",
+            "value": "float64",
+        }
+    )
     return frame.sort_values(["trial_id", "epoch", "metric"], kind="stable").reset_index(drop=True)
 
 
-def write_histories(experiment_dir: str, trials: Sequence[Mapping[str, Any]], meta: Mapping[str, Any],
-                    target: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+def write_histories(
+    experiment_dir: str, trials: Sequence[Mapping[str, Any]], meta: Mapping[str, Any], target: str
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """history.parquet and per_class.parquet beside `target` (the results parquet), each written atomically."""
     from raysweep.results.collect import write_parquet
 
@@ -75,4 +103,3 @@ def write_histories(experiment_dir: str, trials: Sequence[Mapping[str, Any]], me
     classes = per_class.gather(experiment_dir, [t["trial_id"] for t in trials])
     per_class.write(classes, beside(target, PER_CLASS_FILE))
     return history, classes
-

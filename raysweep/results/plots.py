@@ -33,8 +33,18 @@ from raysweep.results.history import history_frame
 log = logging.getLogger(__name__)
 FORMATS = ("html", "png")
 PAGE_FILE = "index.html"
-PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
-           "#17becf")  # matplotlib's tab10, used by both backends so a trial has one colour everywhere
+PALETTE = (
+    "#1f77b4",
+    "#ff7f0e",
+    "#2ca02c",
+    "#d62728",
+    "#9467bd",
+    "#8c564b",
+    "#e377c2",
+    "#7f7f7f",
+    "#bcbd22",
+    "#17becf",
+)  # matplotlib's tab10, used by both backends so a trial has one colour everywhere
 OUTCOME_STYLE = {"completed": ("circle", "o"), "pruned": ("x", "X"), "error": ("triangle-down", "v")}
 
 
@@ -93,10 +103,17 @@ def load_experiment(experiment_dir: str) -> Experiment:
     sweep = _saved_sweep(experiment_dir, meta)
     metric = sweep.metric if sweep is not None else "map"
     return Experiment(
-        path=experiment_dir, name=str(meta.get("name")), task=str(meta.get("task")), trials=trials,
-        results=collect_frame(experiment_dir, read), history=history_frame(trials, meta),
-        per_class=per_class_files.gather(experiment_dir, [t["trial_id"] for t in trials]), sweep=sweep,
-        metric=metric, mode=sweep.mode if sweep is not None else "max")
+        path=experiment_dir,
+        name=str(meta.get("name")),
+        task=str(meta.get("task")),
+        trials=trials,
+        results=collect_frame(experiment_dir, read),
+        history=history_frame(trials, meta),
+        per_class=per_class_files.gather(experiment_dir, [t["trial_id"] for t in trials]),
+        sweep=sweep,
+        metric=metric,
+        mode=sweep.mode if sweep is not None else "max",
+    )
 
 
 def _creation_index(trial: dict[str, Any]) -> tuple[int, str]:
@@ -163,13 +180,31 @@ def _optuna_views(exp: Experiment, study: Any, source: str) -> list[View]:
     from raysweep.results.study_view import common_rung, study_at_epoch
 
     specs: list[tuple[str, str, str, Callable[..., Any], Callable[..., Any], int]] = [
-        ("history", "Optimisation history", f"{exp.metric_label()} of each completed trial in start order, and the "
-         f"best so far ({exp.mode}).", ov.plot_optimization_history, om.plot_optimization_history, 1),
-        ("parallel", "Parallel coordinates", f"Each completed trial's searched values and its {exp.metric_label()}.",
-         ov.plot_parallel_coordinate, om.plot_parallel_coordinate, 1),
-        ("importance", "Hyper-parameter importance", f"fANOVA importance of each searched parameter for "
-         f"{exp.metric_label()} over the completed trials (parameters set in every one of them).",
-         ov.plot_param_importances, om.plot_param_importances, 2),
+        (
+            "history",
+            "Optimisation history",
+            f"{exp.metric_label()} of each completed trial in start order, and the best so far ({exp.mode}).",
+            ov.plot_optimization_history,
+            om.plot_optimization_history,
+            1,
+        ),
+        (
+            "parallel",
+            "Parallel coordinates",
+            f"Each completed trial's searched values and its {exp.metric_label()}.",
+            ov.plot_parallel_coordinate,
+            om.plot_parallel_coordinate,
+            1,
+        ),
+        (
+            "importance",
+            "Hyper-parameter importance",
+            f"fANOVA importance of each searched parameter for "
+            f"{exp.metric_label()} over the completed trials (parameters set in every one of them).",
+            ov.plot_param_importances,
+            om.plot_param_importances,
+            2,
+        ),
     ]
     views = []
     complete = [t for t in study.trials if t.state == TrialState.COMPLETE] if study is not None else []
@@ -185,14 +220,18 @@ def _optuna_views(exp: Experiment, study: Any, source: str) -> list[View]:
         if key != "history" and equal_budget is not None and len(equal_budget.trials) > len(complete):
             # Few trials ran to the end (ASHA): compare every trial at the last epoch all of them reached.
             shown, complete_here = equal_budget, equal_budget.trials
-            view.caption += (f" Only {len(complete)} of {len(study.trials)} trials ran to the end, so this view "
-                             f"compares every trial at epoch {rung}, the last epoch all of them reached (pruned "
-                             f"ones included).")
+            view.caption += (
+                f" Only {len(complete)} of {len(study.trials)} trials ran to the end, so this view "
+                f"compares every trial at epoch {rung}, the last epoch all of them reached (pruned "
+                f"ones included)."
+            )
         else:
             complete_here = complete
         if len(complete_here) < needed:
-            view.note = (f"needs {needed} completed trial{'s' * (needed > 1)}; this experiment has "
-                         f"{len(complete_here)} (of {len(study.trials)})")
+            view.note = (
+                f"needs {needed} completed trial{'s' * (needed > 1)}; this experiment has "
+                f"{len(complete_here)} (of {len(study.trials)})"
+            )
             continue
         kwargs: dict[str, Any] = {"target_name": exp.metric_label()}
         if key == "importance":
@@ -212,8 +251,11 @@ def _optuna_views(exp: Experiment, study: Any, source: str) -> list[View]:
             values = [t.value for t in complete]
             best = max(values) if exp.mode == "max" else min(values)
             best_trial = next(t for t in complete if t.value == best)
-            view.facts = {"completed": len(complete), "best": best,
-                          "best_trial": best_trial.user_attrs.get(TRIAL_ID_ATTR, best_trial.number)}
+            view.facts = {
+                "completed": len(complete),
+                "best": best,
+                "best_trial": best_trial.user_attrs.get(TRIAL_ID_ATTR, best_trial.number),
+            }
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # Optuna's matplotlib backend is marked experimental
             view.figure = plotly_fn(shown, **kwargs)
@@ -253,8 +295,12 @@ def learning_curves(exp: Experiment) -> View:
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
-    view = View("curves", "Learning curves", f"{exp.metric_label()} at each evaluated epoch (left) and the training "
-                "loss (right) of every trial; ✕ marks a trial pruned at that rung, ▼ a failed one.")
+    view = View(
+        "curves",
+        "Learning curves",
+        f"{exp.metric_label()} at each evaluated epoch (left) and the training "
+        "loss (right) of every trial; ✕ marks a trial pruned at that rung, ▼ a failed one.",
+    )
     objective, loss = _curves(exp, exp.metric, True), _curves(exp, "loss", False)
     if not objective and not loss:
         view.note = "no trial has reported an epoch yet"
@@ -265,19 +311,42 @@ def learning_curves(exp: Experiment) -> View:
     for col, curves in ((1, objective), (2, loss)):
         for trial_id in [t for t in order if t in curves]:
             g, outcome = curves[trial_id], exp.outcome(trial_id)
-            fig.add_trace(go.Scatter(
-                x=g["epoch"], y=g["value"], mode="lines+markers", name=exp.described(trial_id), legendgroup=trial_id,
-                showlegend=col == 1, line={"color": exp.colour(trial_id)}, marker={"size": 5},
-                hovertemplate=f"{exp.label(trial_id)} ({outcome})<br>epoch %{{x}}<br>%{{y:.4f}}<extra></extra>"),
-                row=1, col=col)
+            fig.add_trace(
+                go.Scatter(
+                    x=g["epoch"],
+                    y=g["value"],
+                    mode="lines+markers",
+                    name=exp.described(trial_id),
+                    legendgroup=trial_id,
+                    showlegend=col == 1,
+                    line={"color": exp.colour(trial_id)},
+                    marker={"size": 5},
+                    hovertemplate=f"{exp.label(trial_id)} ({outcome})<br>epoch %{{x}}<br>%{{y:.4f}}<extra></extra>",
+                ),
+                row=1,
+                col=col,
+            )
             if outcome in ("pruned", "error"):
                 last = g.iloc[-1]
                 stopped[trial_id] = int(last["epoch"])
-                fig.add_trace(go.Scatter(
-                    x=[last["epoch"]], y=[last["value"]], mode="markers", legendgroup=trial_id, showlegend=False,
-                    marker={"symbol": OUTCOME_STYLE[outcome][0], "size": 13, "color": exp.colour(trial_id),
-                            "line": {"width": 1, "color": "black"}},
-                    hovertemplate=f"{exp.label(trial_id)} {outcome} at epoch %{{x}}<extra></extra>"), row=1, col=col)
+                fig.add_trace(
+                    go.Scatter(
+                        x=[last["epoch"]],
+                        y=[last["value"]],
+                        mode="markers",
+                        legendgroup=trial_id,
+                        showlegend=False,
+                        marker={
+                            "symbol": OUTCOME_STYLE[outcome][0],
+                            "size": 13,
+                            "color": exp.colour(trial_id),
+                            "line": {"width": 1, "color": "black"},
+                        },
+                        hovertemplate=f"{exp.label(trial_id)} {outcome} at epoch %{{x}}<extra></extra>",
+                    ),
+                    row=1,
+                    col=col,
+                )
     fig.update_xaxes(title_text="epoch", dtick=1)
     fig.update_layout(template="plotly_white", height=430, legend={"title": "trial"})
     view.figure = fig
@@ -292,8 +361,14 @@ def learning_curves(exp: Experiment) -> View:
                 g, outcome = curves[trial_id], exp.outcome(trial_id)
                 ax.plot(g["epoch"], g["value"], "-o", ms=3, color=exp.colour(trial_id), label=exp.described(trial_id))
                 if outcome in ("pruned", "error"):
-                    ax.plot(g["epoch"].iloc[-1], g["value"].iloc[-1], OUTCOME_STYLE[outcome][1], ms=11,
-                            color=exp.colour(trial_id), mec="black")
+                    ax.plot(
+                        g["epoch"].iloc[-1],
+                        g["value"].iloc[-1],
+                        OUTCOME_STYLE[outcome][1],
+                        ms=11,
+                        color=exp.colour(trial_id),
+                        mec="black",
+                    )
             ax.set_title(title)
             ax.set_xlabel("epoch")
             ax.grid(alpha=0.3)
@@ -314,8 +389,7 @@ def _reference_trial(exp: Experiment) -> Optional[str]:
     if frame.empty:
         return None
     split = exp.metric.split(".", 1)[0] if "." in exp.metric else ""
-    column = next((c for c in (f"best_{split}.{exp.metric}", f"best.{exp.metric}") if c in frame),
-                  f"last.{exp.metric}")
+    column = next((c for c in (f"best_{split}.{exp.metric}", f"best.{exp.metric}") if c in frame), f"last.{exp.metric}")
     completed = frame[frame["outcome"] == "completed"]
     pool = completed if len(completed) else frame
     if column not in pool:
@@ -328,9 +402,12 @@ def _reference_trial(exp: Experiment) -> Optional[str]:
 def per_class_ap(exp: Experiment) -> View:
     import plotly.graph_objects as go
 
-    view = View("per_class", "Per-class AP vs training samples",
-                f"AP of every class at the last evaluation of the best trial, against its number of training "
-                f"samples (log scale); the dashed line is the rare boundary ({per_class_files.RARE_BOUNDARY}).")
+    view = View(
+        "per_class",
+        "Per-class AP vs training samples",
+        f"AP of every class at the last evaluation of the best trial, against its number of training "
+        f"samples (log scale); the dashed line is the rare boundary ({per_class_files.RARE_BOUNDARY}).",
+    )
     trial_id = _reference_trial(exp)
     if trial_id is None:
         view.note = "no per-class results saved yet (they are written at each evaluation)"
@@ -345,15 +422,29 @@ def per_class_ap(exp: Experiment) -> View:
     groups = _class_groups(rows)
     fig = go.Figure()
     for (name, colour), members in groups:
-        fig.add_trace(go.Scatter(
-            x=members["x"], y=100 * members["ap"], mode="markers", name=name,
-            marker={"color": colour, "size": 8, "opacity": 0.8, "line": {"width": 0.5, "color": "black"}},
-            text=members["class_name"],
-            hovertemplate="%{text}<br>training samples %{customdata}<br>AP %{y:.1f}<extra></extra>",
-            customdata=members["n_train"]))
+        fig.add_trace(
+            go.Scatter(
+                x=members["x"],
+                y=100 * members["ap"],
+                mode="markers",
+                name=name,
+                marker={"color": colour, "size": 8, "opacity": 0.8, "line": {"width": 0.5, "color": "black"}},
+                text=members["class_name"],
+                hovertemplate="%{text}<br>training samples %{customdata}<br>AP %{y:.1f}<extra></extra>",
+                customdata=members["n_train"],
+            )
+        )
     boundary = per_class_files.RARE_BOUNDARY  # a trace, not a shape: shapes on log axes autorange oddly
-    fig.add_trace(go.Scatter(x=[boundary, boundary], y=[-3, 103], mode="lines", name=f"rare < {boundary}",
-                             line={"dash": "dash", "color": "#555"}, hoverinfo="skip"))
+    fig.add_trace(
+        go.Scatter(
+            x=[boundary, boundary],
+            y=[-3, 103],
+            mode="lines",
+            name=f"rare < {boundary}",
+            line={"dash": "dash", "color": "#555"},
+            hoverinfo="skip",
+        )
+    )
     fig.update_xaxes(type="log", title_text="training samples of the class (0 drawn at 0.5)")
     fig.update_yaxes(title_text="AP (%)", range=[-3, 103])
     fig.update_layout(template="plotly_white", height=430)
@@ -363,18 +454,30 @@ def per_class_ap(exp: Experiment) -> View:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # a constant AP (e.g. all 0 early on) has no rank correlation: NaN
         spearman = float(rows["ap"].corr(rows["n_train"], method="spearman")) if len(rows) > 2 else math.nan
-    view.facts = {"trial": trial_id, "epoch": epoch, "classes": len(rows),
-                  "mean_ap_below_10": float(below.mean()) if len(below) else math.nan,
-                  "mean_ap_from_10": float(above.mean()) if len(above) else math.nan,
-                  "spearman_ap_vs_n_train": spearman}
+    view.facts = {
+        "trial": trial_id,
+        "epoch": epoch,
+        "classes": len(rows),
+        "mean_ap_below_10": float(below.mean()) if len(below) else math.nan,
+        "mean_ap_from_10": float(above.mean()) if len(above) else math.nan,
+        "spearman_ap_vs_n_train": spearman,
+    }
 
     def draw(path: Path) -> None:
         import matplotlib.pyplot as plt
 
         figure, ax = plt.subplots(figsize=(8, 4.5))
         for (name, colour), members in groups:
-            ax.scatter(members["x"], 100 * members["ap"], s=28, color=colour, edgecolor="black", linewidth=0.4,
-                       alpha=0.85, label=name)
+            ax.scatter(
+                members["x"],
+                100 * members["ap"],
+                s=28,
+                color=colour,
+                edgecolor="black",
+                linewidth=0.4,
+                alpha=0.85,
+                label=name,
+            )
         ax.axvline(per_class_files.RARE_BOUNDARY, ls="--", color="#555")
         ax.text(per_class_files.RARE_BOUNDARY, 101, f" rare < {per_class_files.RARE_BOUNDARY}", fontsize=8, va="top")
         ax.set_xscale("log")
@@ -392,13 +495,17 @@ def _class_groups(rows: pd.DataFrame) -> list[tuple[tuple[str, str], pd.DataFram
     """Classes split by HICO-DET's rare flag, or by HICO's smallest Few@k list, or not at all."""
     if "rare" in rows and rows["rare"].notna().any():
         rare = rows["rare"].astype("boolean")  # null: no training instance
-        parts = [(("rare", PALETTE[3]), rows[rare.fillna(False).to_numpy(bool)]),
-                 (("non-rare", PALETTE[0]), rows[(~rare).fillna(False).to_numpy(bool)]),
-                 (("no training instance", PALETTE[7]), rows[rare.isna().to_numpy(bool)])]
+        parts = [
+            (("rare", PALETTE[3]), rows[rare.fillna(False).to_numpy(bool)]),
+            (("non-rare", PALETTE[0]), rows[(~rare).fillna(False).to_numpy(bool)]),
+            (("no training instance", PALETTE[7]), rows[rare.isna().to_numpy(bool)]),
+        ]
     elif "few_shot_k" in rows:
         k = pd.to_numeric(rows["few_shot_k"], errors="coerce")
-        parts = [((f"Few@{int(v)}", colour), rows[k == v]) for v, colour in ((1, PALETTE[3]), (5, PALETTE[1]),
-                                                                            (10, PALETTE[8]))]
+        parts = [
+            ((f"Few@{int(v)}", colour), rows[k == v])
+            for v, colour in ((1, PALETTE[3]), (5, PALETTE[1]), (10, PALETTE[8]))
+        ]
         parts.append((("not few-shot", PALETTE[0]), rows[k.isna()]))
     else:
         parts = [(("class", PALETTE[0]), rows)]
@@ -412,13 +519,19 @@ def group_scatter(exp: Experiment) -> View:
     x_metric, y_metric = ("map_rare", "map_non_rare") if detection else ("map_few1", "map")
     # the paper's numbers are test numbers: `last.test.*` when the sweep also evaluates a validation split
     prefixes = ["test.", exp.metric.rsplit(".", 1)[0] + "." if "." in exp.metric else "", ""]
-    prefix = next((p for p in prefixes if f"last.{p}{x_metric}" in exp.results and f"last.{p}{y_metric}" in
-                   exp.results), prefixes[0])
+    prefix = next(
+        (p for p in prefixes if f"last.{p}{x_metric}" in exp.results and f"last.{p}{y_metric}" in exp.results),
+        prefixes[0],
+    )
     x_col, y_col = f"last.{prefix}{x_metric}", f"last.{prefix}{y_metric}"
     title = "Rare vs Non-rare" if detection else "Few@1 vs Full"
-    view = View("groups", title, f"Every trial's last {exp.metric_label(prefix + x_metric)} against its "
-                f"{exp.metric_label(prefix + y_metric)} (in %), by outcome"
-                + ("; points above the diagonal do better on non-rare classes." if detection else "."))
+    view = View(
+        "groups",
+        title,
+        f"Every trial's last {exp.metric_label(prefix + x_metric)} against its "
+        f"{exp.metric_label(prefix + y_metric)} (in %), by outcome"
+        + ("; points above the diagonal do better on non-rare classes." if detection else "."),
+    )
     if exp.results.empty or x_col not in exp.results or y_col not in exp.results:
         view.note = f"no trial has reported {x_col} and {y_col} yet"
         return view
@@ -431,32 +544,54 @@ def group_scatter(exp: Experiment) -> View:
     fig = go.Figure()
     for outcome, members in frame.groupby("outcome", sort=True):
         symbol = OUTCOME_STYLE.get(str(outcome), ("diamond", "D"))[0]
-        fig.add_trace(go.Scatter(
-            x=members[x_col], y=members[y_col], mode="markers", name=str(outcome),
-            marker={"symbol": symbol, "size": 14, "color": [exp.colour(t) for t in members["trial_id"]],
-                    "line": {"width": 1, "color": "black"}},
-            text=[exp.label(t) for t in members["trial_id"]],
-            hovertemplate="%{text}<br>%{x:.2f} / %{y:.2f}<extra></extra>"))
+        fig.add_trace(
+            go.Scatter(
+                x=members[x_col],
+                y=members[y_col],
+                mode="markers",
+                name=str(outcome),
+                marker={
+                    "symbol": symbol,
+                    "size": 14,
+                    "color": [exp.colour(t) for t in members["trial_id"]],
+                    "line": {"width": 1, "color": "black"},
+                },
+                text=[exp.label(t) for t in members["trial_id"]],
+                hovertemplate="%{text}<br>%{x:.2f} / %{y:.2f}<extra></extra>",
+            )
+        )
     low = min(frame[x_col].min(), frame[y_col].min())
     high = max(frame[x_col].max(), frame[y_col].max())
     pad = max(1.0, 0.05 * (high - low))
     if detection:
-        fig.add_shape(type="line", x0=low - pad, y0=low - pad, x1=high + pad, y1=high + pad,
-                      line={"dash": "dot", "color": "#888"})
+        fig.add_shape(
+            type="line", x0=low - pad, y0=low - pad, x1=high + pad, y1=high + pad, line={"dash": "dot", "color": "#888"}
+        )
     fig.update_xaxes(title_text=f"{x_metric} (%)")
     fig.update_yaxes(title_text=f"{y_metric} (%)")
     fig.update_layout(template="plotly_white", height=430, legend={"title": "outcome"})
     view.figure = fig
-    view.facts = {"trials": len(frame), "x": x_col, "y": y_col,
-                  "corr": float(frame[x_col].corr(frame[y_col])) if len(frame) > 2 else math.nan}
+    view.facts = {
+        "trials": len(frame),
+        "x": x_col,
+        "y": y_col,
+        "corr": float(frame[x_col].corr(frame[y_col])) if len(frame) > 2 else math.nan,
+    }
 
     def draw(path: Path) -> None:
         import matplotlib.pyplot as plt
 
         figure, ax = plt.subplots(figsize=(6.5, 5))
         for outcome, members in frame.groupby("outcome", sort=True):
-            ax.scatter(members[x_col], members[y_col], s=120, marker=OUTCOME_STYLE.get(str(outcome), ("", "D"))[1],
-                       c=[exp.colour(t) for t in members["trial_id"]], edgecolor="black", label=str(outcome))
+            ax.scatter(
+                members[x_col],
+                members[y_col],
+                s=120,
+                marker=OUTCOME_STYLE.get(str(outcome), ("", "D"))[1],
+                c=[exp.colour(t) for t in members["trial_id"]],
+                edgecolor="black",
+                label=str(outcome),
+            )
         if detection:
             ax.plot([low - pad, high + pad], [low - pad, high + pad], ":", color="#888")
         ax.set_xlabel(f"{x_metric} (%)")
@@ -482,8 +617,11 @@ def _save_scatter(figure: Any, ax: Any, path: Path) -> None:
 def paper_table(exp: Experiment) -> View:
     from raysweep.results.tables import render_table
 
-    view = View("table", "Paper table", "Completed trials, mean ± std over trials (seeds) sharing a row, as "
-                "`raysweep report` prints it.")
+    view = View(
+        "table",
+        "Paper table",
+        "Completed trials, mean ± std over trials (seeds) sharing a row, as `raysweep report` prints it.",
+    )
     if exp.results.empty:
         view.note = "no trials yet"
         return view
@@ -515,14 +653,20 @@ def render_page(exp: Experiment, views: list[View]) -> str:
         toc.append(f"<li><a href='#{view.key}'>{html.escape(view.title)}</a></li>")
         body = ""
         if view.figure is not None:
-            body = view.figure.to_html(full_html=False, include_plotlyjs=False, div_id=f"fig-{view.key}",
-                                       config={"displaylogo": False, "responsive": True})
+            body = view.figure.to_html(
+                full_html=False,
+                include_plotlyjs=False,
+                div_id=f"fig-{view.key}",
+                config={"displaylogo": False, "responsive": True},
+            )
         elif view.html is not None:
             body = view.html
         if view.note:
             body += f"<p class='note'>Not shown: {html.escape(view.note)}.</p>"
-        sections.append(f"<section id='{view.key}'><h2>{html.escape(view.title)}</h2>"
-                        f"<p class='caption'>{html.escape(view.caption)}</p>{body}</section>")
+        sections.append(
+            f"<section id='{view.key}'><h2>{html.escape(view.title)}</h2>"
+            f"<p class='caption'>{html.escape(view.caption)}</p>{body}</section>"
+        )
     stamp = _dt.datetime.now().strftime("%Y-%m-%d %H:%M")
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>raysweep: {html.escape(exp.name)}</title>
@@ -536,14 +680,15 @@ pre.table {{ background: #f6f6f6; padding: 1em; overflow-x: auto; font-size: 13p
 <h1>{html.escape(exp.name)} <small>({html.escape(exp.task)})</small></h1>
 <p>{html.escape(exp.path)} — {len(exp.results)} trials ({html.escape(summary)}); objective
 {html.escape(exp.metric_label())}, {exp.mode}; generated {stamp}.</p>
-<ul>{''.join(toc)}</ul>
-{''.join(sections)}
+<ul>{"".join(toc)}</ul>
+{"".join(sections)}
 </body></html>
 """
 
 
-def write_plots(experiment_dir: str, out_dir: Optional[str] = None, formats: tuple[str, ...] = FORMATS
-                ) -> tuple[list[Path], list[View]]:
+def write_plots(
+    experiment_dir: str, out_dir: Optional[str] = None, formats: tuple[str, ...] = FORMATS
+) -> tuple[list[Path], list[View]]:
     """Write the page (index.html) and/or one PNG per view into `out_dir` (default `<experiment>/plots`)."""
     bad = [f for f in formats if f not in FORMATS]
     if bad:
@@ -591,8 +736,10 @@ def experiment_of(source: str) -> str:
         folder = source.rsplit("/", 1)[0]
         if storage.exists(storage.join(folder, META_FILE)):
             return folder
-        raise UserError(f"--html: {source} is not inside an experiment folder; the plots read the experiment's "
-                        f"files, so give the experiment folder (<storage>/<name>)")
+        raise UserError(
+            f"--html: {source} is not inside an experiment folder; the plots read the experiment's "
+            f"files, so give the experiment folder (<storage>/<name>)"
+        )
     return source
 
 

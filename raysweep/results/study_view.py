@@ -65,9 +65,16 @@ def rebuilt_study(sweep: Sweep, trials: Sequence[Mapping[str, Any]]) -> optuna.S
                 intermediate[int(epoch)] = float(v)
         if state == TrialState.PRUNED and intermediate:
             value = intermediate[max(intermediate)]  # what Optuna's own pruners record
-        study.add_trial(optuna.trial.create_trial(
-            state=state, value=value if state in (TrialState.COMPLETE, TrialState.PRUNED) else None, params=params,
-            distributions=used, intermediate_values=intermediate, user_attrs={TRIAL_ID_ATTR: trial["trial_id"]}))
+        study.add_trial(
+            optuna.trial.create_trial(
+                state=state,
+                value=value if state in (TrialState.COMPLETE, TrialState.PRUNED) else None,
+                params=params,
+                distributions=used,
+                intermediate_values=intermediate,
+                user_attrs={TRIAL_ID_ATTR: trial["trial_id"]},
+            )
+        )
     return study
 
 
@@ -85,15 +92,17 @@ def load_study(experiment_dir: str, sweep: Sweep, trials: Sequence[Mapping[str, 
                 if study.trials:
                     return study, journal
         except Exception as exc:  # noqa: BLE001 - a journal being written or of another version: rebuild instead
-            log.warning("%s: not readable as an Optuna journal (%s); rebuilding the study from the trials",
-                        journal, exc)
+            log.warning(
+                "%s: not readable as an Optuna journal (%s); rebuilding the study from the trials", journal, exc
+            )
     return rebuilt_study(sweep, trials), "rebuilt from the trials' reports"
 
 
 def common_rung(study: optuna.Study) -> int | None:
     """The last epoch every finished trial was evaluated at (ASHA's first rung when some were pruned), or None."""
-    finished = [t for t in study.trials
-                if t.state in (TrialState.COMPLETE, TrialState.PRUNED) and t.intermediate_values]
+    finished = [
+        t for t in study.trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED) and t.intermediate_values
+    ]
     if len(finished) < 2:
         return None
     shared = set.intersection(*(set(t.intermediate_values) for t in finished))
@@ -106,7 +115,13 @@ def study_at_epoch(study: optuna.Study, epoch: int) -> optuna.Study:
     at = optuna.create_study(directions=study.directions)
     for trial in study.trials:
         if epoch in trial.intermediate_values:
-            at.add_trial(optuna.trial.create_trial(
-                state=TrialState.COMPLETE, value=trial.intermediate_values[epoch], params=trial.params,
-                distributions=trial.distributions, user_attrs=trial.user_attrs))
+            at.add_trial(
+                optuna.trial.create_trial(
+                    state=TrialState.COMPLETE,
+                    value=trial.intermediate_values[epoch],
+                    params=trial.params,
+                    distributions=trial.distributions,
+                    user_attrs=trial.user_attrs,
+                )
+            )
     return at

@@ -37,8 +37,10 @@ def load_results(source: str) -> pd.DataFrame:
             raise UserError(f"{source}: not a readable parquet file ({str(exc).splitlines()[0]})") from None
         missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
         if missing and len(frame.columns):  # no columns at all: collected before any trial started
-            raise UserError(f"{source}: not a raysweep results file (no column(s) {', '.join(missing)}); give a "
-                            f"parquet written by `raysweep collect` or `raysweep tune`")
+            raise UserError(
+                f"{source}: not a raysweep results file (no column(s) {', '.join(missing)}); give a "
+                f"parquet written by `raysweep collect` or `raysweep tune`"
+            )
         return frame
     return collect_frame(source)
 
@@ -48,7 +50,7 @@ EPOCH_NOTES = {
     "last": "the last epoch",
     "best_val": "the epoch with the best validation objective (best_val)",
     "best_test": "the best of the per-epoch test evaluations (best_test: selected on the test set, only for "
-                 "reproducing a published protocol that did so)",
+    "reproducing a published protocol that did so)",
 }
 SEED_KEY = "train.seed"  # the key whose values are repeats of one configuration, not different configurations
 
@@ -62,8 +64,9 @@ def metric_column(frame: pd.DataFrame, epoch: str, split: str, metric: str) -> O
     return None
 
 
-def summarise(frame: pd.DataFrame, statuses: Optional[Sequence[str]] = ("completed",),
-              epoch: str = "last") -> tuple[pd.DataFrame, PaperTable]:
+def summarise(
+    frame: pd.DataFrame, statuses: Optional[Sequence[str]] = ("completed",), epoch: str = "last"
+) -> tuple[pd.DataFrame, PaperTable]:
     """One row per table row: `<col> mean`, `<col> std` over the test metrics of the row's trials, `n`, `selected`;
     and the table the rows belong to (its columns and unit).
 
@@ -89,7 +92,9 @@ def summarise(frame: pd.DataFrame, statuses: Optional[Sequence[str]] = ("complet
     configs = trial_configs(frame)
     labels = pd.DataFrame([table.row_labels(c) for c in configs], index=frame.index)
     label_cols = list(labels.columns)
-    signatures = pd.Series([_signature(c, o) for c, o in zip(configs, frame["outcome"], strict=True)], index=frame.index)
+    signatures = pd.Series(
+        [_signature(c, o) for c, o in zip(configs, frame["outcome"], strict=True)], index=frame.index
+    )
     several_outcomes = frame["outcome"].nunique() > 1
     data = pd.concat([labels, frame.rename(columns={"outcome": "_outcome"})], axis=1)
     out_rows: list[dict[str, Any]] = []
@@ -104,7 +109,9 @@ def summarise(frame: pd.DataFrame, statuses: Optional[Sequence[str]] = ("complet
         if several_outcomes:
             base["outcome"] = None
         if len(by_config) == 1 or val_column is None:
-            varying = _varying_keys([configs[frame.index.get_loc(i)] for i in group.index]) if len(by_config) > 1 else []
+            varying = (
+                _varying_keys([configs[frame.index.get_loc(i)] for i in group.index]) if len(by_config) > 1 else []
+            )
             for part in by_config.values():
                 row = dict(base)
                 first = configs[frame.index.get_loc(part.index[0])]
@@ -121,15 +128,35 @@ def summarise(frame: pd.DataFrame, statuses: Optional[Sequence[str]] = ("complet
             pick = max if _mode(frame) == "max" else min
             best = pick(finite, key=lambda sig: finite[sig])
             selected_rows += 1
-            out_rows.append(_row(dict(base), by_config[best], table, frame, epoch, val_column, several_outcomes,
-                                 f"best of {len(by_config)} by val"))
+            out_rows.append(
+                _row(
+                    dict(base),
+                    by_config[best],
+                    table,
+                    frame,
+                    epoch,
+                    val_column,
+                    several_outcomes,
+                    f"best of {len(by_config)} by val",
+                )
+            )
     out_rows.sort(key=lambda r: table.sort_key(r, label_cols + extra_labels))
     summary = pd.DataFrame(out_rows)
-    selection = (str(frame["selection"].dropna().iloc[0]) if "selection" in frame.columns
-                 and frame["selection"].notna().any() else None)
-    summary.attrs.update(left_out=left_out, epoch=epoch, selected_rows=selected_rows, split_rows=extra_labels,
-                         val_column=val_column, objective=objective, selection=selection,
-                         notes=table.footer_notes(configs[0]) if configs else [])
+    selection = (
+        str(frame["selection"].dropna().iloc[0])
+        if "selection" in frame.columns and frame["selection"].notna().any()
+        else None
+    )
+    summary.attrs.update(
+        left_out=left_out,
+        epoch=epoch,
+        selected_rows=selected_rows,
+        split_rows=extra_labels,
+        val_column=val_column,
+        objective=objective,
+        selection=selection,
+        notes=table.footer_notes(configs[0]) if configs else [],
+    )
     return summary, table
 
 
@@ -143,8 +170,16 @@ def keep_outcomes(frame: pd.DataFrame, statuses: Sequence[str]) -> tuple[pd.Data
     return frame[keep], left_out
 
 
-def _row(row: dict[str, Any], part: pd.DataFrame, table: PaperTable, frame: pd.DataFrame, epoch: str,
-         val_column: Optional[str], several_outcomes: bool, selected: Optional[str]) -> dict[str, Any]:
+def _row(
+    row: dict[str, Any],
+    part: pd.DataFrame,
+    table: PaperTable,
+    frame: pd.DataFrame,
+    epoch: str,
+    val_column: Optional[str],
+    several_outcomes: bool,
+    selected: Optional[str],
+) -> dict[str, Any]:
     row["n"] = len(part)
     row["selected"] = selected or ""
     if several_outcomes:
@@ -184,26 +219,38 @@ def _varying_keys(configs: list[dict]) -> list[str]:
 def footer(summary: pd.DataFrame, unit: Unit) -> str:
     """What the numbers are: the split, the unit, the epoch, how rows pool, what was left out."""
     attrs = summary.attrs
-    parts = [f"Test {unit}, mean ± std over the n trials of one configuration (they differ in the seed only); values "
-             f"at {EPOCH_NOTES[attrs.get('epoch', 'last')]}."]
+    parts = [
+        f"Test {unit}, mean ± std over the n trials of one configuration (they differ in the seed only); values "
+        f"at {EPOCH_NOTES[attrs.get('epoch', 'last')]}."
+    ]
     if attrs.get("selection") == "test" or attrs.get("epoch") == "best_test":
-        parts.append("TEST-SET SELECTION: these numbers were chosen on the test set, as the published protocol "
-                     "being reproduced did; do not compare them with validation-selected numbers.")
+        parts.append(
+            "TEST-SET SELECTION: these numbers were chosen on the test set, as the published protocol "
+            "being reproduced did; do not compare them with validation-selected numbers."
+        )
     if attrs.get("val_column"):
-        parts.append(f"`val`: the validation objective (val.{attrs.get('objective', 'map')}) that selected the "
-                     f"trial{unit.suffix}.")
+        parts.append(
+            f"`val`: the validation objective (val.{attrs.get('objective', 'map')}) that selected the "
+            f"trial{unit.suffix}."
+        )
     if attrs.get("selected_rows"):
-        parts.append("`best of k by val`: the row held k configurations; shown is the one with the best mean "
-                     "validation objective.")
+        parts.append(
+            "`best of k by val`: the row held k configurations; shown is the one with the best mean "
+            "validation objective."
+        )
     if attrs.get("split_rows"):
-        parts.append(f"Rows differing in {', '.join(attrs['split_rows'])} are separate (no validation metric to "
-                     f"select between them).")
+        parts.append(
+            f"Rows differing in {', '.join(attrs['split_rows'])} are separate (no validation metric to "
+            f"select between them)."
+        )
     parts.extend(attrs.get("notes") or [])
     left = attrs.get("left_out") or {}
     if left:
         listed = ", ".join(f"{n} {o}" for o, n in sorted(left.items()))
-        parts.append(f"Left out: {listed} trial{'s' * (sum(left.values()) != 1)} (--outcome to include; outcomes are "
-                     f"never averaged together).")
+        parts.append(
+            f"Left out: {listed} trial{'s' * (sum(left.values()) != 1)} (--outcome to include; outcomes are "
+            f"never averaged together)."
+        )
     return " ".join(parts)
 
 
@@ -214,8 +261,14 @@ def _cell(mean: float, std: float, unit: Unit) -> str:
     return unit.show(mean) + ("" if math.isnan(std) else f" ± {unit.show(std)}")
 
 
-def render_table(source: str | pd.DataFrame, fmt: str = "markdown", statuses: Optional[Sequence[str]] = ("completed",),
-                 layout: Optional[str] = None, with_ko: bool = False, epoch: str = "last") -> str:
+def render_table(
+    source: str | pd.DataFrame,
+    fmt: str = "markdown",
+    statuses: Optional[Sequence[str]] = ("completed",),
+    layout: Optional[str] = None,
+    with_ko: bool = False,
+    epoch: str = "last",
+) -> str:
     """The table as text. layout "paper": the task's paper rows in the paper's order, missing ones shown as "–", rows
     that are not paper rows after them; "results": one row per result row; "trials": one row per trial, sorted by
     the objective, with the best configuration as an override line; None: "paper" when any trial is a paper row.
@@ -258,7 +311,7 @@ def _footer_left_out(summary: pd.DataFrame, unit: Unit) -> str:
 
 
 def default_layout(frame: pd.DataFrame) -> str:
-    """"paper" when the task has paper rows and some trial (any outcome) is one of them, else "results"."""
+    """ "paper" when the task has paper rows and some trial (any outcome) is one of them, else "results"."""
     if frame.empty:
         return "results"
     table = table_for(frame)
@@ -267,8 +320,7 @@ def default_layout(frame: pd.DataFrame) -> str:
     return "results"
 
 
-def _render_paper(frame: pd.DataFrame, fmt: str, statuses: Optional[Sequence[str]], with_ko: bool,
-                  epoch: str) -> str:
+def _render_paper(frame: pd.DataFrame, fmt: str, statuses: Optional[Sequence[str]], with_ko: bool, epoch: str) -> str:
     summary, table = summarise(frame, statuses, epoch)
     if not table.rows:
         task = str(frame["task"].iloc[0])
@@ -284,35 +336,51 @@ def _render_paper(frame: pd.DataFrame, fmt: str, statuses: Optional[Sequence[str
     extra_cols = _label_columns(summary) if extra else label_cols
     if fmt == "csv":
         value_cols = [f"{d} {stat}" for d in shown for stat in ("mean", "std")] + ["n", "selected"]
-        rows = [{**{c: r[c] for c in label_cols}, "in_paper": True, **{c: r.get(c) for c in value_cols}}
-                for r in paper]
-        rows += [{**{c: r.get(c) for c in extra_cols}, "in_paper": False, **{c: r.get(c) for c in value_cols}}
-                 for r in extra]
+        rows = [{**{c: r[c] for c in label_cols}, "in_paper": True, **{c: r.get(c) for c in value_cols}} for r in paper]
+        rows += [
+            {**{c: r.get(c) for c in extra_cols}, "in_paper": False, **{c: r.get(c) for c in value_cols}} for r in extra
+        ]
         return pd.DataFrame(rows).to_csv(index=False).rstrip()
     if fmt == "latex":
         return _render(label_cols, shown, paper + extra, fmt, table.unit, rule_before=len(paper) if extra else None)
     text = _render(label_cols, shown, paper, fmt, table.unit)
     text += f"\n\n{footer(summary, table.unit)} – : no result for this row."
     if extra:
-        text += (f"\n\nNot in the paper ({len(extra)} row{'s' * (len(extra) != 1)}):\n\n"
-                 + _render(extra_cols, shown, extra, fmt, table.unit))
+        text += f"\n\nNot in the paper ({len(extra)} row{'s' * (len(extra) != 1)}):\n\n" + _render(
+            extra_cols, shown, extra, fmt, table.unit
+        )
     return text
 
 
-def _render(label_cols: list[str], columns: list[str], records: list[dict[str, Any]], fmt: str, unit: Unit,
-            rule_before: Optional[int] = None) -> str:
+def _render(
+    label_cols: list[str],
+    columns: list[str],
+    records: list[dict[str, Any]],
+    fmt: str,
+    unit: Unit,
+    rule_before: Optional[int] = None,
+) -> str:
     """Rows of label cells, then `<col> mean` ± `<col> std` per column in `unit`, then n; a rule before record
     `rule_before` (LaTeX)."""
     selected = any(r.get("selected") for r in records)
     header = label_cols + columns + ["n"] + (["selected"] if selected else [])
-    body = [[str(r.get(c)) for c in label_cols]
-            + [_cell(r.get(f"{d} mean", math.nan), r.get(f"{d} std", math.nan), unit) for d in columns]
-            + [str(r["n"])] + ([str(r.get("selected") or "")] if selected else []) for r in records]
+    body = [
+        [str(r.get(c)) for c in label_cols]
+        + [_cell(r.get(f"{d} mean", math.nan), r.get(f"{d} std", math.nan), unit) for d in columns]
+        + [str(r["n"])]
+        + ([str(r.get("selected") or "")] if selected else [])
+        for r in records
+    ]
     return render_cells(header, body, fmt, len(label_cols), rule_before)
 
 
-def render_cells(header: Sequence[str], body: Sequence[Sequence[str]], fmt: str, first_value_column: int,
-                 rule_before: Optional[int] = None) -> str:
+def render_cells(
+    header: Sequence[str],
+    body: Sequence[Sequence[str]],
+    fmt: str,
+    first_value_column: int,
+    rule_before: Optional[int] = None,
+) -> str:
     """Plain-text cells as a Markdown pipe table or a LaTeX booktabs tabular (label columns left, value columns from
     `first_value_column` on right-aligned; LaTeX: a `\\midrule` before row `rule_before`).
 
@@ -326,8 +394,9 @@ def render_cells(header: Sequence[str], body: Sequence[Sequence[str]], fmt: str,
         text = tabulate(rows, headers=list(header), tablefmt="latex_booktabs", colalign=align, disable_numparse=True)
         return text.replace("±", r"$\pm$")
     escaped = [[cell.replace("|", r"\|") for cell in row] for row in rows]
-    return tabulate(escaped, headers=[h.replace("|", r"\|") for h in header], tablefmt="pipe", colalign=align,
-                    disable_numparse=True)
+    return tabulate(
+        escaped, headers=[h.replace("|", r"\|") for h in header], tablefmt="pipe", colalign=align, disable_numparse=True
+    )
 
 
 def table_for(frame: pd.DataFrame) -> PaperTable:
@@ -344,8 +413,10 @@ def task_table(task: str, configs: Sequence[Mapping[str, Any]]) -> PaperTable:
 
 def trial_configs(frame: pd.DataFrame) -> list[dict[str, Any]]:
     """Each trial's flat config (dotted keys) from its `config.<key>` columns."""
-    return [{k[len("config."):]: v for k, v in row.items() if str(k).startswith("config.")}
-            for row in frame.to_dict("records")]
+    return [
+        {k[len("config.") :]: v for k, v in row.items() if str(k).startswith("config.")}
+        for row in frame.to_dict("records")
+    ]
 
 
 def _label_columns(summary: pd.DataFrame) -> list[str]:

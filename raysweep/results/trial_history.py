@@ -77,8 +77,9 @@ def merge_by_epoch(sources: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
     return [by_epoch[e] for e in sorted(by_epoch)] + loose
 
 
-def read_trial_history(fs: pafs.FileSystem, trial_folder: Optional[str],
-                       train_folder: Optional[str] = None) -> TrialHistory:
+def read_trial_history(
+    fs: pafs.FileSystem, trial_folder: Optional[str], train_folder: Optional[str] = None
+) -> TrialHistory:
     """Merge everything known about one trial (paths are inner paths of `fs`; either may be None or missing)."""
     history = TrialHistory()
     sources: list[list[dict[str, Any]]] = []
@@ -101,8 +102,9 @@ def read_trial_history(fs: pafs.FileSystem, trial_folder: Optional[str],
     reported = {float(r["epoch"]) for rows in session_rows for r in rows if is_number(r.get("epoch"))}
     for row in checkpoint_rows:  # epochs only a checkpoint remembers: their own measured time
         if is_number(row.get("epoch")) and float(row["epoch"]) not in reported:
-            history.wall_time_s += sum(float(row.get(k) or 0.0) for k in ("epoch_time_s", "eval_time_s")
-                                       if is_number(row.get(k)))
+            history.wall_time_s += sum(
+                float(row.get(k) or 0.0) for k in ("epoch_time_s", "eval_time_s") if is_number(row.get(k))
+            )
     return history
 
 

@@ -27,7 +27,7 @@ def searched_keys(frame: pd.DataFrame) -> list[str]:
         except ValueError:
             pass
     columns = [c for c in frame.columns if c.startswith("config.")]
-    return [c[len("config."):] for c in columns if frame[c].astype(str).nunique() > 1]
+    return [c[len("config.") :] for c in columns if frame[c].astype(str).nunique() > 1]
 
 
 def override_line(row: dict[str, Any], keys: Sequence[str]) -> str:
@@ -68,10 +68,14 @@ def render_trials(frame: pd.DataFrame, fmt: str, statuses: Optional[Sequence[str
     rows = []
     for record in frame.to_dict("records"):
         done, total = record.get("epochs_done"), record.get("epochs_total")
-        cells = [str(record.get("trial_id")), *(_value(record.get(f"config.{k}")) for k in keys),
-                 str(record.get("outcome")), f"{_int(done)}/{_int(total)}",
-                 _number(record.get(sort_column) if sort_column else None, table.unit),
-                 *(_number(record.get(c) if c else None, table.unit) for c in test_columns.values())]
+        cells = [
+            str(record.get("trial_id")),
+            *(_value(record.get(f"config.{k}")) for k in keys),
+            str(record.get("outcome")),
+            f"{_int(done)}/{_int(total)}",
+            _number(record.get(sort_column) if sort_column else None, table.unit),
+            *(_number(record.get(c) if c else None, table.unit) for c in test_columns.values()),
+        ]
         rows.append(cells)
     if fmt == "csv":
         return pd.DataFrame(rows, columns=header).to_csv(index=False).rstrip()
@@ -80,8 +84,10 @@ def render_trials(frame: pd.DataFrame, fmt: str, statuses: Optional[Sequence[str
         return text
     best = frame.to_dict("records")[0]
     line = override_line(best, keys)
-    text += (f"\n\nSorted by {split}.{objective} at {epoch.replace('_', ' ')} ({table.unit}). Best trial "
-             f"{best.get('trial_id')}: fix its values with\n\n    {line or '(nothing was searched)'}")
+    text += (
+        f"\n\nSorted by {split}.{objective} at {epoch.replace('_', ' ')} ({table.unit}). Best trial "
+        f"{best.get('trial_id')}: fix its values with\n\n    {line or '(nothing was searched)'}"
+    )
     return text
 
 

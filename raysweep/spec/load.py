@@ -64,12 +64,15 @@ def check_key(model: type[BaseModel], dotted: str, where: str) -> None:
             allowed = ", ".join(fields)
             raise ConfigError(
                 f"{where}: unknown key {dotted!r}{did_you_mean(part, fields)}; "
-                f"keys {'under ' + repr(prefix) if prefix else 'at the top'}: {allowed}")
+                f"keys {'under ' + repr(prefix) if prefix else 'at the top'}: {allowed}"
+            )
         walked.append(part)
         node = _submodel(fields[part].annotation)
     if node is not None:
-        raise ConfigError(f"{where}: {dotted!r} is a section, not a value; give one of its keys: "
-                          f"{', '.join(dotted + '.' + k for k in node.model_fields)}")
+        raise ConfigError(
+            f"{where}: {dotted!r} is a section, not a value; give one of its keys: "
+            f"{', '.join(dotted + '.' + k for k in node.model_fields)}"
+        )
 
 
 def describe_validation_error(err: ValidationError, prefix: str, model: type[BaseModel] | None = None) -> str:
@@ -87,12 +90,14 @@ def describe_validation_error(err: ValidationError, prefix: str, model: type[Bas
         return f"{full}: unknown key{did_you_mean(loc[-1], allowed)}; allowed: {', '.join(allowed)}"
     if kind == "union_tag_invalid":
         tag = str(first.get("ctx", {}).get("tag", first["input"]))
-        return f"{full}: distribution {tag!r}{did_you_mean(tag, DISTRIBUTIONS)} is not one of {', '.join(DISTRIBUTIONS)}"
+        return (
+            f"{full}: distribution {tag!r}{did_you_mean(tag, DISTRIBUTIONS)} is not one of {', '.join(DISTRIBUTIONS)}"
+        )
     if kind == "union_tag_not_found":
         return f"{full}: missing 'distribution:' (one of {', '.join(DISTRIBUTIONS)})"
     msg = first["msg"]
     if kind == "value_error" and msg.startswith("Value error, "):
-        msg = msg[len("Value error, "):]
+        msg = msg[len("Value error, ") :]
     if kind == "literal_error":
         msg = f"got {short_repr(first['input'])}{did_you_mean(str(first['input']), _literal_options(first))}; allowed: {first['ctx']['expected']}"
     elif kind == "missing":
@@ -110,6 +115,7 @@ def _literal_options(error: Mapping[str, Any]) -> list[str]:
 # ---------------------------------------------------------------------------------------------------------------
 # overrides: Hydra-style key=value
 _FLOAT = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+$")
+
 
 def parse_override(text: str) -> tuple[str, Any]:
     if "=" not in text:
@@ -179,26 +185,32 @@ def _override_search(raw: dict[str, Any], text: str, key: str, value: Any) -> No
         search[rest] = value
         return
     if rest in search:
-        raise ConfigError(f"override {text!r}: search parameters are edited in the YAML file or field by field "
-                          f"(search.{rest}.high=..., search.{rest}.values=[...]); to fix a searched key give it "
-                          f"directly ({rest}={text.split('=', 1)[1]})")
+        raise ConfigError(
+            f"override {text!r}: search parameters are edited in the YAML file or field by field "
+            f"(search.{rest}.high=..., search.{rest}.values=[...]); to fix a searched key give it "
+            f"directly ({rest}={text.split('=', 1)[1]})"
+        )
     label = max((name for name in search if rest.startswith(name + ".")), key=len, default=None)
     if label is None:
         wanted, field_name = rest.rsplit(".", 1) if "." in rest else (rest, "high")
         hint = did_you_mean(wanted, search) if search else ""
         example = hint.split("'")[1] if hint else "<param>"
-        raise ConfigError(f"override {text!r}: {wanted!r} is not searched{hint}; searched: "
-                          f"{', '.join(search) or '(none)'}. Edit a field as search.{example}.{field_name}=value, "
-                          f"or give a whole entry: search.{wanted}={{distribution: ..., ...}}")
+        raise ConfigError(
+            f"override {text!r}: {wanted!r} is not searched{hint}; searched: "
+            f"{', '.join(search) or '(none)'}. Edit a field as search.{example}.{field_name}=value, "
+            f"or give a whole entry: search.{wanted}={{distribution: ..., ...}}"
+        )
     entry = search[label]
-    field_name = rest[len(label) + 1:]
+    field_name = rest[len(label) + 1 :]
     if not isinstance(entry, dict):
         raise ConfigError(f"override {text!r}: search.{label} is not a mapping")
     fields = _distribution_fields(entry.get("distribution"))
     if fields and field_name not in fields:
-        raise ConfigError(f"override {text!r}: {field_name!r} is not a field of search.{label} "
-                          f"({entry.get('distribution')}){did_you_mean(field_name, fields)}; fields: "
-                          f"{', '.join(fields)}")
+        raise ConfigError(
+            f"override {text!r}: {field_name!r} is not a field of search.{label} "
+            f"({entry.get('distribution')}){did_you_mean(field_name, fields)}; fields: "
+            f"{', '.join(fields)}"
+        )
     search[label] = {**entry, field_name: value}
 
 
@@ -244,13 +256,13 @@ def _drop_rows_column(search: dict[str, Any], key: str) -> None:
         if not (isinstance(keys, list) and key in keys and isinstance(rows, list)):
             continue
         column = keys.index(key)
-        kept_keys = keys[:column] + keys[column + 1:]
+        kept_keys = keys[:column] + keys[column + 1 :]
         if not kept_keys:
             del search[label]
             continue
         kept_rows: list[Any] = []
         for row in rows:
-            short = row[:column] + row[column + 1:] if isinstance(row, list) else row
+            short = row[:column] + row[column + 1 :] if isinstance(row, list) else row
             if short not in kept_rows:
                 kept_rows.append(short)
         search[label] = {**entry, "keys": kept_keys, "values": kept_rows}
@@ -384,8 +396,10 @@ def parse_yaml_text(text: str, where: str) -> Any:
                 if depth > MAX_YAML_DEPTH:
                     mark = event.start_mark
                     line = f" line {mark.line + 1}:" if mark is not None else ""
-                    raise ConfigError(f"{where}:{line} nested more than {MAX_YAML_DEPTH} levels deep; a "
-                                      f"search-space file is a few levels of mappings and lists")
+                    raise ConfigError(
+                        f"{where}:{line} nested more than {MAX_YAML_DEPTH} levels deep; a "
+                        f"search-space file is a few levels of mappings and lists"
+                    )
             elif isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
                 depth -= 1
         loader = yaml.SafeLoader(text)
@@ -417,8 +431,10 @@ def _check_nodes(root: yaml.Node, where: str) -> None:
             continue
         if not children_done:
             if id(node) in visiting:
-                raise ConfigError(f"{where}: {key_path or 'the document'}: a YAML alias refers to its own anchor "
-                                  f"(a structure that contains itself)")
+                raise ConfigError(
+                    f"{where}: {key_path or 'the document'}: a YAML alias refers to its own anchor "
+                    f"(a structure that contains itself)"
+                )
             visiting.add(id(node))
         if isinstance(node, yaml.ScalarNode):
             sizes[id(node)] = 1
@@ -432,11 +448,16 @@ def _check_nodes(root: yaml.Node, where: str) -> None:
                         continue
                     if key_node.value in seen:
                         label = f"{key_path}.{key_node.value}" if key_path else key_node.value
-                        raise ConfigError(f"{where}: {label}: duplicate key (lines {seen[key_node.value]} and "
-                                          f"{key_node.start_mark.line + 1}); each key may appear once")
+                        raise ConfigError(
+                            f"{where}: {label}: duplicate key (lines {seen[key_node.value]} and "
+                            f"{key_node.start_mark.line + 1}); each key may appear once"
+                        )
                     seen[key_node.value] = key_node.start_mark.line + 1
-            named = [(v, f"{key_path}.{k.value}" if key_path else str(k.value))
-                     for k, v in node.value if isinstance(k, yaml.ScalarNode)]
+            named = [
+                (v, f"{key_path}.{k.value}" if key_path else str(k.value))
+                for k, v in node.value
+                if isinstance(k, yaml.ScalarNode)
+            ]
             child_paths = {id(v): p for v, p in named}
         else:
             children = list(node.value)
@@ -444,12 +465,15 @@ def _check_nodes(root: yaml.Node, where: str) -> None:
         if children_done:
             sizes[id(node)] = 1 + sum(sizes[id(child)] for child in children)
             if sizes[id(node)] > MAX_YAML_VALUES:
-                raise ConfigError(f"{where}: {key_path or 'the document'}: expands to more than {MAX_YAML_VALUES} "
-                                  f"values through YAML aliases (*name); write the values out instead")
+                raise ConfigError(
+                    f"{where}: {key_path or 'the document'}: expands to more than {MAX_YAML_VALUES} "
+                    f"values through YAML aliases (*name); write the values out instead"
+                )
             continue
         stack.append((node, key_path, True))
-        stack.extend((child, child_paths.get(id(child), key_path), False) for child in children
-                     if id(child) not in sizes)
+        stack.extend(
+            (child, child_paths.get(id(child), key_path), False) for child in children if id(child) not in sizes
+        )
 
 
 def read_yaml(path: Path) -> dict[str, Any]:
@@ -464,8 +488,9 @@ def read_yaml(path: Path) -> dict[str, Any]:
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read ({exc.strerror or exc})") from None
     if len(raw) > MAX_SPACE_BYTES:
-        raise ConfigError(f"{path}: larger than {MAX_SPACE_BYTES >> 20} MiB; a search-space file is a small YAML "
-                          f"text file")
+        raise ConfigError(
+            f"{path}: larger than {MAX_SPACE_BYTES >> 20} MiB; a search-space file is a small YAML text file"
+        )
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
@@ -491,10 +516,14 @@ def _check_finite(value: Any, where: str, key_path: str) -> None:
     elif isinstance(value, list):
         for i, child in enumerate(value):
             _check_finite(child, where, f"{key_path}[{i}]")
-    elif isinstance(value, float) and not math.isfinite(value) or (
-            isinstance(value, str) and _NUMBER.match(value.strip()) and not math.isfinite(float(value))):
-        raise ConfigError(f"{where}: {key_path or 'value'}: {short_repr(value)} is not a finite number; give a "
-                          f"finite value")
+    elif (
+        isinstance(value, float)
+        and not math.isfinite(value)
+        or (isinstance(value, str) and _NUMBER.match(value.strip()) and not math.isfinite(float(value)))
+    ):
+        raise ConfigError(
+            f"{where}: {key_path or 'value'}: {short_repr(value)} is not a finite number; give a finite value"
+        )
 
 
 def load_sweep(path: str | Path, overrides: Sequence[str] = ()) -> Sweep:
@@ -503,7 +532,9 @@ def load_sweep(path: str | Path, overrides: Sequence[str] = ()) -> Sweep:
     _check_finite(raw, str(path), "")
     for key in raw:
         if key not in SECTIONS:
-            raise ConfigError(f"{path}: {key}: unknown key{did_you_mean(key, SECTIONS)}; allowed: {', '.join(SECTIONS)}")
+            raise ConfigError(
+                f"{path}: {key}: unknown key{did_you_mean(key, SECTIONS)}; allowed: {', '.join(SECTIONS)}"
+            )
     try:
         spec = SpaceFile.model_validate(raw)
     except ValidationError as err:
@@ -521,9 +552,12 @@ def load_sweep(path: str | Path, overrides: Sequence[str] = ()) -> Sweep:
     sweep = Sweep(path=path, spec=spec, task_cls=task_cls, base_config=base_config, overrides=list(overrides))
     _check_scheduler(path, sweep)
     if spec.ray.dashboard_is_public and not spec.ray.address:
-        log.warning("%s: ray.dashboard_host %r is not a loopback address: the dashboard (which can submit jobs "
-                    "that run code) will be reachable from the network; keep 127.0.0.1 and use an SSH tunnel",
-                    path, spec.ray.dashboard_host)
+        log.warning(
+            "%s: ray.dashboard_host %r is not a loopback address: the dashboard (which can submit jobs "
+            "that run code) will be reachable from the network; keep 127.0.0.1 and use an SSH tunnel",
+            path,
+            spec.ray.dashboard_host,
+        )
     return sweep
 
 
@@ -537,31 +571,45 @@ def _check_selection(path: Path, spec: SpaceFile, task_cls: type[Task]) -> None:
     split, name = (head, rest) if head in SPLITS and rest else (None, metric)
     if name not in task_cls.metric_names:
         allowed = [*task_cls.metric_names, *(f"{s}.{m}" for s in SPLITS for m in task_cls.metric_names[:1])]
-        raise ConfigError(f"{path}: objective.metric: {metric!r}{did_you_mean(name, task_cls.metric_names)} is not "
-                          f"reported by task {spec.task!r}; allowed: {', '.join(allowed)}, ...")
+        raise ConfigError(
+            f"{path}: objective.metric: {metric!r}{did_you_mean(name, task_cls.metric_names)} is not "
+            f"reported by task {spec.task!r}; allowed: {', '.join(allowed)}, ..."
+        )
     if spec.selection == "val" and split == "test":
-        raise ConfigError(f"{path}: objective.metric: {metric!r} would select hyper-parameters on the test set; use "
-                          f"{'val.' + name!r} (selection: val), or set `selection: test` to reproduce a published "
-                          f"test-set protocol on purpose")
+        raise ConfigError(
+            f"{path}: objective.metric: {metric!r} would select hyper-parameters on the test set; use "
+            f"{'val.' + name!r} (selection: val), or set `selection: test` to reproduce a published "
+            f"test-set protocol on purpose"
+        )
     if spec.selection != "val" and split == "val":
-        raise ConfigError(f"{path}: objective.metric: {metric!r} needs a validation split, but selection is "
-                          f"{spec.selection!r} (no split is carved out); use {name!r} or set `selection: val`")
+        raise ConfigError(
+            f"{path}: objective.metric: {metric!r} needs a validation split, but selection is "
+            f"{spec.selection!r} (no split is carved out); use {name!r} or set `selection: val`"
+        )
     key = task_cls.validation_key
     written = get_path(spec.config, key, spec.config.get(key))
     if written is not None and bool(written) != (spec.selection == "val"):
-        raise ConfigError(f"{path}: config.{key}: {written!r} contradicts selection: {spec.selection}; the split "
-                          f"follows `selection` (val: carved out, none / test: full training set), drop the key")
+        raise ConfigError(
+            f"{path}: config.{key}: {written!r} contradicts selection: {spec.selection}; the split "
+            f"follows `selection` (val: carved out, none / test: full training set), drop the key"
+        )
     if key in spec.search:
-        raise ConfigError(f"{path}: search.{key}: the validation split is not a hyper-parameter; it follows "
-                          f"`selection` (allowed: {', '.join(SELECTIONS)})")
+        raise ConfigError(
+            f"{path}: search.{key}: the validation split is not a hyper-parameter; it follows "
+            f"`selection` (allowed: {', '.join(SELECTIONS)})"
+        )
     if spec.selection == "none":
         searched = [k for k, d in spec.search.items() if not isinstance(d, (Grid, Rows))]
         if searched:
-            raise ConfigError(f"{path}: search.{searched[0]}: selection: none runs a fixed grid, so only `grid` and "
-                              f"`rows` distributions are allowed (a searched value needs `selection: val`)")
+            raise ConfigError(
+                f"{path}: search.{searched[0]}: selection: none runs a fixed grid, so only `grid` and "
+                f"`rows` distributions are allowed (a searched value needs `selection: val`)"
+            )
         if spec.scheduler.type != "none":
-            raise ConfigError(f"{path}: scheduler.type: {spec.scheduler.type!r} would stop trials on test-set "
-                              f"numbers under selection: none; set scheduler.type: none (or `selection: val`)")
+            raise ConfigError(
+                f"{path}: scheduler.type: {spec.scheduler.type!r} would stop trials on test-set "
+                f"numbers under selection: none; set scheduler.type: none (or `selection: val`)"
+            )
 
 
 def _check_scheduler(path: Path, sweep: Sweep) -> None:
@@ -572,9 +620,11 @@ def _check_scheduler(path: Path, sweep: Sweep) -> None:
         return  # an explicit max_t is compared with grace_period by the schema
     longest = sweep.max_epochs
     if sched.grace_period > longest:
-        raise ConfigError(f"{path}: scheduler.grace_period: {sched.grace_period} epochs, but no trial runs more than "
-                          f"{longest} (the task's epochs, ASHA's max_t); `grace_period <= max_t` must hold: lower "
-                          f"it or set scheduler.type: none")
+        raise ConfigError(
+            f"{path}: scheduler.grace_period: {sched.grace_period} epochs, but no trial runs more than "
+            f"{longest} (the task's epochs, ASHA's max_t); `grace_period <= max_t` must hold: lower "
+            f"it or set scheduler.type: none"
+        )
 
 
 def _validate_value(path: Path, model: type[BaseModel], base: dict, key: str, value: Any, where: str) -> None:
@@ -596,23 +646,35 @@ def _check_rows(path: Path, spec: SpaceFile, model: type[BaseModel], base: dict,
     except ConfigError:
         pass
     else:
-        raise ConfigError(f"{path}: {where}: a `rows` entry is named by a label, not a config key; list "
-                          f"{label!r} under its keys and give the entry another name (e.g. 'recipe')")
+        raise ConfigError(
+            f"{path}: {where}: a `rows` entry is named by a label, not a config key; list "
+            f"{label!r} under its keys and give the entry another name (e.g. 'recipe')"
+        )
     for column, key in enumerate(rows.keys):
         check_key(model, key, f"{path}: {where}.keys[{column}]")
         if key in spec.search:
-            raise ConfigError(f"{path}: {where}.keys[{column}]: {key!r} is also searched as search.{key}; "
-                              f"a key is swept in one place only")
+            raise ConfigError(
+                f"{path}: {where}.keys[{column}]: {key!r} is also searched as search.{key}; "
+                f"a key is swept in one place only"
+            )
         for other_label, other in spec.search.items():
             if other_label != label and isinstance(other, Rows) and key in other.keys:
-                raise ConfigError(f"{path}: {where}.keys[{column}]: {key!r} is also a key of search.{other_label}; "
-                                  f"a key is swept in one place only")
+                raise ConfigError(
+                    f"{path}: {where}.keys[{column}]: {key!r} is also a key of search.{other_label}; "
+                    f"a key is swept in one place only"
+                )
     for i, row in enumerate(rows.values):
         if row in rows.values[:i]:
-            raise ConfigError(f"{path}: {where}.values[{i}]: {row!r} repeats values[{rows.values.index(row)}]; "
-                              f"to run a row several times raise trials.num_samples")
-        _validate_updates(model, base, dict(zip(rows.keys, row, strict=True)), f"{path}: {where}.values[{i}]: row "
-                          f"{short_repr(row)} is invalid")
+            raise ConfigError(
+                f"{path}: {where}.values[{i}]: {row!r} repeats values[{rows.values.index(row)}]; "
+                f"to run a row several times raise trials.num_samples"
+            )
+        _validate_updates(
+            model,
+            base,
+            dict(zip(rows.keys, row, strict=True)),
+            f"{path}: {where}.values[{i}]: row {short_repr(row)} is invalid",
+        )
 
 
 def _check_search(path: Path, spec: SpaceFile, model: type[BaseModel], base: dict) -> None:
@@ -643,14 +705,20 @@ def _check_search(path: Path, spec: SpaceFile, model: type[BaseModel], base: dic
                 if isinstance(other, (Choice, Grid)):
                     possible = other.values
                     if not any(v in possible for v in wanted_values):
-                        raise ConfigError(f"{path}: {cwhere}: condition can never hold: {wanted_values!r} is not among "
-                                          f"search.{cond_key}'s values {possible!r}")
-            elif cond_key in spec.search or any(cond_key in d.keys for d in spec.search.values() if isinstance(d, Rows)):
+                        raise ConfigError(
+                            f"{path}: {cwhere}: condition can never hold: {wanted_values!r} is not among "
+                            f"search.{cond_key}'s values {possible!r}"
+                        )
+            elif cond_key in spec.search or any(
+                cond_key in d.keys for d in spec.search.values() if isinstance(d, Rows)
+            ):
                 raise ConfigError(f"{path}: {cwhere}: {cond_key!r} must be defined before {key!r} in 'search'")
             else:
                 check_key(model, cond_key, f"{path}: {cwhere}")
                 fixed = get_path(base, cond_key)
                 if fixed not in wanted_values:
-                    raise ConfigError(f"{path}: {cwhere}: condition can never hold: {cond_key!r} is fixed at {fixed!r}, "
-                                      f"not in {wanted_values!r}")
+                    raise ConfigError(
+                        f"{path}: {cwhere}: condition can never hold: {cond_key!r} is fixed at {fixed!r}, "
+                        f"not in {wanted_values!r}"
+                    )
         seen[key] = dist

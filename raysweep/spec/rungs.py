@@ -21,7 +21,7 @@ def geometric_rungs(start: int, grace_period: int, reduction_factor: float, max_
     rungs: list[int] = []
     k = 0
     while True:
-        epoch = start + int(round(grace_period * reduction_factor ** k))
+        epoch = start + int(round(grace_period * reduction_factor**k))
         if epoch >= max_t:
             return rungs
         if not rungs or epoch > rungs[-1]:
@@ -53,23 +53,31 @@ def rung_epochs(sweep: Sweep) -> Optional[list[int]]:
         return None
     if sched.milestones is not None:
         if sched.milestones[-1] > last:
-            raise ConfigError(f"{path}: scheduler.milestones: {sched.milestones} go past the last epoch ({last}, the "
-                              f"task's epochs or scheduler.max_t); rungs must be at most {last}")
+            raise ConfigError(
+                f"{path}: scheduler.milestones: {sched.milestones} go past the last epoch ({last}, the "
+                f"task's epochs or scheduler.max_t); rungs must be at most {last}"
+            )
         return list(sched.milestones)
     if not sched.rungs_after_lr_drop:
         return None
     searched = sorted(k for k in sweep.params if k in DROP_KEYS)
     if searched:
-        raise ConfigError(f"{path}: scheduler.rungs_after_lr_drop: search.{searched[0]} is searched, so trials drop "
-                          f"their LR at different epochs; give the rungs as scheduler.milestones: [..]")
+        raise ConfigError(
+            f"{path}: scheduler.rungs_after_lr_drop: search.{searched[0]} is searched, so trials drop "
+            f"their LR at different epochs; give the rungs as scheduler.milestones: [..]"
+        )
     drop = lr_drop_epoch(sweep)
     if drop is None:
-        raise ConfigError(f"{path}: scheduler.rungs_after_lr_drop: the config drops no learning rate before epoch "
-                          f"{last} (optim.lr_drop, or optim.milestones with optim.schedule: multistep); give "
-                          f"scheduler.milestones: [..] or drop the key")
+        raise ConfigError(
+            f"{path}: scheduler.rungs_after_lr_drop: the config drops no learning rate before epoch "
+            f"{last} (optim.lr_drop, or optim.milestones with optim.schedule: multistep); give "
+            f"scheduler.milestones: [..] or drop the key"
+        )
     rungs = geometric_rungs(drop, sched.grace_period, sched.reduction_factor, last)
     if not rungs:
-        raise ConfigError(f"{path}: scheduler.rungs_after_lr_drop: the LR drops after epoch {drop} of {last}, so "
-                          f"grace_period: {sched.grace_period} (counted from the drop) leaves no rung before the end; "
-                          f"lower scheduler.grace_period")
+        raise ConfigError(
+            f"{path}: scheduler.rungs_after_lr_drop: the LR drops after epoch {drop} of {last}, so "
+            f"grace_period: {sched.grace_period} (counted from the drop) leaves no rung before the end; "
+            f"lower scheduler.grace_period"
+        )
     return rungs

@@ -1,23 +1,23 @@
 """The search-space file: one YAML per sweep, validated by these models.
 
-    task: defr                      # which recipe (raysweep.tasks registry)
-    name: defr-embedded             # default experiment name (--name overrides)
-    config: {...}                   # fixed base config of the task (its own schema; dotted keys)
-    search:                         # swept keys of `config`, each with a distribution
-      optim.lr: {distribution: loguniform, low: 1.0e-4, high: 3.0e-3}
-      classifier.text_encoder: {distribution: choice, values: [minilm, bert], when: {classifier.init: language}}
-      recipe:                       # `rows`: listed combinations of several keys (a grid that is not a product)
-        distribution: rows
-        keys:   [model.backbone, optim.lr]
-        values: [[ImageNet1k-ViT-B, 1.0e-4], [CLIP-ViT-B, 1.5e-5]]
-    optuna:    {sampler: tpe, seed: 0, n_startup_trials: 4}
-    scheduler: {type: asha, grace_period: 1, reduction_factor: 2}   # or milestones: [..] / rungs_after_lr_drop
-    objective: {metric: map, mode: max}
-    trials:    {num_samples: 6, max_concurrent: 2}
-    resources: {num_workers: 1, use_gpu: false, cpus_per_worker: 1}
-    storage:   {path: ~/raysweep_results, keep_checkpoints: 2}
-    failure:   {worker_restarts: 2, trial_retries: 1}
-    tracking:  {wandb: false, mlflow: false, tensorboard: true}
+task: defr                      # which recipe (raysweep.tasks registry)
+name: defr-embedded             # default experiment name (--name overrides)
+config: {...}                   # fixed base config of the task (its own schema; dotted keys)
+search:                         # swept keys of `config`, each with a distribution
+  optim.lr: {distribution: loguniform, low: 1.0e-4, high: 3.0e-3}
+  classifier.text_encoder: {distribution: choice, values: [minilm, bert], when: {classifier.init: language}}
+  recipe:                       # `rows`: listed combinations of several keys (a grid that is not a product)
+    distribution: rows
+    keys:   [model.backbone, optim.lr]
+    values: [[ImageNet1k-ViT-B, 1.0e-4], [CLIP-ViT-B, 1.5e-5]]
+optuna:    {sampler: tpe, seed: 0, n_startup_trials: 4}
+scheduler: {type: asha, grace_period: 1, reduction_factor: 2}   # or milestones: [..] / rungs_after_lr_drop
+objective: {metric: map, mode: max}
+trials:    {num_samples: 6, max_concurrent: 2}
+resources: {num_workers: 1, use_gpu: false, cpus_per_worker: 1}
+storage:   {path: ~/raysweep_results, keep_checkpoints: 2}
+failure:   {worker_restarts: 2, trial_retries: 1}
+tracking:  {wandb: false, mlflow: false, tensorboard: true}
 """
 
 from __future__ import annotations
@@ -57,8 +57,10 @@ class Grid(_Param):
         for i, value in enumerate(self.values):
             if value in self.values[:i]:
                 first = self.values.index(value)
-                raise ValueError(f"values[{i}] ({value!r}) repeats values[{first}]; grid values must be distinct (to "
-                                 f"run a point several times raise trials.num_samples)")
+                raise ValueError(
+                    f"values[{i}] ({value!r}) repeats values[{first}]; grid values must be distinct (to "
+                    f"run a point several times raise trials.num_samples)"
+                )
         return self
 
 
@@ -119,16 +121,16 @@ class Rows(StrictModel):
             raise ValueError(f"keys must be distinct, but {repeated} repeat")
         for i, row in enumerate(self.values):
             if len(row) != len(self.keys):
-                raise ValueError(f"values[{i}] has {len(row)} entries but there are {len(self.keys)} keys "
-                                 f"{self.keys}")
+                raise ValueError(f"values[{i}] has {len(row)} entries but there are {len(self.keys)} keys {self.keys}")
         return self
 
     def points(self) -> list[dict[str, Any]]:
-        return [dict(zip(self.keys, row)) for row in self.values]
+        return [dict(zip(self.keys, row, strict=True)) for row in self.values]  # lengths checked above
 
 
-Distribution = Annotated[Union[Choice, Grid, Uniform, LogUniform, QUniform, RandInt, Rows],
-                         Field(discriminator="distribution")]
+Distribution = Annotated[
+    Union[Choice, Grid, Uniform, LogUniform, QUniform, RandInt, Rows], Field(discriminator="distribution")
+]
 DISTRIBUTIONS = ("choice", "grid", "uniform", "loguniform", "quniform", "randint", "rows")
 
 
@@ -156,8 +158,9 @@ class SchedulerSettings(StrictModel):
     @model_validator(mode="after")
     def _grace_within_max_t(self):
         if self.type == "asha" and self.max_t is not None and self.grace_period > self.max_t:
-            raise ValueError(f"`grace_period <= max_t` must hold, but got (grace_period={self.grace_period}, "
-                             f"max_t={self.max_t})")
+            raise ValueError(
+                f"`grace_period <= max_t` must hold, but got (grace_period={self.grace_period}, max_t={self.max_t})"
+            )
         return self
 
     @model_validator(mode="after")
@@ -252,6 +255,7 @@ class RaySettings(StrictModel):
     @property
     def dashboard_is_public(self) -> bool:
         return self.dashboard and self.dashboard_host not in LOOPBACK_HOSTS
+
     report_interval_s: float = Field(0.2, gt=0)  # Train → Tune poll interval (Ray's default 2 s is slow locally)
 
 
@@ -270,8 +274,23 @@ class TrackingSettings(StrictModel):
     tensorboard: bool = True  # Ray's event files in each trial folder (tensorboard --logdir <experiment>)
 
 
-SECTIONS = ("task", "name", "description", "selection", "config", "search", "optuna", "scheduler", "objective", "trials",
-            "resources", "storage", "failure", "ray", "tracking")
+SECTIONS = (
+    "task",
+    "name",
+    "description",
+    "selection",
+    "config",
+    "search",
+    "optuna",
+    "scheduler",
+    "objective",
+    "trials",
+    "resources",
+    "storage",
+    "failure",
+    "ray",
+    "tracking",
+)
 
 
 class SpaceFile(StrictModel):

@@ -67,8 +67,10 @@ def load_resume_point(checkpoint, device: torch.device) -> ResumePoint:
                         if not isinstance(state, dict) or not {"model", "epoch"} <= set(state):
                             raise ValueError("not a raysweep training state (no model or epoch)")
                     except Exception as exc:  # noqa: BLE001 - any damage means: try the previous checkpoint
-                        raise _Unreadable(f"{_display(candidate, STATE_FILE)}: {type(exc).__name__}: "
-                                          f"{' '.join(str(exc).split())[:300]}") from None
+                        raise _Unreadable(
+                            f"{_display(candidate, STATE_FILE)}: {type(exc).__name__}: "
+                            f"{' '.join(str(exc).split())[:300]}"
+                        ) from None
                     point.state = state
                     point.history = own_history  # the epochs up to the state it resumes from, not a newer one's
         except _Unreadable as exc:
@@ -114,8 +116,14 @@ def _older_siblings(checkpoint) -> list:
         infos = checkpoint.filesystem.get_file_info(pafs.FileSelector(parent, allow_not_found=True))
     except Exception:  # noqa: BLE001 - nothing to fall back to
         return []
-    names = sorted((i.base_name for i in infos if i.type == pafs.FileType.Directory
-                    and i.base_name.startswith(CHECKPOINT_PREFIX) and i.base_name < name), reverse=True)
+    names = sorted(
+        (
+            i.base_name
+            for i in infos
+            if i.type == pafs.FileType.Directory and i.base_name.startswith(CHECKPOINT_PREFIX) and i.base_name < name
+        ),
+        reverse=True,
+    )
     return [Checkpoint(posixpath.join(parent, n), filesystem=checkpoint.filesystem) for n in names]
 
 

@@ -73,8 +73,9 @@ def parameter(value: Any) -> str:
 class TrialTable(ProgressReporter):
     """Tune progress reporter: a header line and one line per trial; printed only when a line changed."""
 
-    def __init__(self, metric: str, mode: str, params: Sequence[str], max_epochs: int,
-                 out: Optional[TextIO] = None) -> None:
+    def __init__(
+        self, metric: str, mode: str, params: Sequence[str], max_epochs: int, out: Optional[TextIO] = None
+    ) -> None:
         self.metric, self.mode, self.params, self.max_epochs = metric, mode, list(params), max_epochs
         self.out = out
         self.total: Optional[int] = None
@@ -82,8 +83,14 @@ class TrialTable(ProgressReporter):
         self._last: Optional[str] = None  # the table last printed, without the elapsed time
         self._pending: Optional[tuple[str, str]] = None
 
-    def setup(self, start_time: Optional[float] = None, total_samples: Optional[int] = None,
-              metric: Optional[str] = None, mode: Optional[str] = None, **kwargs: Any) -> None:
+    def setup(
+        self,
+        start_time: Optional[float] = None,
+        total_samples: Optional[int] = None,
+        metric: Optional[str] = None,
+        mode: Optional[str] = None,
+        **kwargs: Any,
+    ) -> None:
         self.started = start_time or self.started
         self.total = total_samples or self.total
 
@@ -99,9 +106,17 @@ class TrialTable(ProgressReporter):
             epoch = result.get("epoch")
             total = result.get("epochs_total") or self.max_epochs
             eta = eta_seconds(result) if status == "RUNNING" else None
-            rows.append([trial.trial_id, status, f"{int(epoch) if epoch is not None else 0}/{total}", clock(eta),
-                         number(result.get(self.metric)), number(self.best(trial)),
-                         *(parameter(trial.config.get(p)) for p in self.params)])
+            rows.append(
+                [
+                    trial.trial_id,
+                    status,
+                    f"{int(epoch) if epoch is not None else 0}/{total}",
+                    clock(eta),
+                    number(result.get(self.metric)),
+                    number(self.best(trial)),
+                    *(parameter(trial.config.get(p)) for p in self.params),
+                ]
+            )
         return rows
 
     def header(self, trials: Sequence[Any]) -> str:
@@ -116,8 +131,10 @@ class TrialTable(ProgressReporter):
             value, trial_id = (max if self.mode == "max" else min)(scored)
             best = f" · best {self.metric} {number(value)} ({trial_id})"
         total = self.total or len(trials)
-        return (f"== {completed + pruned + errors}/{total} trials done ({completed} completed, {pruned} pruned, "
-                f"{errors} error), {running} running{best}")
+        return (
+            f"== {completed + pruned + errors}/{total} trials done ({completed} completed, {pruned} pruned, "
+            f"{errors} error), {running} running{best}"
+        )
 
     def render(self, trials: Sequence[Any]) -> str:
         from tabulate import tabulate
@@ -174,8 +191,10 @@ def dashboard_line(url: Optional[str]) -> Optional[str]:
     line = f"Ray dashboard: http://{url}"
     source = auth_token_source()
     if source:
-        line += (f" (token authentication: paste the token from {source}, also printed by `ray get-auth-token`, "
-                 f"when the page asks; API clients send the header 'Authorization: Bearer <token>')")
+        line += (
+            f" (token authentication: paste the token from {source}, also printed by `ray get-auth-token`, "
+            f"when the page asks; API clients send the header 'Authorization: Bearer <token>')"
+        )
     return line
 
 
@@ -184,8 +203,13 @@ class _DropTuneHints(logging.Filter):
     missing-metrics warnings for trials whose history raysweep keeps in session files; a failed trial's traceback
     shrinks to one line."""
 
-    PHRASES = ("Resume experiment with", "Resume training with", "Trials did not complete",
-               "Failed to fetch metrics for", "Stop signal received")
+    PHRASES = (
+        "Resume experiment with",
+        "Resume training with",
+        "Trials did not complete",
+        "Failed to fetch metrics for",
+        "Stop signal received",
+    )
     TRIAL_FAILED = "Trial task failed for trial"
 
     def filter(self, record: logging.LogRecord) -> bool:
@@ -203,8 +227,10 @@ class _DropTuneHints(logging.Filter):
 @contextlib.contextmanager
 def quiet_tune_hints() -> Iterator[None]:
     drop = _DropTuneHints()
-    loggers = [logging.getLogger(n) for n in ("ray.tune.tune", "ray.tune.analysis.experiment_analysis",
-                                               "ray.tune.execution.tune_controller")]
+    loggers = [
+        logging.getLogger(n)
+        for n in ("ray.tune.tune", "ray.tune.analysis.experiment_analysis", "ray.tune.execution.tune_controller")
+    ]
     for logger in loggers:
         logger.addFilter(drop)
     try:

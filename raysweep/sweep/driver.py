@@ -74,15 +74,19 @@ def make_trainable(plan: TrialPlan) -> Callable[[dict[str, Any]], None]:
                 "per_class_path": per_class_file(p.experiment_dir, trial_id),
             },
             scaling_config=ray.train.ScalingConfig(
-                num_workers=p.num_workers, use_gpu=p.use_gpu, resources_per_worker=resources,
-                placement_strategy=p.placement_strategy),
+                num_workers=p.num_workers,
+                use_gpu=p.use_gpu,
+                resources_per_worker=resources,
+                placement_strategy=p.placement_strategy,
+            ),
             run_config=ray.train.RunConfig(
                 name=trial_id,
                 storage_path=join(p.experiment_dir, TRAIN_SUBDIR),
                 # ray.train's annotations name Train V1's classes; these are V2's (RAY_TRAIN_V2_ENABLED)
                 callbacks=[TuneReportCallback()],  # type: ignore[list-item]
                 failure_config=ray.train.FailureConfig(  # type: ignore[call-arg]
-                    max_failures=p.worker_restarts, controller_failure_limit=p.controller_failure_limit),
+                    max_failures=p.worker_restarts, controller_failure_limit=p.controller_failure_limit
+                ),
                 checkpoint_config=ray.train.CheckpointConfig(num_to_keep=p.keep_checkpoints),
             ),
         )

@@ -22,8 +22,14 @@ def cap_by_driver_slots(wanted: int, cluster: Mapping[str, float]) -> int:
     slots = int(cluster.get(DRIVER_RESOURCE, 0))
     if slots < 1 or wanted <= slots:
         return wanted
-    log.warning("%d trials could run at a time, but the cluster has %d %r slots for trial drivers: running %d at a "
-                "time. Raise the head's `%s` in cluster.yaml (each running trial's driver, Train controller and "
-                "placement-group cleaner live there: size the head's memory with it) or set trials.max_concurrent",
-                wanted, slots, DRIVER_RESOURCE, slots, DRIVER_RESOURCE)
+    log.warning(
+        "%d trials could run at a time, but the cluster has %d %r slots for trial drivers: running %d at a "
+        "time. Raise the head's `%s` in cluster.yaml (each running trial's driver, Train controller and "
+        "placement-group cleaner live there: size the head's memory with it) or set trials.max_concurrent",
+        wanted,
+        slots,
+        DRIVER_RESOURCE,
+        slots,
+        DRIVER_RESOURCE,
+    )
     return slots

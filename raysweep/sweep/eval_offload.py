@@ -115,8 +115,18 @@ class _PendingEpoch:
 class EvalOffload:
     """The worker loop's overlapped evaluation: `defer` an evaluated epoch, `settle` it after the next one trained."""
 
-    def __init__(self, task: Task, state: TaskState, loop_config: Mapping[str, Any], rank: int, world: int,
-                 epochs: int, selection_split: str, history: list[dict[str, Any]], report: Callable[..., None]):
+    def __init__(
+        self,
+        task: Task,
+        state: TaskState,
+        loop_config: Mapping[str, Any],
+        rank: int,
+        world: int,
+        epochs: int,
+        selection_split: str,
+        history: list[dict[str, Any]],
+        report: Callable[..., None],
+    ):
         self.task, self.state, self.loop_config, self.rank, self.world = task, state, loop_config, rank, world
         self.epochs = epochs
         self.selection_split, self.history, self.report = selection_split, history, report
@@ -124,19 +134,39 @@ class EvalOffload:
         self.actor: Any = None
 
     @classmethod
-    def create(cls, task: Task, parts: TrainingParts, config: Any, loop_config: Mapping[str, Any], rank: int,
-               world: int, device: torch.device, selection_split: str, history: list[dict[str, Any]],
-               report: Callable[..., None] | None = None) -> EvalOffload | None:
+    def create(
+        cls,
+        task: Task,
+        parts: TrainingParts,
+        config: Any,
+        loop_config: Mapping[str, Any],
+        rank: int,
+        world: int,
+        device: torch.device,
+        selection_split: str,
+        history: list[dict[str, Any]],
+        report: Callable[..., None] | None = None,
+    ) -> EvalOffload | None:
         """An offload for this trial, or None to evaluate inline (`train.eval_overlap` of the task's config)."""
         setting = getattr(getattr(config, "train", None), "eval_overlap", "auto")
         if task.epochs < 2 or not overlap_wanted(setting, device, parts.schedule):
             return None
-        return cls(task, parts.state, loop_config, rank, world, task.epochs, selection_split, history,
-                   report or _ray_report)
+        return cls(
+            task, parts.state, loop_config, rank, world, task.epochs, selection_split, history, report or _ray_report
+        )
 
     # ---- at the evaluation call site: instead of evaluating inline -----------------------------------------
-    def defer(self, epoch: int, metrics: dict[str, Any], model: torch.nn.Module, eval_loaders: Mapping[str, DataLoader],
-              parts: TrainingParts, evaluated: bool, test_due: bool, carried: dict[str, Any]) -> None:
+    def defer(
+        self,
+        epoch: int,
+        metrics: dict[str, Any],
+        model: torch.nn.Module,
+        eval_loaders: Mapping[str, DataLoader],
+        parts: TrainingParts,
+        evaluated: bool,
+        test_due: bool,
+        carried: dict[str, Any],
+    ) -> None:
         """Predict the due splits now (this epoch's model), hand them to the scorer, and keep the epoch's checkpoint
         state; the epoch is reported by the next `settle`."""
         from raysweep.sweep.worker import _gather_outputs, _gather_rng, _unwrap
@@ -152,8 +182,14 @@ class EvalOffload:
         parts.schedule.step_epoch(epoch, None)  # this schedule ignores the metric (else the trial evaluates inline)
         pending.rngs = _gather_rng(self.world)  # collective; the RNG after prediction, as inline
         if self.rank == 0:
-            pending.state = _cpu_copy({"model": _unwrap(model).state_dict(), "optimizer": parts.optimizer.state_dict(),
-                                       "schedule": parts.schedule.state_dict(), "epoch": epoch})
+            pending.state = _cpu_copy(
+                {
+                    "model": _unwrap(model).state_dict(),
+                    "optimizer": parts.optimizer.state_dict(),
+                    "schedule": parts.schedule.state_dict(),
+                    "epoch": epoch,
+                }
+            )
         pending.inline_s = time.perf_counter() - started
         self.pending = pending
 
@@ -165,8 +201,11 @@ class EvalOffload:
 
             here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
             # num_cpus=0: it must not wait for a CPU slot that the sweep's trials hold (it uses little)
-            self.actor = ray.remote(num_cpus=0)(ScoringActor).options(scheduling_strategy=here).remote(
-                *evaluation_copy(self.task, self.state))
+            self.actor = (
+                ray.remote(num_cpus=0)(ScoringActor)
+                .options(scheduling_strategy=here)
+                .remote(*evaluation_copy(self.task, self.state))
+            )
         outputs = ray.put(gathered)
         return _PendingSplit(split, self.actor.score.remote(outputs, split), outputs)
 
@@ -213,8 +252,9 @@ class EvalOffload:
         try:
             return ray.get(pending.result)
         except Exception as exc:  # noqa: BLE001 - an actor lost or a task copy that cannot score: score here
-            log.warning("scoring %s in the scorer actor failed (%s: %s); scoring inline", pending.split,
-                        type(exc).__name__, exc)
+            log.warning(
+                "scoring %s in the scorer actor failed (%s: %s); scoring inline", pending.split, type(exc).__name__, exc
+            )
             scores = self.task.evaluate(ray.get(pending.outputs), pending.split, self.state)
             return scores, self.task.per_class_results(self.state)
 

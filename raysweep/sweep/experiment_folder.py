@@ -38,8 +38,9 @@ class OpenedExperiment:
 
 
 @contextlib.contextmanager
-def opened_experiment(sweep: Sweep, name: Optional[str], storage_path: Optional[str], resume: bool,
-                      force_unlock: bool) -> Iterator[OpenedExperiment]:
+def opened_experiment(
+    sweep: Sweep, name: Optional[str], storage_path: Optional[str], resume: bool, force_unlock: bool
+) -> Iterator[OpenedExperiment]:
     """Check the storage, take the lock and decide what the folder is; the lock is released on leaving, and a
     folder this start created without ever writing its meta is removed again."""
     root = storage.normalise(storage_path or sweep.spec.storage.path)
@@ -51,26 +52,35 @@ def opened_experiment(sweep: Sweep, name: Optional[str], storage_path: Optional[
     try:
         existing = storage.exists(layout.meta)
         if existing and not resume:
-            raise UserError(f"experiment {name!r} already exists at {layout.root}; continue it with --resume or "
-                            f"choose another --name")
+            raise UserError(
+                f"experiment {name!r} already exists at {layout.root}; continue it with --resume or "
+                f"choose another --name"
+            )
         # raysweep_meta.json is written when the first trial starts: without it, an earlier start failed inside
         # Ray Tune before any trial (leaving the space copy and Tune's files), and the folder can be started afresh.
         leftover = not existing and storage.exists(layout.space_copy)
         if resume and not existing:
             why = " (an earlier start failed before its first trial)" if leftover else ""
-            raise UserError(f"--resume: no raysweep experiment at {layout.root} (no {META_FILE}){why}; start it "
-                            f"without --resume")
+            raise UserError(
+                f"--resume: no raysweep experiment at {layout.root} (no {META_FILE}){why}; start it without --resume"
+            )
         if not existing and sessions.has_started_trials(layout.root):
-            raise UserError(f"{layout.root} holds trial folders but no {META_FILE}; it is not a raysweep "
-                            f"experiment that can be continued: choose another --name")
+            raise UserError(
+                f"{layout.root} holds trial folders but no {META_FILE}; it is not a raysweep "
+                f"experiment that can be continued: choose another --name"
+            )
         if resume:
             sweep = saved_sweep(layout, sweep)
         elif leftover or storage.exists(layout.path("tuner.pkl")):
             removed = sessions.clear_unstarted(layout.root)
-            log.warning("experiment %r never started a trial (an earlier start failed inside Ray Tune); starting it "
-                        "afresh%s", name, f" (removed {', '.join(removed)})" if removed else "")
-        yield OpenedExperiment(sweep=sweep, name=name, storage_root=root, layout=layout, lock=lock, resume=resume,
-                               existing=existing)
+            log.warning(
+                "experiment %r never started a trial (an earlier start failed inside Ray Tune); starting it afresh%s",
+                name,
+                f" (removed {', '.join(removed)})" if removed else "",
+            )
+        yield OpenedExperiment(
+            sweep=sweep, name=name, storage_root=root, layout=layout, lock=lock, resume=resume, existing=existing
+        )
     except BaseException:
         if lock.info is not None and not storage.exists(layout.meta):
             lock.release()
@@ -85,7 +95,9 @@ def saved_sweep(layout: ExperimentLayout, given: Sweep) -> Sweep:
     meta = parse_meta(storage.read_json(layout.meta), layout.meta)
     text = storage.read_text(layout.space_copy)
     name = Path(str(meta.get("space_file", "space.yaml"))).name
-    sweep = load_saved_sweep(layout, meta.get("overrides", []), text, name, Path(tempfile.mkdtemp(prefix="raysweep-resume-")))
+    sweep = load_saved_sweep(
+        layout, meta.get("overrides", []), text, name, Path(tempfile.mkdtemp(prefix="raysweep-resume-"))
+    )
     copy = sweep.path
     check_meta_matches(meta, sweep.spec.task, layout.meta)
     if text != given.path.read_text() or list(meta.get("overrides", [])) != given.overrides:
@@ -95,7 +107,9 @@ def saved_sweep(layout: ExperimentLayout, given: Sweep) -> Sweep:
 
 
 def resume_command(space: str, name: str, storage_root: str) -> str:
-    return f"raysweep tune {shlex.quote(space)} --resume --name {shlex.quote(name)} --storage {shlex.quote(storage_root)}"
+    return (
+        f"raysweep tune {shlex.quote(space)} --resume --name {shlex.quote(name)} --storage {shlex.quote(storage_root)}"
+    )
 
 
 def write_back_after_loss(layout: ExperimentLayout, meta_text: str, space_text: str) -> Optional[str]:

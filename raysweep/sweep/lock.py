@@ -119,14 +119,23 @@ class ExperimentLock:
         if existing is not None:
             reason = "an unreadable lock" if existing.pid == -1 else stale_reason(existing)
             if reason is None and not self.force:
-                raise UserError(f"experiment {self.experiment_dir} is in use by {existing.describe()} (lock "
-                                f"{self.path}); wait for that sweep to end, or pass --force-unlock if it is gone")
-            log.warning("%s: taking over the lock of %s (%s)", self.path,
-                        existing.describe(), reason or "--force-unlock")
+                raise UserError(
+                    f"experiment {self.experiment_dir} is in use by {existing.describe()} (lock "
+                    f"{self.path}); wait for that sweep to end, or pass --force-unlock if it is gone"
+                )
+            log.warning(
+                "%s: taking over the lock of %s (%s)", self.path, existing.describe(), reason or "--force-unlock"
+            )
             self._delete()
         now = time.time()
-        self.info = LockInfo(host=socket.gethostname(), pid=os.getpid(), started=now, heartbeat=now,
-                             token=uuid.uuid4().hex, pid_started=_process_start_time(os.getpid()))
+        self.info = LockInfo(
+            host=socket.gethostname(),
+            pid=os.getpid(),
+            started=now,
+            heartbeat=now,
+            token=uuid.uuid4().hex,
+            pid_started=_process_start_time(os.getpid()),
+        )
         if storage.is_uri(self.path):
             self._acquire_uri()
         else:
@@ -140,9 +149,11 @@ class ExperimentLock:
             fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         except FileExistsError:
             other = self.read()
-            raise UserError(f"experiment {self.experiment_dir} is in use by "
-                            f"{other.describe() if other else 'another raysweep'} (lock {self.path}); wait for "
-                            f"that sweep to end") from None
+            raise UserError(
+                f"experiment {self.experiment_dir} is in use by "
+                f"{other.describe() if other else 'another raysweep'} (lock {self.path}); wait for "
+                f"that sweep to end"
+            ) from None
         with os.fdopen(fd, "w") as handle:
             handle.write(json.dumps(asdict(self._own())))
 
@@ -151,9 +162,11 @@ class ExperimentLock:
         time.sleep(URI_SETTLE_S)
         stored = self.read()
         if stored is None or stored.token != self._own().token:
-            raise UserError(f"experiment {self.experiment_dir} is in use by "
-                            f"{stored.describe() if stored else 'another raysweep'} (lock {self.path}); two "
-                            f"sweeps started at once")
+            raise UserError(
+                f"experiment {self.experiment_dir} is in use by "
+                f"{stored.describe() if stored else 'another raysweep'} (lock {self.path}); two "
+                f"sweeps started at once"
+            )
 
     def _own(self) -> LockInfo:
         """This process's lock record (set by `acquire`)."""

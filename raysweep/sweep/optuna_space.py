@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import optuna
 
@@ -35,7 +36,7 @@ class DefineByRun:
     def __call__(self, trial: optuna.Trial) -> dict[str, Any]:
         chosen: dict[str, Any] = {}
         for key, dist in self.params.items():
-            if not condition_holds(dist.when, chosen, self.base):
+            if not condition_holds(getattr(dist, "when", None), chosen, self.base):
                 continue
             if isinstance(dist, (Choice, Grid)):
                 options = [encode_value(dist, v) for v in dist.values]
@@ -56,7 +57,7 @@ def grid_points_to_evaluate(sweep: Sweep) -> list[dict[str, Any]]:
     """Each grid combination enqueued `num_samples` times, so the sampler fills in only the other parameters."""
     points = []
     for point in sweep.grid_points():
-        encoded = {k: encode_value(sweep.params[k], v) for k, v in point.items()}
+        encoded = {k: encode_value(sweep.params[k], v) for k, v in point.items()}  # type: ignore[arg-type]
         points += [dict(encoded) for _ in range(sweep.spec.trials.num_samples)]
     return points
 
@@ -66,5 +67,9 @@ def make_sampler(sweep: Sweep) -> optuna.samplers.BaseSampler:
     if settings.sampler == "random":
         return optuna.samplers.RandomSampler(seed=settings.seed)
     return optuna.samplers.TPESampler(
-        seed=settings.seed, n_startup_trials=settings.n_startup_trials, multivariate=settings.multivariate,
-        group=settings.group and settings.multivariate, constant_liar=settings.constant_liar)
+        seed=settings.seed,
+        n_startup_trials=settings.n_startup_trials,
+        multivariate=settings.multivariate,
+        group=settings.group and settings.multivariate,
+        constant_liar=settings.constant_liar,
+    )

@@ -23,8 +23,9 @@ def prepare_combinations(sweep: Sweep) -> list[dict[str, Any]]:
     prepare key swept that way keeps its fixed value here.
     """
     keys = sweep.task_cls.prepare_keys
-    relevant = set(keys) | {cond for dist in sweep.params.values() if not isinstance(dist, Rows)
-                           for cond in (dist.when or {})}
+    relevant = set(keys) | {
+        cond for dist in sweep.params.values() if not isinstance(dist, Rows) for cond in (dist.when or {})
+    }
     states: list[dict[str, Any]] = [{}]  # the relevant searched keys set so far, one dict per reachable combination
     for key, dist in sweep.spec.search.items():
         if isinstance(dist, Rows):

@@ -37,13 +37,19 @@ def concurrency(sweep: Sweep, cluster: dict[str, float], local: bool) -> int:
     cap = min(caps) if caps else sweep.num_trials
     if cap < 1:
         have = f"{cluster.get('CPU', 0):g} CPUs and {cluster.get('GPU', 0):g} GPUs"
-        need = (f"{cpu_need:g} CPUs and {gpu_need:g} GPUs (resources.num_workers={res.num_workers} × "
-                f"cpus_per_worker={res.cpus_per_worker:g}, gpus per worker={res.gpus:g})")
+        need = (
+            f"{cpu_need:g} CPUs and {gpu_need:g} GPUs (resources.num_workers={res.num_workers} × "
+            f"cpus_per_worker={res.cpus_per_worker:g}, gpus per worker={res.gpus:g})"
+        )
         if local:
-            raise UserError(f"resources: a trial needs {need} but this Ray instance has {have}; lower "
-                            f"resources.num_workers / cpus_per_worker, set resources.use_gpu=false, or join a cluster "
-                            f"with --address")
-        log.warning("the cluster has %s now, a trial needs %s: trials queue until the autoscaler adds nodes", have, need)
+            raise UserError(
+                f"resources: a trial needs {need} but this Ray instance has {have}; lower "
+                f"resources.num_workers / cpus_per_worker, set resources.use_gpu=false, or join a cluster "
+                f"with --address"
+            )
+        log.warning(
+            "the cluster has %s now, a trial needs %s: trials queue until the autoscaler adds nodes", have, need
+        )
         cap = sweep.spec.trials.max_concurrent or max(1, int(cluster.get(DRIVER_RESOURCE, 1)))
     wanted = sweep.spec.trials.max_concurrent or cap
     wanted = cap_by_driver_slots(wanted, cluster)  # trials beyond the driver slots would only queue, sampled blind
@@ -61,8 +67,10 @@ def check_reachable(address: str, timeout_s: float = 5.0) -> None:
     try:
         socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s).close()
     except OSError as exc:
-        raise UserError(f"--address {address}: nothing answers at {host}:{port} ({exc.strerror or exc}); is the "
-                        f"cluster up (`ray up cluster.yaml`) and the port forwarded?") from None
+        raise UserError(
+            f"--address {address}: nothing answers at {host}:{port} ({exc.strerror or exc}); is the "
+            f"cluster up (`ray up cluster.yaml`) and the port forwarded?"
+        ) from None
 
 
 def dashboard_port(host: str, preferred: int) -> int:
@@ -108,9 +116,12 @@ def init_ray(sweep: Sweep, address: Optional[str], slots: int) -> None:
     from raysweep.sweep.local_ray import bind_to_loopback
 
     settings = sweep.spec.ray
-    env = {"RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": str(settings.report_interval_s), "TOKENIZERS_PARALLELISM": "false",
-           # Ray's 60 s for a worker group to start is too short on a loaded 2-core machine (import torch, etc.)
-           "RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S": os.environ.get("RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S", "180")}
+    env = {
+        "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": str(settings.report_interval_s),
+        "TOKENIZERS_PARALLELISM": "false",
+        # Ray's 60 s for a worker group to start is too short on a loaded 2-core machine (import torch, etc.)
+        "RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S": os.environ.get("RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S", "180"),
+    }
     runtime_env = {"env_vars": env}
     os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")  # eval-less epochs carry no objective
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # the classic trial table: status, epoch, loss, objective
@@ -119,22 +130,37 @@ def init_ray(sweep: Sweep, address: Optional[str], slots: int) -> None:
     notice(f"Joining the Ray cluster at {address} ..." if address else "Starting a local Ray instance ...")
     try:
         if address:
-            context = ray.init(address=address, runtime_env=runtime_env, logging_level=logging.WARNING,
-                               log_to_driver=False)
+            context = ray.init(
+                address=address, runtime_env=runtime_env, logging_level=logging.WARNING, log_to_driver=False
+            )
         else:
             bind_to_loopback()  # node address 127.0.0.1, not the machine's routable one (docs/security.md)
             with local_start_lock():  # two sweeps started together must not both pick the same free port
-                dashboard: dict[str, Any] = ({"dashboard_host": settings.dashboard_host,
-                              "dashboard_port": dashboard_port(settings.dashboard_host, settings.dashboard_port)}
-                             if settings.dashboard else {})
-                context = ray.init(address="local", num_cpus=os.cpu_count(), resources={DRIVER_RESOURCE: slots},
-                                   include_dashboard=settings.dashboard, **dashboard, runtime_env=runtime_env,
-                                   logging_level=logging.WARNING, log_to_driver=False)
+                dashboard: dict[str, Any] = (
+                    {
+                        "dashboard_host": settings.dashboard_host,
+                        "dashboard_port": dashboard_port(settings.dashboard_host, settings.dashboard_port),
+                    }
+                    if settings.dashboard
+                    else {}
+                )
+                context = ray.init(
+                    address="local",
+                    num_cpus=os.cpu_count(),
+                    resources={DRIVER_RESOURCE: slots},
+                    include_dashboard=settings.dashboard,
+                    **dashboard,
+                    runtime_env=runtime_env,
+                    logging_level=logging.WARNING,
+                    log_to_driver=False,
+                )
     except Exception as exc:  # noqa: BLE001 - ray raises many types; the user needs one line
         text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         if address and any(word in text.lower() for word in ("token", "auth", "401", "unauthenticated")):
-            raise UserError(f"--address {address}: the cluster uses token authentication; set RAY_AUTH_MODE=token "
-                            f"and copy the cluster's token to ~/.ray/auth_token ({text})") from None
+            raise UserError(
+                f"--address {address}: the cluster uses token authentication; set RAY_AUTH_MODE=token "
+                f"and copy the cluster's token to ~/.ray/auth_token ({text})"
+            ) from None
         where = f"--address {address}" if address else "local Ray instance"
         raise UserError(f"{where}: cannot start or connect ({text})") from None
     line = dashboard_line(getattr(context, "dashboard_url", None))
@@ -142,5 +168,7 @@ def init_ray(sweep: Sweep, address: Optional[str], slots: int) -> None:
         print(line, flush=True)
     if address and DRIVER_RESOURCE not in ray.cluster_resources():
         ray.shutdown()
-        raise UserError(f"--address {address}: the cluster has no {DRIVER_RESOURCE!r} resource for trial drivers; "
-                        f"give the head node `resources: {{{DRIVER_RESOURCE}: 8}}` (see cluster.yaml)")
+        raise UserError(
+            f"--address {address}: the cluster has no {DRIVER_RESOURCE!r} resource for trial drivers; "
+            f"give the head node `resources: {{{DRIVER_RESOURCE}: 8}}` (see cluster.yaml)"
+        )

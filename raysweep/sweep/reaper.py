@@ -11,6 +11,7 @@ only: it starts in a fraction of a second.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import select
 import signal
@@ -34,23 +35,24 @@ class Reaper:
     def done(self) -> None:
         if self.proc is None or self.proc.stdin is None:
             return
-        try:
+        with contextlib.suppress(OSError):
             self.proc.stdin.write(b"done\n")
             self.proc.stdin.close()
-        except OSError:
-            pass
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            pass
 
 
 def start_reaper() -> Reaper:
     """Only where /proc exists (Linux); elsewhere a no-op handle."""
     if not Path("/proc/self/stat").exists():
         return Reaper(None)
-    proc = subprocess.Popen([sys.executable, "-S", __file__, str(os.getpid())], stdin=subprocess.PIPE,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, close_fds=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-S", __file__, str(os.getpid())],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        close_fds=True,
+    )
     return Reaper(proc)
 
 

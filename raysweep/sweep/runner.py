@@ -55,9 +55,15 @@ class StorageLost(Exception):
         self.nothing_kept = nothing_kept
 
 
-def run_sweep(sweep: Sweep, name: Optional[str] = None, storage_path: Optional[str] = None, resume: bool = False,
-              address: Optional[str] = None, force_unlock: bool = False,
-              space_arg: Optional[str] = None) -> SweepOutcome:
+def run_sweep(
+    sweep: Sweep,
+    name: Optional[str] = None,
+    storage_path: Optional[str] = None,
+    resume: bool = False,
+    address: Optional[str] = None,
+    force_unlock: bool = False,
+    space_arg: Optional[str] = None,
+) -> SweepOutcome:
     """Everything that can fail on bad input fails before anything is written: storage, address, resources, data.
 
     One live sweep owns the experiment folder (`raysweep.lock`); a second one is refused. Ctrl-C stops the trials,
@@ -68,8 +74,12 @@ def run_sweep(sweep: Sweep, name: Optional[str] = None, storage_path: Optional[s
     with opened_experiment(sweep, name, storage_path, resume, force_unlock) as opened:
         hint = resume_command(space_arg or str(opened.sweep.path), opened.name, opened.storage_root)
         _run_opened(opened, address, hint)
-    return SweepOutcome(experiment_dir=opened.layout.root, parquet=opened.layout.results,
-                        num_trials=opened.sweep.num_trials, wall_time_s=time.time() - started)
+    return SweepOutcome(
+        experiment_dir=opened.layout.root,
+        parquet=opened.layout.results,
+        num_trials=opened.sweep.num_trials,
+        wall_time_s=time.time() - started,
+    )
 
 
 def _run_opened(opened: OpenedExperiment, address: Optional[str], hint: str) -> None:
@@ -100,17 +110,27 @@ def _run_opened(opened: OpenedExperiment, address: Optional[str], hint: str) -> 
         at_once = concurrency(sweep, ray.cluster_resources(), local=local)
         if not opened.existing:  # the space copy now, the meta file once the first trial starts (MetaOnFirstTrial)
             space_text = sweep.path.read_text()
-            meta_text = new_meta_text(name=name, task=sweep.spec.task, space_file=str(sweep.path),
-                                      overrides=sweep.overrides, metric=sweep.metric, mode=sweep.mode,
-                                      selection=sweep.spec.selection, num_trials=sweep.num_trials)
+            meta_text = new_meta_text(
+                name=name,
+                task=sweep.spec.task,
+                space_file=str(sweep.path),
+                overrides=sweep.overrides,
+                metric=sweep.metric,
+                mode=sweep.mode,
+                selection=sweep.spec.selection,
+                num_trials=sweep.num_trials,
+            )
             storage.write_text_atomic(layout.space_copy, space_text)
         else:
             meta_text = storage.read_text(layout.meta)
             space_text = storage.read_text(layout.space_copy)
         journal = local_study_journal(layout, cache_dir(sweep), name)
         trainable = tune.with_resources(make_trainable(_trial_plan(sweep, layout.root)), {"CPU": 0, DRIVER_RESOURCE: 1})
-        print(f"Experiment {name!r}: {sweep.num_trials} trials, up to {at_once} at a time, "
-              f"{res.num_workers} worker(s) each; storage {layout.root}", flush=True)
+        print(
+            f"Experiment {name!r}: {sweep.num_trials} trials, up to {at_once} at a time, "
+            f"{res.num_workers} worker(s) each; storage {layout.root}",
+            flush=True,
+        )
         opened.lock.watch(stop.storage_lost)
         fit(trainable, sweep, layout, opened.storage_root, name, at_once, journal, opened.resume, meta_text, stop)
     finally:
@@ -122,15 +142,28 @@ def _run_opened(opened: OpenedExperiment, address: Optional[str], hint: str) -> 
         nothing_kept = write_back_after_loss(layout, meta_text, space_text)
         raise StorageLost(stop.lost_reason, layout.root, None if nothing_kept else layout.results, nothing_kept)
     if stop.interrupted:
-        raise SweepInterrupted(f"interrupted; the finished epochs are kept and the results so far are in "
-                               f"{layout.results}. Continue with: {hint}", layout.root, layout.results)
+        raise SweepInterrupted(
+            f"interrupted; the finished epochs are kept and the results so far are in "
+            f"{layout.results}. Continue with: {hint}",
+            layout.root,
+            layout.results,
+        )
 
 
 def _trial_plan(sweep: Sweep, experiment_dir: str) -> TrialPlan:
     res = sweep.spec.resources
-    return TrialPlan(task=sweep.spec.task, base_config=sweep.base_config, experiment_dir=experiment_dir,
-                     cache_dir=str(cache_dir(sweep)), metric=sweep.metric, num_workers=res.num_workers,
-                     use_gpu=res.use_gpu, cpus_per_worker=res.cpus_per_worker, gpus_per_worker=res.gpus,
-                     placement_strategy=res.placement_strategy, worker_restarts=sweep.spec.failure.worker_restarts,
-                     controller_failure_limit=sweep.spec.failure.start_attempts,
-                     keep_checkpoints=sweep.spec.storage.keep_checkpoints)
+    return TrialPlan(
+        task=sweep.spec.task,
+        base_config=sweep.base_config,
+        experiment_dir=experiment_dir,
+        cache_dir=str(cache_dir(sweep)),
+        metric=sweep.metric,
+        num_workers=res.num_workers,
+        use_gpu=res.use_gpu,
+        cpus_per_worker=res.cpus_per_worker,
+        gpus_per_worker=res.gpus,
+        placement_strategy=res.placement_strategy,
+        worker_restarts=sweep.spec.failure.worker_restarts,
+        controller_failure_limit=sweep.spec.failure.start_attempts,
+        keep_checkpoints=sweep.spec.storage.keep_checkpoints,
+    )

@@ -33,8 +33,15 @@ class RungScheduler(FIFOScheduler):
     `max_t` epochs.
     """
 
-    def __init__(self, milestones: list[int], max_t: int, reduction_factor: float = 2.0,
-                 metric: Optional[str] = None, mode: Optional[str] = None, time_attr: str = "epoch"):
+    def __init__(
+        self,
+        milestones: list[int],
+        max_t: int,
+        reduction_factor: float = 2.0,
+        metric: Optional[str] = None,
+        mode: Optional[str] = None,
+        time_attr: str = "epoch",
+    ):
         super().__init__()
         if not milestones or sorted(set(milestones)) != list(milestones):
             raise ValueError(f"milestones must be increasing, got {milestones}")
@@ -89,7 +96,14 @@ def build_scheduler(sweep: Sweep) -> TrialScheduler:
         return FIFOScheduler()
     rungs = rung_epochs(sweep)
     if rungs is None:
-        return ASHAScheduler(time_attr="epoch", max_t=sweep.max_epochs, grace_period=sched.grace_period,
-                             reduction_factor=sched.reduction_factor, metric=sweep.metric, mode=sweep.mode)
-    return RungScheduler(rungs, max_t=sweep.max_epochs, reduction_factor=sched.reduction_factor,
-                         metric=sweep.metric, mode=sweep.mode)
+        return ASHAScheduler(
+            time_attr="epoch",
+            max_t=sweep.max_epochs,
+            grace_period=sched.grace_period,
+            reduction_factor=sched.reduction_factor,
+            metric=sweep.metric,
+            mode=sweep.mode,
+        )
+    return RungScheduler(
+        rungs, max_t=sweep.max_epochs, reduction_factor=sched.reduction_factor, metric=sweep.metric, mode=sweep.mode
+    )

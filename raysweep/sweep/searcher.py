@@ -58,7 +58,7 @@ class EpochAwareOptunaSearch(OptunaSearch):
             self._record(trial_id, result)  # the result that made the scheduler stop the trial, if any
         state, value = outcome(result, self.metric, error)
         try:
-            self._ot_study.tell(self._ot_trials[trial_id], value, state=state)
+            self._ot_study.tell(self._ot_trials[trial_id], value, state=state)  # type: ignore[attr-defined]
         except Exception as exc:  # noqa: BLE001 - Optuna refuses e.g. a second tell; never kill the sweep for it
             log.warning("optuna tell failed for %s: %s", trial_id, exc)
         self._completed_trials.add(trial_id)
@@ -72,6 +72,7 @@ class EpochAwareOptunaSearch(OptunaSearch):
         epoch, value = point
         ot_trial = self._ot_trials[trial_id]
         try:  # through the storage: Trial.report ignores a step reported before, and the newest value must win
-            self._ot_study._storage.set_trial_intermediate_value(ot_trial._trial_id, epoch, value)
+            storage = self._ot_study._storage  # type: ignore[attr-defined]
+            storage.set_trial_intermediate_value(ot_trial._trial_id, epoch, value)
         except Exception as exc:  # noqa: BLE001 - e.g. the trial was finished by an earlier session
             log.warning("optuna: cannot record epoch %d of %s: %s", epoch, trial_id, exc)

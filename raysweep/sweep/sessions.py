@@ -20,8 +20,10 @@ from raysweep.experiment.layout import RESULT_FILE, SESSION_PATTERN, TRAIN_SUBDI
 
 log = logging.getLogger(__name__)
 # Tune's own top-level files, written by a start that may have failed before its first trial.
-TUNE_FILES = re.compile(r"^(tuner\.pkl|experiment_state-.*\.json|searcher-state-.*\.pkl|basic-variant-state-.*\.json|"
-                        r"\.validate_storage_marker)$")
+TUNE_FILES = re.compile(
+    r"^(tuner\.pkl|experiment_state-.*\.json|searcher-state-.*\.pkl|basic-variant-state-.*\.json|"
+    r"\.validate_storage_marker)$"
+)
 
 
 def _entries(path: str) -> list[pafs.FileInfo]:
@@ -30,8 +32,11 @@ def _entries(path: str) -> list[pafs.FileInfo]:
 
 
 def trial_folders(experiment_dir: str) -> list[pafs.FileInfo]:
-    return [e for e in _entries(experiment_dir)
-            if e.type == pafs.FileType.Directory and not e.base_name.startswith(("_", "."))]
+    return [
+        e
+        for e in _entries(experiment_dir)
+        if e.type == pafs.FileType.Directory and not e.base_name.startswith(("_", "."))
+    ]
 
 
 def has_started_trials(experiment_dir: str) -> bool:
@@ -53,8 +58,7 @@ def archive_results(experiment_dir: str) -> int:
         k = max(numbers, default=0) + 1
         fs.move(posixpath.join(folder.path, RESULT_FILE), posixpath.join(folder.path, session_file(k)))
         if "progress.csv" in names:
-            fs.move(posixpath.join(folder.path, "progress.csv"),
-                    posixpath.join(folder.path, progress_session_file(k)))
+            fs.move(posixpath.join(folder.path, "progress.csv"), posixpath.join(folder.path, progress_session_file(k)))
         moved += 1
     return moved
 

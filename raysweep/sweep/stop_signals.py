@@ -32,8 +32,11 @@ class StopSignals:
         if self.interrupted:
             raise KeyboardInterrupt
         self.interrupted = True
-        print("raysweep: interrupted; stopping the trials and saving the experiment (Ctrl-C again to stop at once)",
-              file=sys.stderr, flush=True)
+        print(
+            "raysweep: interrupted; stopping the trials and saving the experiment (Ctrl-C again to stop at once)",
+            file=sys.stderr,
+            flush=True,
+        )
         self._stop_tune()
 
     def storage_lost(self, reason: str) -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import cast
 
 from raysweep.spec.load import Sweep
-from raysweep.tasks.base import StrictModel
+from raysweep.tasks.base import TaskConfig
 
 DEFAULT_CACHE = "~/.cache/raysweep"
 
@@ -27,7 +27,9 @@ def prepare_task(sweep: Sweep) -> None:
     from raysweep.sweep.prepare import prepare_combinations
 
     combinations = prepare_combinations(sweep)
-    with preparing(f"task {sweep.spec.task!r}: data and caches for {len(combinations)} setting(s) of "
-                   f"{', '.join(sweep.task_cls.prepare_keys)} in {cache_dir(sweep)}"):
+    with preparing(
+        f"task {sweep.spec.task!r}: data and caches for {len(combinations)} setting(s) of "
+        f"{', '.join(sweep.task_cls.prepare_keys)} in {cache_dir(sweep)}"
+    ):
         for combination in combinations:
-            sweep.task_cls.prepare(cast(StrictModel, sweep.config_for(combination)), cache_dir(sweep))
+            sweep.task_cls.prepare(cast(TaskConfig, sweep.config_for(combination)), cache_dir(sweep))

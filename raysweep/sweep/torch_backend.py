@@ -67,17 +67,28 @@ class _LightTorchBackend(Backend):
         from ray.train._internal.utils import get_address_and_port
 
         timeline.mark("worker group started")
-        backend = getattr(backend_config, "backend", None) or ("nccl" if worker_group.get_resources_per_worker().get("GPU", 0) > 0
-                                             else "gloo")
+        backend = getattr(backend_config, "backend", None) or (
+            "nccl" if worker_group.get_resources_per_worker().get("GPU", 0) > 0 else "gloo"
+        )
         addr, port = worker_group.execute_single(0, get_address_and_port)
         worker_group.execute(_worker_set_env_vars, addr=addr, port=port)
         worker_group.execute(_worker_distributed_env_vars)
         import ray
 
-        ray.get([worker_group.execute_single_async(i, _worker_setup_process_group, backend=backend, world_rank=i,
-                                                   world_size=len(worker_group), init_method="env://",
-                                                   timeout_s=getattr(backend_config, "timeout_s", 1800))
-                 for i in range(len(worker_group))])
+        ray.get(
+            [
+                worker_group.execute_single_async(
+                    i,
+                    _worker_setup_process_group,
+                    backend=backend,
+                    world_rank=i,
+                    world_size=len(worker_group),
+                    init_method="env://",
+                    timeout_s=getattr(backend_config, "timeout_s", 1800),
+                )
+                for i in range(len(worker_group))
+            ]
+        )
         timeline.mark("process group ready")
 
     def on_shutdown(self, worker_group: Any, backend_config: BackendConfig) -> None:
@@ -115,5 +126,4 @@ class LightTorchConfig(BackendConfig):
 def light_torch_trainer(train_loop_per_worker: Callable[[dict[str, Any]], None], **kwargs: Any) -> DataParallelTrainer:
     """`TorchTrainer(...)` with the same keyword arguments, on `LightTorchConfig`."""
     timeline.mark("trainer built")
-    return DataParallelTrainer(train_loop_per_worker=train_loop_per_worker, backend_config=LightTorchConfig(),
-                               **kwargs)
+    return DataParallelTrainer(train_loop_per_worker=train_loop_per_worker, backend_config=LightTorchConfig(), **kwargs)

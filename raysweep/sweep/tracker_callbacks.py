@@ -30,8 +30,14 @@ class TrialWandbCallback(Callback):
     """One W&B run per trial: id and name = trial id, config = the full trial config, step = epoch. Files go into the
     trial's folder (`<trial folder>/wandb/`); offline runs are synced later with `wandb sync`."""
 
-    def __init__(self, base_config: dict[str, Any], project: str, group: str, entity: Optional[str] = None,
-                 mode: Optional[str] = None) -> None:
+    def __init__(
+        self,
+        base_config: dict[str, Any],
+        project: str,
+        group: str,
+        entity: Optional[str] = None,
+        mode: Optional[str] = None,
+    ) -> None:
         self.base_config, self.project, self.group, self.entity, self.mode = base_config, project, group, entity, mode
         self._runs: dict[str, Any] = {}
 
@@ -43,10 +49,19 @@ class TrialWandbCallback(Callback):
 
         run = self._runs.get(trial.trial_id)
         if run is None:
-            run = wandb.init(id=trial.trial_id, name=trial.trial_id, project=self.project, group=self.group,
-                             entity=self.entity, mode=self.mode, dir=trial.local_path, resume="allow",
-                             reinit="create_new", config=full_config(self.base_config, trial.config),
-                             settings=wandb.Settings(silent=True, console="off", x_disable_stats=True))
+            run = wandb.init(
+                id=trial.trial_id,
+                name=trial.trial_id,
+                project=self.project,
+                group=self.group,
+                entity=self.entity,
+                mode=self.mode,  # type: ignore[arg-type]
+                dir=trial.local_path,
+                resume="allow",
+                reinit="create_new",
+                config=full_config(self.base_config, trial.config),
+                settings=wandb.Settings(silent=True, console="off", x_disable_stats=True),
+            )
             self._runs[trial.trial_id] = run
         return run
 
@@ -76,8 +91,13 @@ class TrialMLflowCallback(Callback):
     """One MLflow run per trial: run name = trial id (also the `raysweep.trial_id` tag), params = the full trial
     config, metrics with step = epoch; a resumed trial continues its run instead of opening a second one."""
 
-    def __init__(self, base_config: dict[str, Any], tracking_uri: str, experiment_name: str,
-                 tags: Optional[dict[str, str]] = None) -> None:
+    def __init__(
+        self,
+        base_config: dict[str, Any],
+        tracking_uri: str,
+        experiment_name: str,
+        tags: Optional[dict[str, str]] = None,
+    ) -> None:
         self.base_config, self.tracking_uri, self.experiment_name = base_config, tracking_uri, experiment_name
         self.tags = dict(tags or {})
         self._client: Any = None
@@ -87,7 +107,7 @@ class TrialMLflowCallback(Callback):
     def __getstate__(self) -> dict[str, Any]:
         return {**self.__dict__, "_client": None, "_experiment_id": None, "_runs": {}}
 
-    def setup(self, **info: Any) -> None:
+    def setup(self, **info: Any) -> None:  # type: ignore[override]
         from mlflow.tracking import MlflowClient
 
         self._client = MlflowClient(tracking_uri=self.tracking_uri)
@@ -101,18 +121,22 @@ class TrialMLflowCallback(Callback):
             self.setup()
         from mlflow.entities import Param, RunTag
 
-        found = self._client.search_runs([self._experiment_id], max_results=1,
-                                         filter_string=f"tags.`{TRIAL_TAG}` = '{trial.trial_id}'")
+        found = self._client.search_runs(
+            [self._experiment_id], max_results=1, filter_string=f"tags.`{TRIAL_TAG}` = '{trial.trial_id}'"
+        )
         if found:
             run_id = found[0].info.run_id
             self._client.update_run(run_id, status="RUNNING")
         else:
-            run = self._client.create_run(self._experiment_id, run_name=trial.trial_id,
-                                          tags={**self.tags, TRIAL_TAG: trial.trial_id})
+            run = self._client.create_run(
+                self._experiment_id, run_name=trial.trial_id, tags={**self.tags, TRIAL_TAG: trial.trial_id}
+            )
             run_id = run.info.run_id
             params = [Param(key, str(value)) for key, value in full_config(self.base_config, trial.config).items()]
             for start in range(0, len(params), 100):  # MLflow takes at most 100 params per batch
-                self._client.log_batch(run_id, params=params[start:start + 100], tags=[RunTag(TRIAL_TAG, trial.trial_id)])
+                self._client.log_batch(
+                    run_id, params=params[start : start + 100], tags=[RunTag(TRIAL_TAG, trial.trial_id)]
+                )
         self._runs[trial.trial_id] = run_id
         return run_id
 

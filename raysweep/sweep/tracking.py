@@ -25,9 +25,23 @@ from raysweep.spec.load import Sweep, flatten
 
 TRIAL_TAG = "raysweep.trial_id"
 # Tune's own fields of a result: not measurements of the trial
-BOOKKEEPING = ("timestamp", "pid", "time_this_iter_s", "time_since_restore", "iterations_since_restore", "done",
-               "date", "hostname", "node_ip", "config", "trial_id", "experiment_tag", "checkpoint_dir_name",
-               "should_checkpoint", "experiment_id")
+BOOKKEEPING = (
+    "timestamp",
+    "pid",
+    "time_this_iter_s",
+    "time_since_restore",
+    "iterations_since_restore",
+    "done",
+    "date",
+    "hostname",
+    "node_ip",
+    "config",
+    "trial_id",
+    "experiment_tag",
+    "checkpoint_dir_name",
+    "should_checkpoint",
+    "experiment_id",
+)
 
 
 def wandb_mode(sweep: Sweep) -> str:
@@ -40,8 +54,10 @@ def mlflow_uri(sweep: Sweep, experiment_dir: str) -> str:
     if uri:
         return uri
     if storage.is_uri(experiment_dir):
-        raise UserError(f"tracking.mlflow: the experiment lives at {experiment_dir}, where MLflow cannot keep a file "
-                        f"store; set tracking.mlflow_uri (e.g. http://mlflow-server:5000) or MLFLOW_TRACKING_URI")
+        raise UserError(
+            f"tracking.mlflow: the experiment lives at {experiment_dir}, where MLflow cannot keep a file "
+            f"store; set tracking.mlflow_uri (e.g. http://mlflow-server:5000) or MLFLOW_TRACKING_URI"
+        )
     return "file://" + storage.join(experiment_dir, MLFLOW_DIR)
 
 
@@ -57,15 +73,22 @@ def _has_wandb_key() -> bool:
 def check_tracking(sweep: Sweep, experiment_dir: str) -> None:
     """Refuse, before Ray starts, a tracker that cannot work: its package missing, or W&B online without a key."""
     settings = sweep.spec.tracking
-    for wanted, module, package in ((settings.wandb, "wandb", "wandb"), (settings.mlflow, "mlflow", "mlflow"),
-                                    (settings.tensorboard, "tensorboardX", "tensorboardX")):
+    for wanted, module, package in (
+        (settings.wandb, "wandb", "wandb"),
+        (settings.mlflow, "mlflow", "mlflow"),
+        (settings.tensorboard, "tensorboardX", "tensorboardX"),
+    ):
         if wanted and importlib.util.find_spec(module) is None:
             key = "tensorboard" if module == "tensorboardX" else module
-            raise UserError(f"tracking.{key}: the {package} package is not installed; pip install 'raysweep[track]' "
-                            f"or set tracking.{key}=false")
+            raise UserError(
+                f"tracking.{key}: the {package} package is not installed; pip install 'raysweep[track]' "
+                f"or set tracking.{key}=false"
+            )
     if settings.wandb and wandb_mode(sweep) == "online" and not _has_wandb_key():
-        raise UserError("tracking.wandb: no W&B API key; export WANDB_API_KEY (or run `wandb login`), never in the "
-                        "space file, or log locally with tracking.wandb_mode=offline")
+        raise UserError(
+            "tracking.wandb: no W&B API key; export WANDB_API_KEY (or run `wandb login`), never in the "
+            "space file, or log locally with tracking.wandb_mode=offline"
+        )
     if settings.mlflow:
         mlflow_uri(sweep, experiment_dir)
 
@@ -79,8 +102,11 @@ def full_config(base_config: dict[str, Any], sampled: dict[str, Any]) -> dict[st
 
 def measurements(result: dict[str, Any]) -> dict[str, float]:
     """The numbers a trial reported (loss, metrics, lr, images_per_s, epoch, ...), without Tune's bookkeeping."""
-    return {key: float(value) for key, value in result.items()
-            if key not in BOOKKEEPING and isinstance(value, (int, float)) and not isinstance(value, bool)}
+    return {
+        key: float(value)
+        for key, value in result.items()
+        if key not in BOOKKEEPING and isinstance(value, (int, float)) and not isinstance(value, bool)
+    }
 
 
 def tracking_callbacks(sweep: Sweep, experiment_dir: str, name: str) -> list:
@@ -90,18 +116,29 @@ def tracking_callbacks(sweep: Sweep, experiment_dir: str, name: str) -> list:
     if settings.wandb:
         from raysweep.sweep.tracker_callbacks import TrialWandbCallback
 
-        callbacks.append(TrialWandbCallback(
-            base_config=sweep.base_config, project=settings.wandb_project or os.environ.get("WANDB_PROJECT") or name,
-            group=name, entity=settings.wandb_entity, mode=settings.wandb_mode))
+        callbacks.append(
+            TrialWandbCallback(
+                base_config=sweep.base_config,
+                project=settings.wandb_project or os.environ.get("WANDB_PROJECT") or name,
+                group=name,
+                entity=settings.wandb_entity,
+                mode=settings.wandb_mode,
+            )
+        )
     if settings.mlflow:
         from raysweep.sweep.tracker_callbacks import TrialMLflowCallback
 
         uri = mlflow_uri(sweep, experiment_dir)
         if uri.startswith("file:"):
             os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")  # MLflow 3 asks to opt in to its file store
-        callbacks.append(TrialMLflowCallback(base_config=sweep.base_config, tracking_uri=uri,
-                                             experiment_name=settings.mlflow_experiment or name,
-                                             tags={"raysweep.experiment": name}))
+        callbacks.append(
+            TrialMLflowCallback(
+                base_config=sweep.base_config,
+                tracking_uri=uri,
+                experiment_name=settings.mlflow_experiment or name,
+                tags={"raysweep.experiment": name},
+            )
+        )
     if not settings.tensorboard:
         from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 

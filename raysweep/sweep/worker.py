@@ -45,8 +45,12 @@ def rng_state() -> dict[str, Any]:
     np_state: tuple[Any, ...] = tuple(np.random.get_state())
     return {
         "torch": torch.get_rng_state(),
-        "numpy": {"keys": torch.from_numpy(np_state[1].astype(np.int64)), "pos": int(np_state[2]),
-                  "has_gauss": int(np_state[3]), "gauss": float(np_state[4])},
+        "numpy": {
+            "keys": torch.from_numpy(np_state[1].astype(np.int64)),
+            "pos": int(np_state[2]),
+            "has_gauss": int(np_state[3]),
+            "gauss": float(np_state[4]),
+        },
         "python": [list(random.getstate()[1]), random.getstate()[0], random.getstate()[2]],
     }
 
@@ -111,7 +115,8 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     device = ray.train.torch.get_device()  # ray
     parts = task.build(device, rank, world)
     model = ray.train.torch.prepare_model(  # ray: DDP wrap (no-op for one worker) and move to device
-        parts.model, parallel_strategy_kwargs={"find_unused_parameters": parts.find_unused_parameters})
+        parts.model, parallel_strategy_kwargs={"find_unused_parameters": parts.find_unused_parameters}
+    )
     train_loader, eval_loaders = make_loaders(parts, rank, world, seed)
 
     progress, failure = restore(ray.train.get_checkpoint(), model, parts, device, rank, task.epochs)  # ray
@@ -122,8 +127,9 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
         seed_everything(seed + 1000 * rank)  # independent augmentation streams per worker
 
     selection_split = next(iter(eval_loaders))
-    offload = EvalOffload.create(task, parts, task.config, loop_config, rank, world, device, selection_split,
-                                 progress.history)  # train.eval_overlap: scoring beside the next epoch's training
+    offload = EvalOffload.create(
+        task, parts, task.config, loop_config, rank, world, device, selection_split, progress.history
+    )  # train.eval_overlap: scoring beside the next epoch's training
     for epoch in range(progress.start_epoch, task.epochs):
         metrics, failure_reason = train_epoch(task, model, parts, train_loader, epoch, device, world)
         if offload is not None:  # the previous epoch was scored while this one trained: report it now
@@ -181,23 +187,36 @@ def make_task(name: str, config_tree: dict[str, Any], cache_dir: Path) -> Task:
     return task_cls(with_updates(config, updates) if updates else config, cache_dir=cache_dir)
 
 
-def make_loaders(parts: TrainingParts, rank: int, world: int,
-                 seed: int) -> tuple[DataLoader, dict[str, DataLoader]]:
+def make_loaders(parts: TrainingParts, rank: int, world: int, seed: int) -> tuple[DataLoader, dict[str, DataLoader]]:
     """The sharded training loader and {split: sharded eval loader}, the selection split first: validation when the
     config carves one out, else test (a fixed grid that reproduces a published test protocol)."""
-    loader_kw: dict[str, Any] = dict(collate_fn=parts.collate_fn, num_workers=parts.num_loader_workers,
-                                     persistent_workers=parts.num_loader_workers > 0)
-    train_sampler: DistributedSampler = DistributedSampler(parts.train_set, num_replicas=world, rank=rank, shuffle=True, seed=seed)
-    train_loader = DataLoader(parts.train_set, batch_size=parts.batch_size, sampler=train_sampler, drop_last=False,
-                              **loader_kw)
-    eval_loaders = {split: DataLoader(dataset, batch_size=parts.eval_batch_size, **loader_kw,
-                                      sampler=DistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=False))
-                    for split, dataset in (("val", parts.val_set), ("test", parts.eval_set)) if dataset is not None}
+    loader_kw: dict[str, Any] = dict(
+        collate_fn=parts.collate_fn,
+        num_workers=parts.num_loader_workers,
+        persistent_workers=parts.num_loader_workers > 0,
+    )
+    train_sampler: DistributedSampler = DistributedSampler(
+        parts.train_set, num_replicas=world, rank=rank, shuffle=True, seed=seed
+    )
+    train_loader = DataLoader(
+        parts.train_set, batch_size=parts.batch_size, sampler=train_sampler, drop_last=False, **loader_kw
+    )
+    eval_loaders = {
+        split: DataLoader(
+            dataset,
+            batch_size=parts.eval_batch_size,
+            **loader_kw,
+            sampler=DistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=False),
+        )
+        for split, dataset in (("val", parts.val_set), ("test", parts.eval_set))
+        if dataset is not None
+    }
     return train_loader, eval_loaders
 
 
-def restore(checkpoint: Any, model: torch.nn.Module, parts: TrainingParts, device: torch.device, rank: int,
-            epochs: int) -> tuple[TrialProgress, dict[str, Any] | None]:
+def restore(
+    checkpoint: Any, model: torch.nn.Module, parts: TrainingParts, device: torch.device, rank: int, epochs: int
+) -> tuple[TrialProgress, dict[str, Any] | None]:
     """Model, optimiser, schedule, epoch and RNG from Train's last checkpoint (`ray.train.get_checkpoint()`; None: a
     fresh start). Returns the progress and, when the trial cannot go on (it failed for good before, or no checkpoint
     is readable), the failure report to end it with."""
@@ -205,22 +224,35 @@ def restore(checkpoint: Any, model: torch.nn.Module, parts: TrainingParts, devic
         return TrialProgress(), None
     point = load_resume_point(checkpoint, device)  # falls back to an older checkpoint if this one is unreadable
     if point.failure is not None or point.unreadable:
-        return TrialProgress(history=point.history), point.failure or {"epochs_total": epochs,
-                                                                       FAILURE_KEY: point.warning()}
+        return TrialProgress(history=point.history), point.failure or {
+            "epochs_total": epochs,
+            FAILURE_KEY: point.warning(),
+        }
     state = point.state
     assert state is not None
     _unwrap(model).load_state_dict(state["model"])
     parts.optimizer.load_state_dict(state["optimizer"])
     parts.schedule.load_state_dict(state["schedule"])
     set_rng_state(state["rng"][min(rank, len(state["rng"]) - 1)] if isinstance(state["rng"], list) else state["rng"])
-    progress = TrialProgress(start_epoch=int(state["epoch"]) + 1, selection_metrics=dict(state.get("metrics", {})),
-                             history=point.history, resume_warning=point.warning())
+    progress = TrialProgress(
+        start_epoch=int(state["epoch"]) + 1,
+        selection_metrics=dict(state.get("metrics", {})),
+        history=point.history,
+        resume_warning=point.warning(),
+    )
     log.info("rank %d resumed from epoch %d", rank, progress.start_epoch)
     return progress, None
 
 
-def train_epoch(task: Task, model: torch.nn.Module, parts: TrainingParts, loader: DataLoader, epoch: int,
-                device: torch.device, world: int) -> tuple[dict[str, Any], str | None]:
+def train_epoch(
+    task: Task,
+    model: torch.nn.Module,
+    parts: TrainingParts,
+    loader: DataLoader,
+    epoch: int,
+    device: torch.device,
+    world: int,
+) -> tuple[dict[str, Any], str | None]:
     """One pass over this worker's shard: (the epoch's training metrics, averaged over all ranks; the reason training
     cannot go on, e.g. a NaN loss, else None)."""
     started = time.perf_counter()
@@ -274,8 +306,15 @@ def due_splits(task: Task, epoch: int, selection_split: str) -> tuple[bool, bool
     return evaluated, test_due
 
 
-def evaluate_epoch(task: Task, model: torch.nn.Module, parts: TrainingParts, loaders: dict[str, DataLoader],
-                   epoch: int, rank: int, loop_config: dict[str, Any]) -> EpochEvaluation:
+def evaluate_epoch(
+    task: Task,
+    model: torch.nn.Module,
+    parts: TrainingParts,
+    loaders: dict[str, DataLoader],
+    epoch: int,
+    rank: int,
+    loop_config: dict[str, Any],
+) -> EpochEvaluation:
     """The splits due after `epoch` (the selection split on `should_evaluate`, test on `should_evaluate_test`, both
     after the last epoch), each scored by `evaluate_split`; after the last epoch also the task's final metrics."""
     last_epoch = epoch == task.epochs - 1
@@ -299,8 +338,9 @@ def evaluate_epoch(task: Task, model: torch.nn.Module, parts: TrainingParts, loa
     return EpochEvaluation(selection, others, evaluated, test_due)
 
 
-def evaluate_split(task: Task, model: torch.nn.Module, loader: DataLoader, split: str, rank: int,
-                   state: TaskState) -> dict[str, float]:
+def evaluate_split(
+    task: Task, model: torch.nn.Module, loader: DataLoader, split: str, rank: int, state: TaskState
+) -> dict[str, float]:
     """`<split>.<metric>` for one split: every rank predicts its shard, rank 0 scores once, all ranks get the result.
     The one place the loop evaluates."""
     model.eval()
@@ -315,14 +355,26 @@ def evaluate_split(task: Task, model: torch.nn.Module, loader: DataLoader, split
     return {f"{split}.{k}": float(v) for k, v in scores.items() if isinstance(v, (int, float))}
 
 
-def save_checkpoint(model: torch.nn.Module, parts: TrainingParts, epoch: int, metrics: dict[str, Any],
-                    progress: TrialProgress, rank: int, world: int) -> None:
+def save_checkpoint(
+    model: torch.nn.Module,
+    parts: TrainingParts,
+    epoch: int,
+    metrics: dict[str, Any],
+    progress: TrialProgress,
+    rank: int,
+    world: int,
+) -> None:
     """Report the epoch's metrics to Train with a checkpoint (rank 0 writes it: model, optimiser, schedule, epoch, the
     selection metrics carried forward, every rank's RNG, and the history so far)."""
     import ray.train  # ray: the session API
 
-    state = {"model": _unwrap(model).state_dict(), "optimizer": parts.optimizer.state_dict(),
-             "schedule": parts.schedule.state_dict(), "epoch": epoch, "metrics": progress.selection_metrics}
+    state = {
+        "model": _unwrap(model).state_dict(),
+        "optimizer": parts.optimizer.state_dict(),
+        "schedule": parts.schedule.state_dict(),
+        "epoch": epoch,
+        "metrics": progress.selection_metrics,
+    }
     if progress.resume_warning:  # once, on the first epoch after a fallback: result.json says which file was skipped
         metrics["resume_warning"], progress.resume_warning = progress.resume_warning, None
     progress.history.append(metrics)
