@@ -20,6 +20,7 @@ from __future__ import annotations
 import posixpath
 import re
 from dataclasses import dataclass
+from typing import Any
 
 from raysweep.experiment import storage
 
@@ -72,6 +73,16 @@ def beside(target: str, name: str) -> str:
     return f"{folder}/{stem}.{name}"
 
 
+class _File:
+    """An attribute of `ExperimentLayout`: the path of one of the experiment's files or folders."""
+
+    def __init__(self, name: str):
+        self.name = name
+
+    def __get__(self, layout: ExperimentLayout, owner: Any = None) -> str:
+        return layout.path(self.name)
+
+
 @dataclass(frozen=True)
 class ExperimentLayout:
     """The paths of one experiment folder `root` (a local path or a URI, as `storage.normalise` gives it)."""
@@ -85,41 +96,15 @@ class ExperimentLayout:
     def path(self, *parts: str) -> str:
         return storage.join(self.root, *parts)
 
-    @property
-    def space_copy(self) -> str:
-        return self.path(SPACE_COPY)
-
-    @property
-    def meta(self) -> str:
-        return self.path(META_FILE)
-
-    @property
-    def lock(self) -> str:
-        return self.path(LOCK_FILE)
-
-    @property
-    def study(self) -> str:
-        return self.path(STUDY_FILE)
-
-    @property
-    def results(self) -> str:
-        return self.path(RESULTS_FILE)
-
-    @property
-    def history(self) -> str:
-        return self.path(HISTORY_PARQUET)
-
-    @property
-    def per_class(self) -> str:
-        return self.path(PER_CLASS_FILE)
-
-    @property
-    def train_dir(self) -> str:
-        return self.path(TRAIN_SUBDIR)
-
-    @property
-    def plots_dir(self) -> str:
-        return self.path(PLOTS_DIR)
+    space_copy = _File(SPACE_COPY)
+    meta = _File(META_FILE)
+    lock = _File(LOCK_FILE)
+    study = _File(STUDY_FILE)
+    results = _File(RESULTS_FILE)
+    history = _File(HISTORY_PARQUET)
+    per_class = _File(PER_CLASS_FILE)
+    train_dir = _File(TRAIN_SUBDIR)
+    plots_dir = _File(PLOTS_DIR)
 
     def train_run(self, trial_id: str) -> str:
         """The Train run folder of one trial (its checkpoints)."""

@@ -32,7 +32,7 @@ from raysweep.experiment.layout import (
 )
 from raysweep.experiment.meta import VERSIONED, check_meta_matches, load_saved_sweep, parse_meta
 from raysweep.experiment.meta import expect as _expect
-from raysweep.results.trial_history import is_number, read_trial_history, segment_wall_time
+from raysweep.results.trial_history import TUNE_BOOKKEEPING, is_number, read_trial_history, segment_wall_time
 from raysweep.results.trial_history import read_or_none as _read
 from raysweep.spec.load import flatten
 
@@ -293,19 +293,7 @@ def best_epoch_columns(history: list[dict[str, Any]], objective: str, mode: str)
     return columns
 
 
-_TUNE_BOOKKEEPING = {
-    "timestamp",
-    "training_iteration",
-    "time_this_iter_s",
-    "time_total_s",
-    "pid",
-    "time_since_restore",
-    "iterations_since_restore",
-    "done",
-    "evaluated",
-    "test_evaluated",
-    "epochs_total",
-}
+_TUNE_BOOKKEEPING = TUNE_BOOKKEEPING
 
 
 def _fs_path(path: str) -> tuple[pafs.FileSystem, str]:

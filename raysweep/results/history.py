@@ -22,24 +22,11 @@ import pandas as pd
 
 from raysweep.experiment import per_class
 from raysweep.experiment.layout import HISTORY_PARQUET, PER_CLASS_FILE, beside
-from raysweep.results.trial_history import is_number
+from raysweep.results.trial_history import TUNE_BOOKKEEPING, is_number
 
 COLUMNS = ("experiment", "task", "trial_id", "epoch", "evaluated", "wall_time_s", "metric", "value")
 # Tune's own bookkeeping and the identity columns: everything else numeric in a report is a history metric.
-_NOT_METRICS = {
-    "timestamp",
-    "training_iteration",
-    "time_this_iter_s",
-    "time_total_s",
-    "pid",
-    "time_since_restore",
-    "iterations_since_restore",
-    "done",
-    "evaluated",
-    "test_evaluated",
-    "epochs_total",
-    "epoch",
-}
+_NOT_METRICS = TUNE_BOOKKEEPING | {"epoch"}
 
 
 def trial_history(trial_id: str, history: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:

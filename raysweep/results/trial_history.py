@@ -143,6 +143,24 @@ def read_or_none(fs: pafs.FileSystem, inner: str) -> Optional[str]:
         return None
 
 
+# What Tune and the loop report besides metrics (bookkeeping and evaluation flags): never a metric column.
+TUNE_BOOKKEEPING = frozenset(
+    {
+        "timestamp",
+        "training_iteration",
+        "time_this_iter_s",
+        "time_total_s",
+        "pid",
+        "time_since_restore",
+        "iterations_since_restore",
+        "done",
+        "evaluated",
+        "test_evaluated",
+        "epochs_total",
+    }
+)
+
+
 def is_number(value: Any) -> TypeGuard[int | float]:
     """A reported number (a bool is not one)."""
     return isinstance(value, (int, float)) and not isinstance(value, bool)

@@ -169,14 +169,14 @@ class EvalOffload:
     ) -> None:
         """Predict the due splits now (this epoch's model), hand them to the scorer, and keep the epoch's checkpoint
         state; the epoch is reported by the next `settle`."""
-        from raysweep.sweep.worker import _gather_outputs, _gather_rng, _unwrap
+        from raysweep.sweep.worker import _gather_outputs, _gather_rng, _unwrap, predict_shard
 
         started = time.perf_counter()
         pending = _PendingEpoch(epoch, metrics, evaluated, test_due, dict(carried), None, [], 0.0)
         for split, loader in eval_loaders.items():
             if not (evaluated if split == self.selection_split else test_due):
                 continue
-            gathered = _gather_outputs(_predict(self.task, model, loader, self.state))
+            gathered = _gather_outputs(predict_shard(self.task, model, loader, self.state))
             if self.rank == 0:
                 pending.splits.append(self._submit(gathered, split))
         parts.schedule.step_epoch(epoch, None)  # this schedule ignores the metric (else the trial evaluates inline)
@@ -264,17 +264,6 @@ class EvalOffload:
 
             ray.kill(self.actor)
             self.actor = None
-
-
-def _predict(task: Task, model: torch.nn.Module, loader: DataLoader, state: TaskState) -> dict[int, Any]:
-    """This rank's outputs over its shard of one split (the inline evaluation's prediction pass)."""
-    model.eval()
-    local: dict[int, Any] = {}
-    with torch.no_grad():
-        for batch in loader:
-            indices, outputs = task.predict(model, batch, state)
-            local.update({int(i): o for i, o in zip(indices, outputs, strict=True)})
-    return local
 
 
 def _cpu_copy(value: Any) -> Any:

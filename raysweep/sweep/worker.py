@@ -338,18 +338,23 @@ def evaluate_epoch(
     return EpochEvaluation(selection, others, evaluated, test_due)
 
 
-def evaluate_split(
-    task: Task, model: torch.nn.Module, loader: DataLoader, split: str, rank: int, state: TaskState
-) -> dict[str, float]:
-    """`<split>.<metric>` for one split: every rank predicts its shard, rank 0 scores once, all ranks get the result.
-    The one place the loop evaluates."""
+def predict_shard(task: Task, model: torch.nn.Module, loader: DataLoader, state: TaskState) -> dict[int, Any]:
+    """This rank's outputs over its shard of one split, by dataset index."""
     model.eval()
     local: dict[int, Any] = {}
     with torch.no_grad():
         for batch in loader:
             indices, outputs = task.predict(model, batch, state)
             local.update({int(i): o for i, o in zip(indices, outputs, strict=True)})
-    gathered = _gather_outputs(local)
+    return local
+
+
+def evaluate_split(
+    task: Task, model: torch.nn.Module, loader: DataLoader, split: str, rank: int, state: TaskState
+) -> dict[str, float]:
+    """`<split>.<metric>` for one split: every rank predicts its shard, rank 0 scores once, all ranks get the result.
+    The one place the loop evaluates."""
+    gathered = _gather_outputs(predict_shard(task, model, loader, state))
     scores = task.evaluate(gathered, split, state) if rank == 0 and gathered is not None else None
     scores = _broadcast(scores)
     return {f"{split}.{k}": float(v) for k, v in scores.items() if isinstance(v, (int, float))}
