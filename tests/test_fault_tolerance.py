@@ -69,13 +69,13 @@ def _checkpoints_committed(experiment: Path) -> bool:
 def test_killed_worker_resumes_from_checkpoint_and_matches_an_unbroken_run(tmp_path: Path) -> None:
     cache, store = tmp_path / "cache", tmp_path / "store"
     t0 = time.time()
-    run_sweep(sweep_with(cache, "train.epochs=30"), name="unbroken", storage_path=str(store))
+    sweep_and_collect(sweep_with(cache, "train.epochs=30"), name="unbroken", storage_path=str(store))
     unbroken_s = time.time() - t0
     reference = pd.read_parquet(store / "unbroken" / "results.parquet").iloc[0]
 
     outcome: dict = {}
     thread = threading.Thread(target=lambda: outcome.update(
-        result=run_sweep(sweep_with(cache, "train.epochs=30"), name="killed", storage_path=str(store))), daemon=True)
+        result=sweep_and_collect(sweep_with(cache, "train.epochs=30"), name="killed", storage_path=str(store))), daemon=True)
     t0 = time.time()
     thread.start()
     killed_pid = None
@@ -112,7 +112,7 @@ def test_nan_loss_ends_the_trial_with_error_and_the_sweep_goes_on(tmp_path: Path
     path.write_text(yaml.safe_dump(space))
     sweep = load_sweep(path, FIXED + [f"storage.cache_dir={tmp_path / 'cache'}", "failure.trial_retries=0",
                                       "train.epochs=2", "classifier.head=linear", "classifier.init=rand"])
-    run_sweep(sweep, name="nan", storage_path=str(tmp_path / "store"))
+    sweep_and_collect(sweep, name="nan", storage_path=str(tmp_path / "store"))
     frame = pd.read_parquet(tmp_path / "store" / "nan" / "results.parquet").set_index("config.classifier.log_scale")
     bad, good = frame.loc[100.0], frame.loc[2.3]
     assert bad["status"] == "ERROR" and bad["outcome"] == "error"
