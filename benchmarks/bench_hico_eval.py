@@ -27,7 +27,7 @@ LABEL_PROBS = (0.005, 0.003, 0.08, 0.912)
 
 
 def loop_ap(scores: np.ndarray, positives: np.ndarray, ignore: np.ndarray) -> np.ndarray:
-    """The 11-point protocol (spec §D.1) written class by class, as a straightforward implementation would."""
+    """DEFR's 11-point AP protocol written class by class, as a straightforward implementation would."""
     num_classes = scores.shape[1]
     ap = np.zeros(num_classes)
     for c in range(num_classes):

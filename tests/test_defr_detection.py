@@ -1,5 +1,5 @@
 """DEFR's two-stage HOI detection: pairing, NMS and caps, prior and scores, the CLS attention mask and the masked
-forward, pinned on the hand-computed cases of the spec (hoi_spec_detection_vcoco.md §3, cases 1-5)."""
+forward, pinned on hand-computed cases."""
 
 from __future__ import annotations
 

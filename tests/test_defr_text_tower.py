@@ -69,7 +69,7 @@ def test_clip_under_a_clip_backbone_is_that_models_text_tower_and_projection(tow
     net = build_defr_net(cfg, len(NAMES), tmp_path, lambda: class_text_embeddings(cfg, NAMES, tmp_path))
     sentences = [s[0] for s in class_prompts(NAMES, cfg.prompts)]
     text16 = _encode(model16, sentences, arch16)
-    # The classifier rows are the P16 text embeddings back-projected with P16's own visual.proj (spec B.2).
+    # The classifier rows are the P16 text embeddings back-projected with P16's own visual.proj.
     proj16 = model16.visual.proj.detach().numpy()
     np.testing.assert_allclose(net.classifier.weight.detach().numpy(), (proj16 @ text16.T).T, atol=1e-5)
     np.testing.assert_array_equal(net.backbone.clip_proj.numpy(), proj16)

@@ -70,7 +70,7 @@ def test_json_output_equals_evaluate_hico(tmp_path):
         assert out[key] == pytest.approx(expected[key], abs=1e-15)
     assert out["per_class_ap"] == pytest.approx(expected["per_class_ap"], abs=1e-15)
     assert out["few_shot_sizes"] == {"few@1": 1, "few@5": 3, "few@10": 4}
-    assert expected["per_class_ap"][0] == pytest.approx((4 + 7 * 0.75) / 11)  # spec D.4 case in class 0
+    assert expected["per_class_ap"][0] == pytest.approx((4 + 7 * 0.75) / 11)  # worked edge case in class 0
 
 
 def test_table_output_in_percent(tmp_path):

@@ -24,7 +24,7 @@ from raysweep.metrics.hico_eval_cli import evaluate_files
 from tests.support import run_cli
 
 EPS = float(np.finfo(np.float64).eps)
-# sha256 of json.dumps([few@1, few@5, few@10]) of DEFR's lists (spec D.3): any edit of the shipped data shows here.
+# sha256 of json.dumps([few@1, few@5, few@10]) of DEFR's Few@k lists: any edit of the shipped data shows here.
 DEFR_LISTS_SHA256 = "6492ac69b2248373371340135e0291e522ebe8761d5a982c13a5b29b965c85a8"
 
 

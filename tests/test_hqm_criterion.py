@@ -1,4 +1,4 @@
-"""QPIC's set criterion and HQM's hard-branch terms (spec §E.6, §F.6) on hand-computed values."""
+"""QPIC's set criterion and HQM's hard-branch terms on hand-computed values."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""HICO-DET training targets (spec §G.4) and the joint image/box transforms (spec §E.8)."""
+"""HICO-DET training targets and the joint image/box transforms."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""HQM's hard-positive machinery: GBS box shifting (spec §F.3), AMM masks (§F.4), the attention that applies them,
-and the branch alternation (§F.2)."""
+"""HQM's hard-positive machinery: GBS box shifting, AMM masks, the attention that applies them,
+and the alternation of the branches in training."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""QPIC's Hungarian matcher (spec §E.5): cost terms on a hand-computed case, assignment, images without pairs."""
+"""QPIC's Hungarian matcher: cost terms on a hand-computed case, assignment, images without pairs."""
 
 from __future__ import annotations
 

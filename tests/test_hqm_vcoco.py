@@ -1,5 +1,5 @@
-"""The hqm task on V-COCO: targets with missing objects, post-processing into the official structure (spec §3 items
-9 and 11), the DETR conversion with the extra "missing" row, and build / train / evaluate on the synthetic V-COCO."""
+"""The hqm task on V-COCO: targets with missing objects, post-processing into the official structure,
+the DETR conversion with the extra "missing" row, and build / train / evaluate on the synthetic V-COCO."""
 
 from __future__ import annotations
 

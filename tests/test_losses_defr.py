@@ -1,4 +1,4 @@
-"""DEFR losses (spec §C.1-C.2) on hand-computed values."""
+"""DEFR losses (LSE-Sign and the others) on hand-computed values."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""HICO classification metrics (DEFR protocol, spec §D) on hand-computed cases."""
+"""HICO classification metrics (DEFR protocol) on hand-computed cases."""
 
 from __future__ import annotations
 
@@ -36,7 +36,7 @@ def ap_of(scores, labels, setting="default", interpolation="11point") -> float:
 
 
 def slow_reference_ap(scores, positives, ignore) -> np.ndarray:
-    """Element-by-element transcription of spec §D.1 (11-point), stable descending order."""
+    """Element-by-element transcription of the 11-point AP with the ignore mask, stable descending order."""
     n, c = scores.shape
     out = np.zeros(c)
     for j in range(c):
@@ -65,7 +65,7 @@ def test_thresholds_are_torch_float64_linspace():
     assert ELEVEN_POINT_THRESHOLDS[6] == 0.6 and ELEVEN_POINT_THRESHOLDS[7] == 0.7
 
 
-# ---- spec D.4 and edge cases --------------------------------------------------------------------------------
+# ---- worked edge cases and others ----------------------------------------------------------------------------
 
 
 def test_spec_case_ambiguous_entry_is_skipped():

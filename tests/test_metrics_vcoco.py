@@ -1,5 +1,6 @@
-"""V-COCO agent / role AP pinned on the spec's hand-computable cases (spec §3, items 12-18), and cross-checked
-against the loop reference of benchmarks/bench_vcoco_eval.py on random data."""
+"""V-COCO agent / role AP pinned on hand-computable cases (voc_ap, the two role scenarios, the ignore rule,
+duplicates, label-0 persons, the means), and cross-checked against the loop reference of
+benchmarks/bench_vcoco_eval.py on random data."""
 
 from __future__ import annotations
 

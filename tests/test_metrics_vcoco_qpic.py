@@ -1,5 +1,5 @@
-"""QPIC's internal V-COCO evaluator (`--protocol qpic`): spec §3 items 19-20, and a loop reference in QPIC's
-structure on random data."""
+"""QPIC's internal V-COCO evaluator (`--protocol qpic`): pairs without an object, the recall-point artefact,
+and a loop reference in QPIC's structure on random data."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""HICO image-level HOI classification metrics, following DEFR's protocol (spec §A.2, §D).
+"""HICO image-level HOI classification metrics, following DEFR's protocol.
 
 Labels use HICO's four values: 1 positive, 0 ambiguous, -1 negative, -2 object not annotated (the original
 anno.mat NaN). Scores are raw logits; only their order matters.
@@ -71,12 +71,12 @@ def _torch_linspace_float64(start: float, end: float, steps: int) -> np.ndarray:
     return np.where(i < half, start + i * step, end - (steps - 1 - i) * step)
 
 
-# The 11 recall thresholds of DEFR's interpolated AP (spec §D.1 step 6).
+# The 11 recall thresholds of DEFR's 11-point interpolated AP.
 ELEVEN_POINT_THRESHOLDS: np.ndarray = _torch_linspace_float64(0.0, 1.0, 11)
 
 
 class HicoLabelMasks(NamedTuple):
-    """Boolean [N, C] views of a HICO label matrix (spec §A.2)."""
+    """Boolean [N, C] views of a HICO label matrix (DEFR's `anno.pkl` label values)."""
 
     positives: np.ndarray  # label == 1
     known_obj: np.ndarray  # |label| == 1: object annotated with a definite HOI label
@@ -119,7 +119,7 @@ def average_precision(
 ) -> np.ndarray:
     """Per-class AP [C] (float64) of scores [N, C] against boolean positives [N, C], skipping `ignore` [N, C].
 
-    DEFR's protocol (spec §D.1), per class:
+    DEFR's protocol (11-point interpolated AP with an ignore mask), per class:
     - num_gt counts every positive, ignored or not (an ignored positive can never be recalled);
     - images are ranked by descending score. Ties (`ties`): "index" (default) as a stable sort, so among equal scores
       the lower image index ranks first (DEFR's torch.argsort leaves tie order unspecified); "pessimistic" ranks the
@@ -257,7 +257,7 @@ def few_shot_classes(train_labels: np.ndarray, k: int) -> np.ndarray:
     one-shot). Classes without any positive training image are excluded: nothing about them can be learnt from
     the training set, so they would measure zero-shot rather than few-shot transfer. Count on the unbalanced
     training set (before min_samples duplication). DEFR's own lists are hard-coded and their rule is unknown
-    (spec §D.3); read them with `load_few_shot_lists` for comparability with the paper.
+    (docs/defr.md); read them with `load_few_shot_lists` for comparability with the paper.
     """
     return _few_shot_from_counts(hico_labels(train_labels).positives.sum(axis=0), k)
 
@@ -274,7 +274,7 @@ def _mean_over(ap: np.ndarray, classes: Sequence[int]) -> float:
 
 def defr_few_shot_lists() -> dict[str, list[int]]:
     """DEFR's Few@1 / Few@5 / Few@10 class lists (49 / 125 / 162 of the 600 HICO classes, 0-based, ascending),
-    read from the package data `raysweep/data/defr_few_shot_classes.json` (spec D.3)."""
+    read from the package data `raysweep/data/defr_few_shot_classes.json` (docs/defr.md)."""
     return {key: list(classes) for key, classes in _defr_lists_cached().items()}
 
 

@@ -1,4 +1,4 @@
-"""QPIC's internal V-COCO evaluator (`datasets/vcoco_eval.py`, spec §2.7), the second named protocol of
+"""QPIC's internal V-COCO evaluator (`datasets/vcoco_eval.py`), the second named protocol of
 `raysweep eval vcoco --protocol qpic`. It is neither Scenario 1 nor Scenario 2 and not what the papers publish;
 QPIC and HQM print it after every epoch (HQM keeps its best checkpoint by it).
 

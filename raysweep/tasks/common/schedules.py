@@ -39,7 +39,7 @@ class OnPlateau(LRSchedule):
 
 
 def cosine_restarts(optimizer: torch.optim.Optimizer, t0_epochs: int) -> LRSchedule:
-    """lr(t) = base · ½(1 + cos(π (t mod T0)/T0)), t the fractional epoch (DEFR's default, spec C.4)."""
+    """lr(t) = base · ½(1 + cos(π (t mod T0)/T0)), t the fractional epoch (DEFR's default scheduler)."""
     return PerIteration(CosineAnnealingWarmRestarts(optimizer, T_0=t0_epochs, T_mult=1, eta_min=0.0))
 
 
@@ -72,7 +72,7 @@ def step_drop(optimizer: torch.optim.Optimizer, step_epochs: int, gamma: float =
 
 def plateau(optimizer: torch.optim.Optimizer, mode: str = "max", factor: float = 0.5, patience: int = 2,
             threshold: float = 3e-3) -> LRSchedule:
-    """DEFR's plateau settings (spec C.4): mode max on test mAP, factor 0.5, patience 2, threshold 3e-3 absolute."""
+    """DEFR's plateau scheduler settings: mode max on test mAP, factor 0.5, patience 2, threshold 3e-3 absolute."""
     return OnPlateau(ReduceLROnPlateau(optimizer, mode=mode, factor=factor, patience=patience, threshold=threshold,
                                        threshold_mode="abs"))
 

@@ -1,4 +1,4 @@
-"""DEFR's image backbones (spec B.1): random timm ViTs, pretrained timm ViTs and CLIP image towers.
+"""DEFR's image backbones: random timm ViTs, pretrained timm ViTs and CLIP image towers.
 
 Every variant is reached through `build_backbone(cfg, image_size)` from `ModelConfig.backbone` / `.weights`:
 
@@ -10,7 +10,7 @@ Every variant is reached through `build_backbone(cfg, image_size)` from `ModelCo
   `CLIP-RN50` / `CLIP-RN101` / `CLIP-RN50x4`).
 
 The feature is the CLS token after the final norm ([B, width]); for CLIP ViTs it is `ln_post(CLS)` *before* the visual
-projection, whose matrix is kept as `Backbone.clip_proj` for back-projecting CLIP text embeddings (spec B.2).
+projection, whose matrix is kept as `Backbone.clip_proj` for back-projecting CLIP text embeddings (see docs/defr.md).
 """
 
 from __future__ import annotations
@@ -66,7 +66,7 @@ class Backbone(nn.Module):
 
 
 def normalisation_for(cfg: ModelConfig) -> Literal["clip", "half"]:
-    """Input normalisation of a backbone (spec A.5): a name containing "clip" -> CLIP mean/std, else 0.5/0.5."""
+    """Input normalisation of a backbone, as DEFR picks it: a name containing "clip" -> CLIP mean/std, else 0.5/0.5."""
     return "clip" if "clip" in cfg.backbone.lower() else "half"
 
 

@@ -1,4 +1,4 @@
-"""DEFR's HOI classifier heads and their initialisations (spec B.2, B.3), as one module driven by config.
+"""DEFR's HOI classifier heads and their initialisations and logits, as one module driven by config.
 
 The paper's variant names map onto `ClassifierConfig` as:
 
@@ -163,8 +163,8 @@ def _reconcile_widths(cfg: ClassifierConfig, rows: torch.Tensor, feature_width: 
     """Text rows and image features in one space: (rows [C, D'], image-side projection or None).
 
     "auto": same widths -> as is; a CLIP encoder with a matching CLIP projection -> rows back-projected into the
-    image space (spec B.2); otherwise a trainable Linear(feature_width, text_width, bias=False) on the image side, the
-    classifier staying in text space. "clip_proj" and "linear" force those; "none" refuses mismatched widths.
+    image space (as DEFR does); otherwise a trainable Linear(feature_width, text_width, bias=False) on the image side,
+    the classifier staying in text space. "clip_proj" and "linear" force those; "none" refuses mismatched widths.
     """
     text_width = rows.shape[1]
     clip_fits = clip_proj is not None and tuple(clip_proj.shape) == (feature_width, text_width)

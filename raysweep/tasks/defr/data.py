@@ -38,7 +38,7 @@ load_hico_annotations = load_hico
 
 # ---- rebalancing and splits -----------------------------------------------------------------------------------------
 def rebalance_indices(targets: np.ndarray, min_samples: int) -> np.ndarray:
-    """Row indices 0..N-1 followed by DEFR's extra copies of images of rare classes (spec A.4).
+    """Row indices 0..N-1 followed by DEFR's extra copies of images of rare classes (its `min_samples` rebalancing).
 
     rep[c] = min(ceil(min_samples / pos[c]) - 1, min_samples); image i gets m_i = max over its positive classes of
     rep[c] extra copies, appended after all originals, but only when m_i > 1 (so classes with 20..39 positives at
@@ -72,8 +72,8 @@ class ToRGB:
 def build_transforms(
     image_size: int, train: bool, normalisation: Literal["clip", "half", "imagenet"], cfg: DataConfig
 ) -> Callable[[Image.Image], torch.Tensor]:
-    """DEFR's pipelines (spec A.5). Train: flip, bicubic squash-resize, brightness then contrast jitter,
-    RandomResizedCrop(scale, ratio), RGB, ToTensor, Normalize. Test (and train with `augment` off): bicubic
+    """DEFR's augmentation and normalisation pipelines. Train: flip, bicubic squash-resize, brightness then contrast
+    jitter, RandomResizedCrop(scale, ratio), RGB, ToTensor, Normalize. Test (and train with `augment` off): bicubic
     squash-resize, RGB, ToTensor, Normalize. Output [3, image_size, image_size] float32."""
     if normalisation not in NORMALISATION:
         raise ConfigError(
@@ -102,7 +102,7 @@ _UNREADABLE = (OSError, ValueError, SyntaxError, Image.DecompressionBombError)
 
 
 class HicoDataset(Dataset):
-    """HICO images with DEFR's per-item tuple (spec A.6).
+    """HICO images with DEFR's loader's per-item tuple.
 
     Item `i` is `(image [3, H, W], targets float32 [C] (label == 1), known_obj bool [C], certain bool [C], i)`;
     `i` is the position in this dataset (0..len-1), which keys evaluation outputs. `indices` selects and repeats

@@ -1,4 +1,4 @@
-"""DEFR's two-stage HOI detection on HICO-DET (spec §1): a trained recognition net scores detector pairs.
+"""DEFR's two-stage HOI detection on HICO-DET (docs/defr_detection.md): a trained recognition net scores detector pairs.
 
 Per test image of a HICO-DET folder (QPIC's layout): its offline detections (`detection_format`) are paired
 (`detection_pairs`: threshold, class-wise NMS, caps), the image goes once through the net's shared blocks and each

@@ -1,4 +1,4 @@
-"""DEFR detection, step 2: the per-pair attention mask and the recognition model run through it (spec §1.8).
+"""DEFR detection, step 2: the per-pair attention mask and the recognition model run through it (as DEFR's `DefrDet`).
 
 A trained DEFR recognition net is reused unchanged. Its last `mask_layers` transformer blocks are run once per
 (human, object) pair with a mask on the CLS query: every patch outside the union of the two boxes is "marked".

@@ -1,6 +1,6 @@
 """DEFR detection, step 1: offline detections -> (human, object) pairs, their prior, and their final scores.
 
-Follows the reference's `PairGenerator` in eval mode (spec §1.5) and its prior / rescoring (§1.6, §1.10):
+Follows the reference's `PairGenerator` in eval mode and its prior / rescoring (`eval/cache.py`):
 
 1. keep detections with score >= `score_thresh` (humans and objects alike);
 2. class-wise NMS (`torchvision.ops.batched_nms`: suppressed when IoU > `nms_thresh` with a higher-scoring box of

@@ -1,4 +1,5 @@
-"""Class embeddings from a text encoder, for language-initialised classifiers (spec B.4), cached on disk.
+"""Class embeddings from a text encoder, for language-initialised classifiers (as DEFR's `lan_emb_init.py`),
+cached on disk.
 
 Encoders (`classifier.text_encoder`), each giving unit-norm sentence embeddings:
 
@@ -88,7 +89,7 @@ def text_embeddings(prompts: list[list[str]], encoder: str, weights: Optional[st
 def clip_visual_projection(encoder: str, weights: Optional[str], cache_dir: Optional[Path]) -> np.ndarray:
     """[width, d_text] `visual.proj` of the CLIP checkpoint a CLIP text encoder uses (identity for CLIP ResNets).
 
-    DEFR back-projects CLIP text embeddings with this matrix even for ImageNet backbones (spec B.2).
+    DEFR back-projects CLIP text embeddings with this matrix even for ImageNet backbones.
     """
     if not is_clip_encoder(encoder):
         raise ConfigError(f"classifier.text_encoder {encoder!r} is not a CLIP encoder, so it has no visual "
@@ -114,7 +115,7 @@ def clip_visual_projection(encoder: str, weights: Optional[str], cache_dir: Opti
 def clip_back_projection(text_emb, clip_proj):
     """Text embeddings [C, d_text] expressed in CLIP's pre-projection visual space [C, width]: (P @ Tᵀ)ᵀ.
 
-    Since CLIP scores (f P)·t = f·(P t), row i is P t_i (spec B.2). Works on NumPy arrays or torch tensors.
+    Since CLIP scores (f P)·t = f·(P t), row i is P t_i. Works on NumPy arrays or torch tensors.
     """
     if clip_proj.shape[1] != text_emb.shape[1]:
         raise ConfigError(f"CLIP projection of shape {tuple(clip_proj.shape)} cannot back-project text embeddings "

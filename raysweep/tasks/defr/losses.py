@@ -1,4 +1,4 @@
-"""DEFR's multi-label losses (spec §C.1-C.2): LSE-Sign, BCE, weighted BCE and focal.
+"""DEFR's multi-label losses: LSE-Sign, BCE, weighted BCE and focal.
 
 Every loss takes raw logits [B, C] and 0/1 targets [B, C] (ambiguous labels are already 0, i.e. negatives) and
 returns a scalar. Note the scales differ: LSE-Sign is a mean over images, the others a mean over images x classes.

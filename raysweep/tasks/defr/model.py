@@ -58,7 +58,7 @@ def back_projection_matrix(backbone: Backbone, classifier_cfg: ClassifierConfig,
 
     The backbone's own `clip_proj` when it has one; otherwise, for a CLIP text encoder whose width differs from the
     image features, the visual projection of the text encoder's CLIP checkpoint, as DEFR's im1k/im21k `clip`
-    configs back-project CLIP text into a 768-d ImageNet ViT's feature space (spec B.2).
+    configs back-project CLIP text into a 768-d ImageNet ViT's feature space.
     """
     if backbone.clip_proj is not None:
         return backbone.clip_proj

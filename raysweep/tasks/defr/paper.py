@@ -1,4 +1,4 @@
-"""DEFR's main table (spec C.7): a row per backbone init · classifier init · loss, its rows in the paper's order and
+"""DEFR's main table: a row per backbone init · classifier init · loss, its rows in the paper's order and
 the numbers the DEFR README reports for them (HICO test, mAP %), kept for reference; `raysweep report` never shows
 them as results. `search_spaces/defr_paper.yaml` runs exactly these rows.
 """

@@ -1,4 +1,5 @@
-"""Sentences describing each HOI class, fed to a text encoder for language-initialised classifiers (spec B.5).
+"""Sentences describing each HOI class, fed to a text encoder for language-initialised classifiers
+(DEFR's `prompts.json` format).
 
 DEFR's prompts are "a person {verb} the {object}" for interactions and "a person and a {object}" for the per-object
 `no_interaction` classes, plus 73 hand-edited paraphrases that we do not reproduce (pass `file:<path>` for those).

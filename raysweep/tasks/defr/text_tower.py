@@ -1,4 +1,4 @@
-"""Which CLIP text tower `classifier.text_encoder` means, given the image backbone (spec B.2, B.4).
+"""Which CLIP text tower `classifier.text_encoder` means, given the image backbone (see docs/defr.md).
 
 DEFR embeds its class prompts with the text tower of the same CLIP checkpoint as the image tower (ViT-B/32 text for
 the p32 configs, ViT-B/16 text for p16) and back-projects them with that checkpoint's `visual.proj`. Text from a

@@ -1,4 +1,4 @@
-"""Which hard-positive branch runs in a training iteration (spec §F.2)."""
+"""Which hard-positive branch runs in a training iteration (HQM's per-iteration training forward)."""
 
 from __future__ import annotations
 

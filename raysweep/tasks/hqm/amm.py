@@ -1,4 +1,4 @@
-"""AMM: attention-map masking (spec §F.4).
+"""AMM: attention-map masking, as HQM's code does it (see docs/hqm.md).
 
 For every (head, query) row of the main branch's detached cross-attention logits of a decoder layer, take the
 top-K keys; hide one random subset of floor(fraction * K) rank positions (shared by every row of that layer call)

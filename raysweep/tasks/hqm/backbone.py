@@ -1,4 +1,4 @@
-"""ResNet backbone with frozen BatchNorm and DETR's parameter names (spec §E.1, §I.1).
+"""ResNet backbone with frozen BatchNorm and DETR's parameter names.
 
 The state-dict layout is DETR's: `backbone.0.body.<resnet layer>...` for the CNN (`backbone.0` is the ResNet
 wrapper, `backbone.1` the parameter-free position encoding). Only the last stage's output (stride 32) is used.

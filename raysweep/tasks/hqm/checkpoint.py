@@ -1,10 +1,11 @@
 """Load pretrained weights into `HoiDetector`: DETR checkpoints (converted as QPIC does), QPIC- and HQM-layout files.
 
-Conversion from DETR (spec §I.2): backbone / transformer / query_embed / input_proj keep their names; the single
-`bbox_embed` is copied into both `sub_bbox_embed` and `obj_bbox_embed`; `obj_class_embed` takes the rows of
-`class_embed` at the 80 valid COCO ids followed by DETR's no-object row 91; `verb_class_embed` (and GBS's
-`query_embed_sp`) stay freshly initialised. HQM's "inside" layout (spec §I.3) is the same with the heads under
-`transformer.decoder.`; files of either layout load into a model of either layout.
+Conversion from DETR (as QPIC's `convert_parameters.py` does it): backbone / transformer / query_embed / input_proj
+keep their names; the single `bbox_embed` is copied into both `sub_bbox_embed` and `obj_bbox_embed`;
+`obj_class_embed` takes the rows of `class_embed` at the 80 valid COCO ids followed by DETR's no-object row 91;
+`verb_class_embed` (and GBS's `query_embed_sp`) stay freshly initialised. HQM's "inside" layout
+(`detr-r50-pre_inside.pth`) is the same with the heads under `transformer.decoder.`; files of either layout
+load into a model of either layout.
 """
 
 from __future__ import annotations

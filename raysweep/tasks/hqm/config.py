@@ -1,7 +1,7 @@
 """QPIC + HQM's config: every field is a dotted key a search space can fix or sweep (e.g. `hqm.gbs`).
 
 Defaults are the embedded default: synthetic HICO-DET, a tiny random ResNet-ish backbone and transformer, small
-images, CPU. The comments give the papers' values (spec §E.7, §F.7); `search_spaces/hqm_paper.yaml` sets them.
+images, CPU. The comments give the papers' values (QPIC's and HQM's recipes); `search_spaces/hqm_paper.yaml` sets them.
 The HQM ablation is `hqm.gbs` x `hqm.amm` on one implementation: neither = QPIC, both = HQM (alternating).
 """
 
@@ -140,7 +140,7 @@ class LossConfig(StrictModel):
 
 
 class HardPositiveConfig(StrictModel):
-    """The hard-positive branches (spec §F). Both off = QPIC."""
+    """HQM's hard-positive branches (docs/hqm.md). Both off = QPIC."""
 
     gbs: bool = False  # shifted-GT queries (GBS)
     amm: bool = False  # attention-masked learnable queries (AMM)
@@ -186,7 +186,7 @@ class TrainConfig(TrainSection):
 
 class EvalConfig(StrictModel):
     # "qpic": QPIC's Python evaluator (top 100 triplets per image, GT-less images never yield FPs);
-    # "official": the HO-RCNN protocol (spec §H.2).
+    # "official": the official HO-RCNN Matlab protocol (docs/hicodet_protocols.md).
     protocol: Literal["qpic", "official"] = "qpic"
     # V-COCO only (always the official evaluator's agent / role AP): the ground truth it reads. "qpic": rebuilt from
     # test_vcoco.json (persons without any hoi are ignored, no clipping); "official": vcoco_test.json, the COCO

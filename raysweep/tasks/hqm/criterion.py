@@ -1,4 +1,4 @@
-"""QPIC's set criterion (spec §E.6) plus HQM's hard-positive branch terms (spec §F.6).
+"""QPIC's set criterion plus HQM's hard-positive branch terms (docs/hqm.md).
 
 Per decoder layer (the final one and, with aux loss, each earlier one: suffix `_0`..`_{L-2}`):
   main  (`loss_*`):     Hungarian-matched; obj CE over all queries (eos weight on no-object), verb loss over all

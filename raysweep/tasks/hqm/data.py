@@ -1,4 +1,4 @@
-"""HICO-DET datasets over QPIC-layout records (spec §G.4) and the batch collate.
+"""HICO-DET datasets over QPIC-layout records (targets built as QPIC's `HICODetection` does) and the batch collate.
 
 Training items: (image [3, H, W] normalised, target) with target
     obj_labels [G] int64 (QPIC object index), verb_labels [G, V] float multi-hot,

@@ -1,4 +1,4 @@
-"""GBS: ground-truth boxes shifted into an IoU band, as HQM's code does it (spec §F.3).
+"""GBS: ground-truth boxes shifted into an IoU band, as HQM's code does it (see docs/hqm.md).
 
 Despite the method's name ("Gaussian"), the reference samples a discrete uniform grid: per box, a scale
 ratio 1 + step*k_r and a centre shift (step*k_x*w, step*k_y*h), k ~ U{k_min..k_max}. An attempt is accepted for

@@ -1,4 +1,4 @@
-"""Hungarian matching of HOI queries to ground-truth (subject, object) pairs (spec §E.5)."""
+"""Hungarian matching of HOI queries to ground-truth (subject, object) pairs (QPIC's matcher)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""QPIC's HOI detector with HQM's two optional training branches, in one class (spec §E, §F).
+"""QPIC's HOI detector with HQM's two optional training branches, in one class (docs/hqm.md).
 
 Inference is QPIC: learnable queries -> decoder -> four heads on every decoder layer. In training one hard-positive
 branch may run after the main branch, over the same encoder memory and with the same decoder weights and heads:
@@ -6,7 +6,7 @@ branch may run after the main branch, over the same encoder memory and with the 
   "amm": the learnable queries again, with the main branch's most-attended keys partly hidden in cross-attention.
 
 State-dict layout: `layout="qpic"` registers the heads at the top level (QPIC's keys); `layout="hqm"` registers the
-same heads under `transformer.decoder` (HQM's keys, spec §I.3). The computation is identical either way.
+same heads under `transformer.decoder` (HQM's keys). The computation is identical either way.
 `query_embed_sp` exists only when GBS is enabled.
 """
 

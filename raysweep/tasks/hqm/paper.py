@@ -2,11 +2,11 @@
 (Scenario 1 / 2, point-instr left out) and, for a sweep over both datasets, the two side by side under a dataset
 column; `table_for` picks the one that fits a set of trials.
 
-The published rows carry the numbers the QPIC and HQM READMEs report (HICO-DET test, mAP %; spec §E.7, §F.8;
+The published rows carry the numbers the QPIC and HQM READMEs report (HICO-DET test, mAP %;
 V-COCO: the QPIC README's R50 / R101 rows and the HQM README's QPIC + HQM R50, Scenario 1 only), kept for
 reference: `raysweep report` never shows them as results. `search_spaces/hqm_paper.yaml` runs these recipes (and
 the GBS-only / AMM-only ablation rows, whose numbers were not available). The Known-Object numbers cannot come from
-the repositories' evaluators, which compute Default only (spec §F.8, §J).
+the repositories' evaluators, which compute Default only.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""DETR's normalised sine position encoding (spec §E.2)."""
+"""DETR's normalised sine position encoding."""
 
 from __future__ import annotations
 

@@ -1,6 +1,7 @@
-"""QPIC's PostProcessHOI (spec §E.9): raw predictions -> per-image detections in original-image pixels.
+"""QPIC's PostProcessHOI: raw predictions -> per-image detections in original-image pixels.
 
-No NMS, no top-k and no verb/object validity masking here: the evaluator does those (spec §H.1).
+No NMS, no top-k and no verb/object validity masking here: the evaluator does those, as QPIC's does
+(docs/hicodet_protocols.md).
 """
 
 from __future__ import annotations

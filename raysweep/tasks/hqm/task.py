@@ -1,4 +1,4 @@
-"""QPIC + HQM as a sweepable task: HOI detection on HICO-DET (spec §E-§H) or V-COCO (`data.dataset: vcoco`)."""
+"""QPIC + HQM as a sweepable task: HOI detection on HICO-DET (docs/hqm.md) or V-COCO (`data.dataset: vcoco`)."""
 
 from __future__ import annotations
 

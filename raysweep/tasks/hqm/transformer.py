@@ -1,4 +1,4 @@
-"""DETR's encoder-decoder transformer (spec §E.3), with a decoder that HQM's extra branches can re-run.
+"""DETR's encoder-decoder transformer, with a decoder that HQM's extra branches can re-run.
 
 Sequence-first tensors ([length, batch, d_model]) as in DETR. Parameter names follow DETR's checkpoint:
 `encoder.layers.N.{self_attn, linear1, linear2, norm1, norm2}`, `decoder.layers.N.{self_attn, multihead_attn,

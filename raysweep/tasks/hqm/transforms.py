@@ -1,4 +1,4 @@
-"""Joint image/box transforms of QPIC's training pipeline (DETR's, spec §E.8), with the sizes as parameters.
+"""Joint image/box transforms of QPIC's training pipeline (DETR's), with the sizes as parameters.
 
 A target is a dict with `boxes` [N, 4] xyxy pixels (float) and `box_ids` [N] (each box's index in the record, so
 HOIs can be re-linked after a crop removes boxes). Normalize turns `boxes` into cxcywh normalised by the final

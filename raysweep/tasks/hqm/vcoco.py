@@ -1,4 +1,4 @@
-"""The hqm task on V-COCO (spec §2.3-§2.5): training targets with missing objects, and the model's per-image
+"""The hqm task on V-COCO (docs/hqm.md): training targets with missing objects, and the model's per-image
 output turned into the official per-detection structure that `raysweep.metrics.vcoco` scores.
 
 Sizes as QPIC trains V-COCO: 29 verb classes, 81 object classes (80 COCO + "missing", label 80) plus no-object, so
@@ -85,7 +85,7 @@ _AGENT_ONLY = [next(v for v, (a, r) in enumerate(VERB_ACTION) if a == ai) if not
 def to_official_detections(image_id: int, prediction: Mapping[str, np.ndarray], correct_ext: np.ndarray
                            ) -> VcocoDetections:
     """One image's `postprocess_hoi` output -> one official detection per query (QPIC's
-    `generate_vcoco_official.py`, spec §2.5):
+    `generate_vcoco_official.py`):
 
     score[q, v] = verb_scores[q, v] (sigmoid x object score) x M[v, obj_label[q]]; the object box is NaN when the
     label is 80 (missing); agent-only verbs give `<action>_agent`; every other verb gives its role entry, and the
