@@ -85,11 +85,8 @@ def _values(metrics: dict) -> dict:
 
 
 @pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+def _one_thread(one_torch_thread):
+    """Every test here runs torch on one thread (conftest.py)."""
 
 
 def test_overlapped_evaluation_reports_the_inline_history_and_resumes(local_ray, tmp_path, caplog):

@@ -22,11 +22,8 @@ CLASSES = [(73, 4, 153), (77, 4, 155), (58, 18, 400)]
 
 
 @pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+def _one_thread(one_torch_thread):
+    """Every test here runs torch on one thread (conftest.py)."""
 
 
 def _record(name: str, i: int, rng: np.random.Generator, folder: Path) -> dict:

@@ -26,11 +26,8 @@ V = {name: i for i, name in enumerate(VERBS)}
 
 
 @pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+def _one_thread(one_torch_thread):
+    """Every test here runs torch on one thread (conftest.py)."""
 
 
 def test_object_less_verbs_of_a_person_share_one_target():
