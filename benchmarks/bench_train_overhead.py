@@ -58,7 +58,7 @@ def plain_child(epochs: int, out: str) -> None:
         parts.model.train()
         started, images = time.perf_counter(), 0
         for it, batch in enumerate(loader):
-            loss, _ = task.train_step(parts.model, batch, epoch, it)
+            loss, _ = task.train_step(parts.model, batch, epoch, it, parts.state)
             parts.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if parts.grad_clip_norm:

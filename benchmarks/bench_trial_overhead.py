@@ -211,7 +211,7 @@ def plain_child(timeline_file: str) -> None:
             timeline.mark("first training step")
         elif it == 1:
             timeline.mark("second training step")
-        loss, _ = task.train_step(parts.model, batch, 0, it)
+        loss, _ = task.train_step(parts.model, batch, 0, it, parts.state)
         parts.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         parts.optimizer.step()
