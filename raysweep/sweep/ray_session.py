@@ -163,6 +163,13 @@ def init_ray(sweep: Sweep, address: Optional[str], slots: int) -> None:
             ) from None
         where = f"--address {address}" if address else "local Ray instance"
         raise UserError(f"{where}: cannot start or connect ({text})") from None
+    if not address:
+        # Ray's helpers inside a trial (Train's placement-group cleaner) find the instance through Ray's address file;
+        # `ray.init` of a local instance leaves it as it was, and a stale address from an earlier instance makes them
+        # time out, leaving the placement groups of stopped trials (and their CPUs) behind.
+        from ray._private.utils import write_ray_address
+
+        write_ray_address(context.address_info["gcs_address"])  # type: ignore[attr-defined]
     line = dashboard_line(getattr(context, "dashboard_url", None))
     if line:
         print(line, flush=True)
