@@ -3,8 +3,9 @@
     python benchmarks/bench_default_sweep.py [--space search_spaces/hqm.yaml] [extra key=value overrides ...]
 
 Runs `raysweep tune <space>` (default: search_spaces/defr.yaml) in its own process session under a fresh experiment name, samples the
-summed RSS of every process in that session (the CLI, Ray's daemons, trial drivers, Train controllers and workers)
-every 0.5 s from /proc, then reads the experiment to report, per trial, the time from its start to its first report
+summed RSS and PSS of every process in that session (the CLI, Ray's daemons, trial drivers, Train controllers and
+workers) and the machine's memory in use every second from /proc, compares the wall time with the ideal (the trials'
+training and evaluation time summed, divided by the cores), then reads the experiment to report, per trial, the time from its start to its first report
 (fixed overhead: actor start, worker group, data, first epoch) and to its end. Linux only (/proc).
 """
 
@@ -23,20 +24,31 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 
-def session_rss_bytes(session: int) -> int:
-    total = 0
-    page = os.sysconf("SC_PAGE_SIZE")
+def session_memory_bytes(session: int) -> tuple[int, int]:
+    """(RSS, PSS) summed over the processes of a session. RSS counts a page shared by N processes N times (torch's
+    libraries are mapped by the CLI and every worker); PSS counts 1/N of it in each, so its sum is the memory used."""
+    rss = pss = 0
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
         try:
             stat = Path(f"/proc/{entry}/stat").read_text()
-            fields = stat[stat.rindex(")") + 2:].split()
-            if int(fields[3]) == session:  # field 6 of stat: session id
-                total += int(fields[21]) * page  # field 24: rss in pages
+            if int(stat[stat.rindex(")") + 2:].split()[3]) != session:  # field 6 of stat: session id
+                continue
+            for line in Path(f"/proc/{entry}/smaps_rollup").read_text().splitlines():
+                if line.startswith("Rss:"):
+                    rss += int(line.split()[1]) * 1024
+                elif line.startswith("Pss:"):
+                    pss += int(line.split()[1]) * 1024
         except (OSError, ValueError, IndexError):
             continue
-    return total
+    return rss, pss
+
+
+def memory_in_use_bytes() -> int:
+    """MemTotal - MemAvailable: the machine's memory in use, whoever uses it."""
+    info = dict(line.split(":", 1) for line in Path("/proc/meminfo").read_text().splitlines())
+    return (int(info["MemTotal"].split()[0]) - int(info["MemAvailable"].split()[0])) * 1024
 
 
 def main() -> None:
@@ -48,15 +60,18 @@ def main() -> None:
     name = "bench"
     cmd = [sys.executable, "-m", "raysweep.cli", "tune", str(space), *args,
            "--storage", str(storage), "--name", name]
+    in_use_before = memory_in_use_bytes()
     started = time.time()
     proc = subprocess.Popen(cmd, cwd=REPO, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True)
-    peak = [0]
+    peak = {"rss": 0, "pss": 0, "in_use": 0}
 
     def sample() -> None:
         while proc.poll() is None:
-            peak[0] = max(peak[0], session_rss_bytes(proc.pid))
-            time.sleep(0.5)
+            rss, pss = session_memory_bytes(proc.pid)
+            in_use = memory_in_use_bytes() - in_use_before
+            peak.update(rss=max(peak["rss"], rss), pss=max(peak["pss"], pss), in_use=max(peak["in_use"], in_use))
+            time.sleep(1.0)
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
@@ -76,7 +91,9 @@ def main() -> None:
         if not history:
             continue
         start = runtime["start_time"]
+        compute = sum(h.get("epoch_time_s", 0) + h.get("eval_time_s", 0) for h in history)
         rows.append({"trial": trial["trial_id"], "status": trial["status"], "epochs": history[-1].get("epoch"),
+                     "start": start, "end": history[-1]["timestamp"], "compute_s": compute,
                      "first_report_s": history[0]["timestamp"] - start, "end_s": history[-1]["timestamp"] - start,
                      "map": history[-1].get("val.map", history[-1].get("test.map")), "train_epoch_s": sum(h.get("epoch_time_s", 0) for h in history) / len(history)})
     import pandas as pd
@@ -85,10 +102,18 @@ def main() -> None:
     rule = output.rfind("\n|---")  # the table's header rule; the header is the line above it
     print(output[output.rfind("\n", 0, rule) + 1:] if rule >= 0 else output[-3000:])
     print(f"\nwall time of the whole command: {wall:.0f} s")
-    print(f"peak memory (RSS summed over the command's process session): {peak[0] / 2**30:.2f} GiB")
+    print(f"peak memory of the command's process session: PSS {peak['pss'] / 2**30:.2f} GiB summed (what it "
+          f"uses), RSS {peak['rss'] / 2**30:.2f} GiB summed (shared pages counted once per process); the machine's "
+          f"memory in use rose by up to {peak['in_use'] / 2**30:.2f} GiB")
     for row in rows:
         print(f"trial {row['trial']}: {row['status']}, {row['epochs']} epochs, start→first report {row['first_report_s']:.1f} s, "
               f"start→end {row['end_s']:.1f} s, mean training epoch {row['train_epoch_s']:.1f} s, last val mAP {row['map']:.3f}")
+    cores = os.cpu_count() or 1
+    ideal = sum(r["compute_s"] for r in rows) / cores
+    trials_wall = max(r["end"] for r in rows) - min(r["start"] for r in rows)
+    print(f"trial compute (training + evaluation, summed over trials and epochs): {sum(r['compute_s'] for r in rows):.0f}"
+          f" s; ideal wall on {cores} cores {ideal:.0f} s; first trial start → last report {trials_wall:.0f} s "
+          f"({trials_wall / ideal:.2f}× ideal); whole command {wall:.0f} s ({wall / ideal:.2f}× ideal)")
     first = [r["first_report_s"] - r["train_epoch_s"] for r in rows]
     print(f"fixed per-trial overhead (first report minus one training epoch), mean: {sum(first) / len(first):.1f} s")
     objective = str(frame["objective"].iloc[0])  # val.map: the trial validation selects

@@ -51,6 +51,8 @@ METHODS: dict[str, tuple[str, list[str]]] = {
     "tpe+asha g1 rf2": ("tpe", ["scheduler.type=asha", "scheduler.grace_period=1", "scheduler.reduction_factor=2"]),
     "tpe+asha g2 rf2": ("tpe", ["scheduler.type=asha", "scheduler.grace_period=2", "scheduler.reduction_factor=2"]),
     "tpe+asha g1 rf3": ("tpe", ["scheduler.type=asha", "scheduler.grace_period=1", "scheduler.reduction_factor=3"]),
+    "tpe+asha g2 rf3": ("tpe", ["scheduler.type=asha", "scheduler.grace_period=2", "scheduler.reduction_factor=3"]),
+    "tpe+asha g3 rf2": ("tpe", ["scheduler.type=asha", "scheduler.grace_period=3", "scheduler.reduction_factor=2"]),
     "tpe+asha after drop": ("tpe", ["scheduler.type=asha", "scheduler.grace_period=1", "scheduler.reduction_factor=2",
                                     "scheduler.rungs_after_lr_drop=true"]),
 }

@@ -99,7 +99,7 @@ class Sampler(threading.Thread):
         super().__init__(daemon=True)
         self.session, self.period_s = session, period_s
         self.procs: dict[int, dict[str, Any]] = {}
-        self.first_seen: dict[str, float] = {}
+        self.titled: list[tuple[str, float]] = []  # (title without method, when a process first showed it)
         self.peak_rss = self.peak_pss = 0
         self.stop = threading.Event()
 
@@ -112,8 +112,11 @@ class Sampler(threading.Thread):
                 total_rss, total_pss = total_rss + rss, total_pss + pss
                 info = self.procs.setdefault(pid, {"title": name, "rss": 0, "pss": 0})
                 if name.startswith("ray::") and name != "ray::IDLE":
+                    short = name.split(".")[0]
+                    if info.get("short") != short:
+                        self.titled.append((short, now))
+                        info["short"] = short
                     info["title"] = name  # a prestarted worker takes the actor's title when assigned
-                    self.first_seen.setdefault(name.split(".")[0], now)
                 info["rss"], info["pss"] = max(info["rss"], rss), max(info["pss"], pss)
                 info["cpu_s"] = max(info.get("cpu_s", 0.0), cpu_seconds(pid))
                 info.setdefault("seen", now)
@@ -131,7 +134,9 @@ def role(name: str) -> str:
     return "Ray / CLI (per instance)"
 
 
-def run_sweep(workers: int, pythonpath: Path, marks: bool) -> dict[str, Any]:
+def run_sweep(workers: int, pythonpath: Path, marks: bool, trials: int = 1) -> dict[str, Any]:
+    """`trials` > 1 runs them one after another; `events` is the first trial's timeline (a new Ray instance), and
+    `later` the last one's (the instance's own actors already exist), each from its own start."""
     storage = Path(tempfile.mkdtemp(prefix="raysweep-overhead-"))
     timeline_file = storage / "timeline.jsonl"
     env = {**os.environ, "PYTHONPATH": str(pythonpath)}
@@ -139,6 +144,7 @@ def run_sweep(workers: int, pythonpath: Path, marks: bool) -> dict[str, Any]:
         env["RAYSWEEP_TIMELINE"] = str(timeline_file)
     cmd = [sys.executable, "-m", "raysweep.cli", "tune", str(SPACE), "trials.num_samples=1", "train.epochs=1",
            "scheduler.type=none", f"resources.num_workers={workers}", "trials.max_concurrent=1",
+           f"trials.num_samples={trials}",
            "--storage", str(storage), "--name", "overhead"]
     started = time.time()
     proc = subprocess.Popen(cmd, cwd=pythonpath, env=env, start_new_session=True, stdout=subprocess.PIPE,
@@ -153,23 +159,33 @@ def run_sweep(workers: int, pythonpath: Path, marks: bool) -> dict[str, Any]:
         raise SystemExit(f"raysweep tune exited {proc.returncode}")
     experiment = storage / "overhead"
     state = json.loads(sorted(experiment.glob("experiment_state-*.json"))[-1].read_text())
-    trial_json, runtime_json = state["trial_data"][0]
-    trial, runtime = json.loads(trial_json), json.loads(runtime_json)
-    first = json.loads((experiment / trial["relative_logdir"] / "result.json").read_text().splitlines()[0])
-    t0 = runtime["start_time"]
-    events: dict[str, float] = {"CLI start": started - t0, "trial start (Tune)": 0.0}
-    for name, seen in sampler.first_seen.items():
-        if name.split("::")[-1] in ("ImplicitFunc", "raysweep_trial", "TrainController", "RayTrainWorker"):
-            events[f"{role(name)} process titled"] = seen - t0
-    if timeline_file.exists():
-        for line in timeline_file.read_text().splitlines():
-            mark = json.loads(line)
-            events.setdefault(mark["event"], mark["t"] - t0)  # first occurrence (rank 0 or the faster worker)
-    events["first report (in Tune)"] = first["timestamp"] - t0
-    events.setdefault("first training step", first["timestamp"] - first["epoch_time_s"] - first.get("eval_time_s", 0)
-                      - t0)
-    return {"events": events, "procs": sampler.procs, "peak_rss": sampler.peak_rss, "peak_pss": sampler.peak_pss,
-            "epoch_s": first["epoch_time_s"], "images_per_s": first["images_per_s"], "end": time.time() - started}
+    marks_all = [json.loads(x) for x in timeline_file.read_text().splitlines()] if timeline_file.exists() else []
+    timelines = []
+    for trial_json, runtime_json in sorted(state["trial_data"], key=lambda t: json.loads(t[1])["start_time"]):
+        trial, runtime = json.loads(trial_json), json.loads(runtime_json)
+        first = json.loads((experiment / trial["relative_logdir"] / "result.json").read_text().splitlines()[0])
+        t0 = runtime["start_time"]
+        events: dict[str, float] = {"CLI start": started - t0, "trial start (Tune)": 0.0}
+        for name, seen in sampler.titled:
+            if seen < t0 - 1.0 and timelines:
+                continue  # the earlier trials' processes
+            short = name.split("::")[-1]
+            key = (f"{role(name)} process titled" if short in ("ImplicitFunc", "raysweep_trial", "TrainController",
+                                                                "RayTrainWorker") else f"{short} titled (helper actor)")
+            events.setdefault(key, seen - t0)
+        for mark in marks_all:
+            if mark["t"] >= t0 - 0.5:
+                events.setdefault(mark["event"], mark["t"] - t0)  # first occurrence (rank 0 or the faster worker)
+        events["first report (in Tune)"] = first["timestamp"] - t0
+        events.setdefault("first training step", first["timestamp"] - first["epoch_time_s"]
+                          - first.get("eval_time_s", 0) - t0)
+        timelines.append({"events": events, "epoch_s": first["epoch_time_s"], "images_per_s": first["images_per_s"],
+                          "t0": t0})
+    # memory: the first trial's processes and the instance's (later trials repeat them, one after another)
+    cut = timelines[1]["t0"] - 1.0 if len(timelines) > 1 else float("inf")
+    procs = {pid: info for pid, info in sampler.procs.items() if info["seen"] < cut}
+    return {**timelines[0], "later": timelines[-1] if len(timelines) > 1 else None, "procs": procs,
+            "peak_rss": sampler.peak_rss, "peak_pss": sampler.peak_pss, "end": time.time() - started}
 
 
 def plain_child(timeline_file: str) -> None:
@@ -252,6 +268,11 @@ def print_run(label: str, run: dict[str, Any]) -> None:
           f"summed memory of all its processes: RSS {gib(run['peak_rss'])} GiB, PSS {gib(run['peak_pss'])} GiB")
     for event, t in sorted(run["events"].items(), key=lambda kv: kv[1]):
         print(f"  {t:7.1f} s  {event}")
+    if run.get("later"):
+        print("  the next trial of the same sweep (the instance's own actors already started):")
+        for event, t in sorted(run["later"]["events"].items(), key=lambda kv: kv[1]):
+            if event != "CLI start":
+                print(f"  {t:7.1f} s  {event}")
     by_role: dict[str, list[float]] = {}
     print("  process peaks (RSS / PSS, MiB), CPU seconds used while sampled:")
     for _pid, info in sorted(run["procs"].items(), key=lambda kv: -kv[1]["pss"]):
@@ -288,7 +309,7 @@ def main() -> None:
     print_run("plain process (no Ray)", plain)
     runs = {}
     for n in args.workers:
-        runs[n] = run_sweep(n, REPO, marks=True)
+        runs[n] = run_sweep(n, REPO, marks=True, trials=2 if n == 1 else 1)
         print_run(f"raysweep trial, {n} worker(s)", runs[n])
     if args.before:
         runs["before"] = run_sweep(1, args.before.resolve(), marks=False)
@@ -305,6 +326,11 @@ def main() -> None:
               f"trial processes PSS {trial_pss(run) / 2**20:.0f} MiB ({trial_pss(run) / plain['peak_pss']:.2f}× "
               f"plain), of which not workers {trial_pss(run, False) / 2**20:.0f} MiB; whole session peak PSS "
               f"{gib(run['peak_pss'])} GiB, RSS {gib(run['peak_rss'])} GiB")
+        if run.get("later"):
+            ev = run["later"]["events"]
+            print(f"{key} worker(s), next trial of the sweep: trial start → first step {ev['first training step']:.1f} "
+                  f"s ({ev['first training step'] / p_step:.2f}× plain), → first report "
+                  f"{ev['first report (in Tune)']:.1f} s")
     load = os.getloadavg()
     print(f"load average at end: {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}")
 

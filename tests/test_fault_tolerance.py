@@ -60,6 +60,13 @@ def _live_train_workers() -> list[dict]:
     return [a for a in table.values() if a["ActorClassName"] == "RayTrainWorker" and a["State"] == "ALIVE"]
 
 
+def _actor_classes() -> set[str]:
+    """Every actor class the local instance has run so far (dead ones stay in the GCS table)."""
+    from ray._private.state import actors
+
+    return {a["ActorClassName"] for a in actors().values()}
+
+
 def _checkpoints_committed(experiment: Path) -> bool:
     """Train has registered a checkpoint of the run (Tune's result.json is flushed too lazily to tell)."""
     return any(run.joinpath("checkpoint_manager_snapshot.json").is_file() and any(run.glob("checkpoint_*"))
@@ -86,6 +93,7 @@ def test_killed_worker_resumes_from_checkpoint_and_matches_an_unbroken_run(tmp_p
         # actor table on a loaded machine, so waiting for epoch 2 before the first look-up can miss it.
         pids = pids or _train_worker_pids()
         if pids and _checkpoints_committed(store / "killed"):
+            running = _actor_classes()
             killed_pid = pids[0]
             os.kill(killed_pid, signal.SIGKILL)  # a worker our own Ray instance started for this test
             break
@@ -93,6 +101,10 @@ def test_killed_worker_resumes_from_checkpoint_and_matches_an_unbroken_run(tmp_p
     thread.join(timeout=600)
     killed_s = time.time() - t0
     assert killed_pid is not None, "never saw a training worker to kill"
+    # A trial's processes past its first checkpoint: no Ray Data manager (no datasets), no preemption watcher (a
+    # local instance has no node to lose); each would be a process per trial (torch_backend.py, ray_session.py).
+    assert {"TrainController", "RayTrainWorker", "SynchronizationActor", "PlacementGroupCleaner"} <= running, running
+    assert not running & {"DatasetManager", "PreemptionWatcher"}, running
     assert "result" in outcome, "the sweep did not finish"
     row = pd.read_parquet(store / "killed" / "results.parquet").iloc[0]
     assert row["status"] == "TERMINATED" and row["epochs_done"] == 30

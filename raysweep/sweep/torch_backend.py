@@ -123,7 +123,44 @@ class LightTorchConfig(BackendConfig):
         return {"backend": self.backend, "init_method": "env", "timeout_s": self.timeout_s}
 
 
+class _TrainerWithoutDatasetManager(DataParallelTrainer):
+    """Ray 2.60's trainer starts a `DatasetManager` actor for every worker group, with or without Ray Data datasets:
+    a process (~120 MiB PSS) and one of the node's few concurrent process starts per trial. raysweep's tasks load
+    their own data, so without datasets the callback that starts it is left out (workers then get no dataset shard
+    provider, which only `ray.train.get_dataset_shard` would use)."""
+
+    def _create_default_callbacks(self) -> list[Any]:
+        from ray.train.v2._internal.callbacks.datasets import DatasetsCallback
+
+        callbacks = super()._create_default_callbacks()
+        if self.datasets:
+            return callbacks
+        return [callback for callback in callbacks if not isinstance(callback, DatasetsCallback)]
+
+
+def _timeline_callback() -> Any:
+    """Marks of the controller's steps for `bench_trial_overhead.py` (only when the timeline is on)."""
+    from ray.train.v2._internal.execution.callback import ControllerCallback, WorkerGroupCallback
+
+    class ControllerTimeline(ControllerCallback, WorkerGroupCallback):
+        def after_controller_start(self, train_run_context: Any) -> None:
+            timeline.mark("controller: control loop starts")
+
+        def before_worker_group_start(self, worker_group_context: Any) -> None:
+            timeline.mark("controller: worker group start")
+
+        def after_worker_group_start(self, worker_group: Any) -> None:
+            timeline.mark("controller: worker group started")
+
+    return ControllerTimeline()
+
+
 def light_torch_trainer(train_loop_per_worker: Callable[[dict[str, Any]], None], **kwargs: Any) -> DataParallelTrainer:
     """`TorchTrainer(...)` with the same keyword arguments, on `LightTorchConfig`."""
     timeline.mark("trainer built")
-    return DataParallelTrainer(train_loop_per_worker=train_loop_per_worker, backend_config=LightTorchConfig(), **kwargs)
+    if timeline.enabled():
+        run_config = kwargs["run_config"]
+        run_config.callbacks = [*(run_config.callbacks or []), _timeline_callback()]
+    return _TrainerWithoutDatasetManager(
+        train_loop_per_worker=train_loop_per_worker, backend_config=LightTorchConfig(), **kwargs
+    )
