@@ -98,6 +98,6 @@ def test_prepare_task_runs_prepare_once_per_combination(tmp_path: Path, monkeypa
     monkeypatch.setattr(DefrTask, "prepare", classmethod(
         lambda cls, config, cache: calls.append((config.prompts.template, str(cache))) or {}))
     sweep = load_sweep(REPO / "search_spaces/defr.yaml", [f"storage.cache_dir={tmp_path}"])
-    task_cache.prepare_task(sweep)
+    task_cache.prepare_in_process(sweep)  # what prepare_task's child process runs
     assert calls == [("default", str(tmp_path)), ("gerund", str(tmp_path)), ("ensemble", str(tmp_path)),
                      ("default", str(tmp_path))]

@@ -45,6 +45,60 @@ def test_the_drivers_trainer_and_the_controllers_payload_import_nothing_heavy(tm
     assert not any(_imports_after(controller).values())
 
 
+SWEEP_PROCESS_HEAVY = ("torch", "torchvision", "timm", "raysweep.tasks.base", "raysweep.tasks.defr.task")
+
+
+def _tiny_space(tmp_path: Path, data_root: str = "null") -> Path:
+    space = tmp_path / "tiny.yaml"
+    space.write_text(
+        "task: defr\n"
+        f"config: {{data: {{root: {data_root}, synth: {{num_train: 40, num_test: 20, image_size: 32}}, image_size: 32}},"
+        " model: {depth: 1, patch_size: 8}}\n"
+        f"storage: {{cache_dir: {tmp_path / 'cache'}}}\n"
+        "search: {optim.lr: {distribution: loguniform, low: 1.0e-4, high: 1.0e-3}}\n")
+    return space
+
+
+def test_the_sweeps_own_process_never_imports_torch(tmp_path) -> None:
+    """`raysweep tune`'s process lives as long as the sweep: it validates, prepares (in a child process), runs Tune's
+    loop and lays out the table from the task's card, with torch and the model code never loaded."""
+    space = _tiny_space(tmp_path)
+    code = (
+        "import sys, json\n"
+        "from raysweep.spec.load import load_sweep\n"
+        "from raysweep.sweep import tuner\n"
+        "from raysweep.sweep.driver import make_trainable\n"
+        "from raysweep.sweep.runner import _trial_plan\n"
+        "from raysweep.sweep.task_cache import prepare_task\n"
+        "from raysweep.sweep.ray_session import local_gpus\n"
+        "from raysweep.results.tables import task_table\n"
+        f"sweep = load_sweep({str(space)!r}, [])\n"
+        "assert sweep.max_epochs >= 1 and sweep.metric == 'val.map'\n"
+        "prepare_task(sweep)\n"
+        f"tuner.tune_config(sweep, 1, {str(tmp_path / 'journal')!r}, 'x')\n"
+        f"tuner.run_config(sweep, {str(tmp_path / 'store')!r}, 'x')\n"
+        f"make_trainable(_trial_plan(sweep, {str(tmp_path / 'store' / 'x')!r}))\n"
+        "local_gpus()\n"
+        "assert task_table('defr', [{}]).columns\n"
+        f"print(json.dumps({{m: m in sys.modules for m in {list(SWEEP_PROCESS_HEAVY)!r}}}))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=600,
+                         env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)})
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == dict.fromkeys(SWEEP_PROCESS_HEAVY, False)
+    assert any((tmp_path / "cache").rglob("anno*")), "the child process did not prepare the embedded data"
+
+
+def test_bad_input_found_while_preparing_is_the_same_one_line_error(tmp_path) -> None:
+    from raysweep.errors import DataError
+    from raysweep.spec.load import load_sweep
+    from raysweep.sweep.task_cache import prepare_task
+
+    sweep = load_sweep(_tiny_space(tmp_path, data_root=str(tmp_path / "missing")), [])
+    with pytest.raises(DataError, match=r"data.root .*missing.*: no such folder"):
+        prepare_task(sweep)
+
+
 def test_light_config_matches_ray_torch_config() -> None:
     from ray.train.torch.config import TorchConfig
     from ray.train.v2._internal.util import TrainingFramework

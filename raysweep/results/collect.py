@@ -327,11 +327,11 @@ def output_format(target: str) -> str:
 def _models(frame: pd.DataFrame) -> tuple[Any, Any]:
     """The config and resources schemas behind the frame's columns (None when the task is unknown)."""
     from raysweep.spec.schema import Resources
-    from raysweep.tasks.registry import TASKS, get_task
+    from raysweep.tasks.registry import TASKS, get_card
 
     tasks = set(frame["task"].dropna()) if "task" in frame.columns else set()
     task = next(iter(tasks)) if len(tasks) == 1 else None
-    return (get_task(task).config_model if task in TASKS else None), Resources
+    return (get_card(task).config_model if task in TASKS else None), Resources
 
 
 def encode(frame: pd.DataFrame, fmt: str, flat_names: bool = False) -> bytes:

@@ -12,7 +12,7 @@ from tabulate import SEPARATING_LINE, tabulate
 from raysweep.errors import UserError
 from raysweep.experiment import storage
 from raysweep.tasks.paper_table import PaperTable, Unit, metrics_table
-from raysweep.tasks.registry import get_task
+from raysweep.tasks.registry import get_card
 
 FORMATS = ("markdown", "latex", "csv")
 LAYOUTS = ("paper", "results", "trials")
@@ -198,7 +198,7 @@ def objective_metric(frame: pd.DataFrame) -> str:
     default objective."""
     if "objective" in frame.columns and frame["objective"].notna().any():
         return str(frame["objective"].dropna().iloc[0]).split(".", 1)[-1]
-    return get_task(str(frame["task"].iloc[0])).metric_names[0]
+    return get_card(str(frame["task"].iloc[0])).metric_names[0]
 
 
 def _mode(frame: pd.DataFrame) -> str:
@@ -406,9 +406,9 @@ def table_for(frame: pd.DataFrame) -> PaperTable:
 
 
 def task_table(task: str, configs: Sequence[Mapping[str, Any]]) -> PaperTable:
-    """Task `task`'s table for trials with these flat configs (`Task.paper_table`), else a column per metric."""
-    task_cls = get_task(task)
-    return task_cls.paper_table(configs) or metrics_table(task_cls.metric_names)
+    """Task `task`'s table for trials with these flat configs (`TaskCard.paper_table`), else a column per metric."""
+    card = get_card(task)
+    return card.paper_table(configs) or metrics_table(card.metric_names)
 
 
 def trial_configs(frame: pd.DataFrame) -> list[dict[str, Any]]:

@@ -14,7 +14,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Union, get_args, get_origin
+from typing import TYPE_CHECKING, Any, Union, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ValidationError
@@ -34,8 +34,12 @@ from raysweep.spec.schema import (
     Rows,
     SpaceFile,
 )
-from raysweep.tasks.base import Task, TaskConfig
-from raysweep.tasks.registry import get_task
+from raysweep.tasks.card import TaskCard
+from raysweep.tasks.config_base import TaskConfig
+from raysweep.tasks.registry import get_card
+
+if TYPE_CHECKING:
+    from raysweep.tasks.base import Task
 
 log = logging.getLogger(__name__)
 
@@ -275,9 +279,14 @@ class Sweep:
 
     path: Path
     spec: SpaceFile
-    task_cls: type[Task]
+    card: TaskCard  # the task without its code: `task_cls` imports that (torch), where work is done
     base_config: dict[str, Any]  # validated task config (JSON-able), searched keys at their defaults
     overrides: list[str] = field(default_factory=list)
+
+    @property
+    def task_cls(self) -> type[Task]:
+        """The task's class (imports torch and the model code: not in the sweep's own process)."""
+        return self.card.load()
 
     @property
     def params(self) -> dict[str, Distribution]:
@@ -294,7 +303,7 @@ class Sweep:
     @property
     def task_metric(self) -> str:
         """The objective as the task names it (`map`), without its split."""
-        metric = self.spec.objective.metric or self.task_cls.metric_names[0]
+        metric = self.spec.objective.metric or self.card.metric_names[0]
         head, _, rest = metric.partition(".")
         return rest if head in SPLITS and rest else metric
 
@@ -319,7 +328,7 @@ class Sweep:
 
     def config_for(self, sampled: Mapping[str, Any]) -> TaskConfig:
         """The task config of one trial, validated: base config with the sampled dotted keys set."""
-        return self.task_cls.config_model.model_validate(with_updates(self.base_config, sampled))
+        return self.card.config_model.model_validate(with_updates(self.base_config, sampled))
 
     @property
     def max_epochs(self) -> int:
@@ -339,7 +348,7 @@ class Sweep:
                 points += [{key: value} for value in dist.values]
             else:
                 points += [{key: dist.low}, {key: dist.high}]
-        return max(self.task_cls.train_section(self.config_for(point)).epochs for point in points)
+        return max(self.card.train_section(self.config_for(point)).epochs for point in points)
 
     def grid_points(self) -> list[dict[str, Any]]:
         """Every combination of the grid keys' values, a `rows` entry contributing its rows (not their product)."""
@@ -539,17 +548,17 @@ def load_sweep(path: str | Path, overrides: Sequence[str] = ()) -> Sweep:
         spec = SpaceFile.model_validate(raw)
     except ValidationError as err:
         raise ConfigError(f"{path}: {describe_validation_error(err, '', SpaceFile)}") from None
-    task_cls = get_task(spec.task, where=f"{path}: task")
-    model = task_cls.config_model
+    card = get_card(spec.task, where=f"{path}: task")
+    model = card.config_model
     try:
         base = model.model_validate(spec.config)
     except ValidationError as err:
         raise ConfigError(f"{path}: {describe_validation_error(err, 'config', model)}") from None
     base_config = base.model_dump(mode="json")
     _check_search(path, spec, model, base_config)
-    _check_selection(path, spec, task_cls)
-    set_path(base_config, task_cls.validation_key, spec.selection == "val")
-    sweep = Sweep(path=path, spec=spec, task_cls=task_cls, base_config=base_config, overrides=list(overrides))
+    _check_selection(path, spec, card)
+    set_path(base_config, card.validation_key, spec.selection == "val")
+    sweep = Sweep(path=path, spec=spec, card=card, base_config=base_config, overrides=list(overrides))
     _check_scheduler(path, sweep)
     if spec.ray.dashboard_is_public and not spec.ray.address:
         log.warning(
@@ -564,15 +573,15 @@ def load_sweep(path: str | Path, overrides: Sequence[str] = ()) -> Sweep:
 SPLITS = ("val", "test")
 
 
-def _check_selection(path: Path, spec: SpaceFile, task_cls: type[Task]) -> None:
+def _check_selection(path: Path, spec: SpaceFile, card: TaskCard) -> None:
     """Hyper-parameters are selected on validation data; a test metric selects only where the file says so."""
-    metric = spec.objective.metric or task_cls.metric_names[0]
+    metric = spec.objective.metric or card.metric_names[0]
     head, _, rest = metric.partition(".")
     split, name = (head, rest) if head in SPLITS and rest else (None, metric)
-    if name not in task_cls.metric_names:
-        allowed = [*task_cls.metric_names, *(f"{s}.{m}" for s in SPLITS for m in task_cls.metric_names[:1])]
+    if name not in card.metric_names:
+        allowed = [*card.metric_names, *(f"{s}.{m}" for s in SPLITS for m in card.metric_names[:1])]
         raise ConfigError(
-            f"{path}: objective.metric: {metric!r}{did_you_mean(name, task_cls.metric_names)} is not "
+            f"{path}: objective.metric: {metric!r}{did_you_mean(name, card.metric_names)} is not "
             f"reported by task {spec.task!r}; allowed: {', '.join(allowed)}, ..."
         )
     if spec.selection == "val" and split == "test":
@@ -586,7 +595,7 @@ def _check_selection(path: Path, spec: SpaceFile, task_cls: type[Task]) -> None:
             f"{path}: objective.metric: {metric!r} needs a validation split, but selection is "
             f"{spec.selection!r} (no split is carved out); use {name!r} or set `selection: val`"
         )
-    key = task_cls.validation_key
+    key = card.validation_key
     written = get_path(spec.config, key, spec.config.get(key))
     if written is not None and bool(written) != (spec.selection == "val"):
         raise ConfigError(

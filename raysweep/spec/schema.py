@@ -27,7 +27,7 @@ from typing import Annotated, Any, Literal, Optional, Union
 from pydantic import Field, field_validator, model_validator
 
 from raysweep.spec.names import check_name, check_storage
-from raysweep.tasks.base import StrictModel
+from raysweep.tasks.config_base import StrictModel
 
 MAX_SEED = 2**32 - 1  # numpy's and Optuna's samplers take seeds in [0, 2**32)
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")

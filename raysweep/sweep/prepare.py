@@ -22,7 +22,7 @@ def prepare_combinations(sweep: Sweep) -> list[dict[str, Any]]:
     holds (elsewhere the fixed config's value stays). Continuous distributions cannot name a value to prepare: a
     prepare key swept that way keeps its fixed value here.
     """
-    keys = sweep.task_cls.prepare_keys
+    keys = sweep.card.prepare_keys
     relevant = set(keys) | {
         cond for dist in sweep.params.values() if not isinstance(dist, Rows) for cond in (dist.when or {})
     }

@@ -23,6 +23,19 @@ from raysweep.sweep.driver_slots import cap_by_driver_slots
 log = logging.getLogger(__name__)
 
 
+def local_gpus() -> int:
+    """The GPUs a local instance will have, counted the way `ray.init` counts them (CUDA_VISIBLE_DEVICES, else
+    NVML), without importing torch into the sweep's process."""
+    from ray._private.accelerators import get_accelerator_manager_for_resource
+
+    manager = get_accelerator_manager_for_resource("GPU")
+    if manager is None:
+        return 0
+    count = manager.get_current_node_num_accelerators()
+    visible = manager.get_current_process_visible_accelerator_ids()
+    return min(count, len(visible)) if visible is not None else count
+
+
 def concurrency(sweep: Sweep, cluster: dict[str, float], local: bool) -> int:
     """Trials at once: what `trials.max_concurrent` asks, capped by what the instance's CPUs and GPUs hold (a local
     instance that cannot hold one trial is the user's error; a cluster may still grow)."""

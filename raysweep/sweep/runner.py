@@ -17,7 +17,7 @@ from raysweep.experiment.meta import meta_text as new_meta_text
 from raysweep.spec.load import Sweep
 from raysweep.sweep.driver import DRIVER_RESOURCE, TrialPlan, make_trainable
 from raysweep.sweep.experiment_folder import OpenedExperiment, opened_experiment, resume_command, write_back_after_loss
-from raysweep.sweep.ray_session import check_reachable, concurrency, init_ray
+from raysweep.sweep.ray_session import check_reachable, concurrency, init_ray, local_gpus
 from raysweep.sweep.reaper import Reaper, start_reaper
 from raysweep.sweep.stop_signals import StopSignals
 from raysweep.sweep.study_journal import local_study_journal, save_study_journal
@@ -95,9 +95,7 @@ def _run_opened(opened: OpenedExperiment, address: Optional[str], hint: str) -> 
     address = address or sweep.spec.ray.address or os.environ.get("RAY_ADDRESS") or None
     local = address is None
     if address is None:
-        import torch
-
-        concurrency(sweep, {"CPU": float(os.cpu_count() or 1), "GPU": float(torch.cuda.device_count())}, local=True)
+        concurrency(sweep, {"CPU": float(os.cpu_count() or 1), "GPU": float(local_gpus())}, local=True)
     else:
         check_reachable(address)
     check_tracking(sweep, layout.root)

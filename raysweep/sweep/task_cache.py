@@ -1,13 +1,25 @@
-"""The task's once-per-sweep preparation (embedded data, caches), run before any trial starts."""
+"""The task's once-per-sweep preparation (embedded data, caches), run before any trial starts, in a child process.
+
+Preparing imports the task's code (torch, torchvision, the text encoder) and may hold a dataset generator or an
+encoder in memory; the sweep's own process lives as long as the sweep and needs none of it (it reads the task's card,
+`raysweep.tasks.card`). So `prepare_task` runs the preparation in a child Python that exits when it is done; bad
+input there still ends as one line and exit code 2 here (the child hands its error back through a file).
+"""
 
 from __future__ import annotations
 
+import argparse
+import json
 import os
+import subprocess
+import sys
+import tempfile
 from pathlib import Path
 from typing import cast
 
+from raysweep import errors
 from raysweep.spec.load import Sweep
-from raysweep.tasks.base import TaskConfig
+from raysweep.tasks.config_base import TaskConfig
 
 DEFAULT_CACHE = "~/.cache/raysweep"
 
@@ -17,19 +29,62 @@ def cache_dir(sweep: Sweep) -> Path:
 
 
 def prepare_task(sweep: Sweep) -> None:
-    """Run the task's preparation here, before any trial starts: once for every combination of its `prepare_keys`
-    the search can pick (e.g. each text encoder × prompt template).
+    """Prepare once for every combination of the task's `prepare_keys` the search can pick (e.g. each text encoder
+    × prompt template), in a child process (see the module docstring).
 
-    Workers run it again (a cache hit) and apply its config updates themselves, so trial configs keep the user's
-    values (e.g. `data.root: null` for the embedded data) and nodes without this machine's cache still work.
+    Workers run the preparation again (a cache hit) and apply its config updates themselves, so trial configs keep
+    the user's values (e.g. `data.root: null` for the embedded data) and nodes without this machine's cache still
+    work.
     """
     from raysweep.sweep.console import preparing
     from raysweep.sweep.prepare import prepare_combinations
 
     combinations = prepare_combinations(sweep)
-    with preparing(
-        f"task {sweep.spec.task!r}: data and caches for {len(combinations)} setting(s) of "
-        f"{', '.join(sweep.task_cls.prepare_keys)} in {cache_dir(sweep)}"
+    package_root = str(Path(__file__).resolve().parents[2])  # the raysweep this process runs, also in the child
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (package_root, os.environ.get("PYTHONPATH")) if p)}
+    with (
+        tempfile.TemporaryDirectory(prefix="raysweep-prepare-") as tmp,
+        preparing(
+            f"task {sweep.spec.task!r}: data and caches for {len(combinations)} setting(s) of "
+            f"{', '.join(sweep.card.prepare_keys)} in {cache_dir(sweep)}"
+        ),
     ):
-        for combination in combinations:
-            sweep.task_cls.prepare(cast(TaskConfig, sweep.config_for(combination)), cache_dir(sweep))
+        error_file = Path(tmp) / "error.json"
+        cmd = [sys.executable, "-m", "raysweep.sweep.task_cache", str(sweep.path), str(error_file), *sweep.overrides]
+        returncode = subprocess.run(cmd, env=env, stdin=subprocess.DEVNULL).returncode
+        if returncode == 0:
+            return
+        if error_file.is_file():
+            failure = json.loads(error_file.read_text())
+            kind = getattr(errors, failure["kind"], errors.UserError)
+            raise kind(failure["message"])
+        raise RuntimeError(f"the task's preparation process ended with exit code {returncode} (its output is above)")
+
+
+def prepare_in_process(sweep: Sweep) -> None:
+    """The preparation itself, in this process (imports the task's code)."""
+    from raysweep.sweep.prepare import prepare_combinations
+
+    task_cls = sweep.task_cls
+    for combination in prepare_combinations(sweep):
+        task_cls.prepare(cast(TaskConfig, sweep.config_for(combination)), cache_dir(sweep))
+
+
+def _child(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="raysweep.sweep.task_cache")
+    parser.add_argument("space")
+    parser.add_argument("error_file")
+    parser.add_argument("overrides", nargs="*")
+    args = parser.parse_args(argv)
+    from raysweep.spec.load import load_sweep
+
+    try:
+        prepare_in_process(load_sweep(args.space, args.overrides))
+    except errors.UserError as exc:
+        Path(args.error_file).write_text(json.dumps({"kind": type(exc).__name__, "message": str(exc)}))
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_child(sys.argv[1:]))

@@ -36,51 +36,17 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Literal, Union
+from typing import Any, ClassVar
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from raysweep.tasks.card import TaskCard
+from raysweep.tasks.config_base import StrictModel, TaskConfig, TrainSection
 from raysweep.tasks.paper_table import PaperTable
 
-
-class StrictModel(BaseModel):
-    """Base for every config section: unknown keys are errors, values are validated on assignment."""
-
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, protected_namespaces=())
-
-
-class TrainSection(StrictModel):
-    """What the sweep reads of every task config: its `train` section extends this (batch sizes, AMP, ...), and may
-    change the defaults.
-
-    `epochs` is ASHA's max time and the loop's length, `eval_every` / `test_every` the evaluation schedule, `seed` the
-    trial's seed (model init, shuffling, augmentation).
-    """
-
-    epochs: int = Field(1, ge=1)
-    eval_every: int = Field(1, ge=1)  # evaluate every k epochs and after the last
-    test_every: int = Field(1, ge=0)  # with validation: test every k evaluated epochs (0: only after the last)
-    seed: int = Field(0, ge=0, le=2**32 - 1)  # numpy takes seeds in [0, 2**32)
-    # Score evaluations in a CPU actor while the next epoch trains (sweep/eval_offload.py): auto = on a GPU trial
-    eval_overlap: Union[bool, Literal["auto"]] = "auto"
-
-
-class TaskConfig(StrictModel):
-    """Base of every task's config. A task declares its sections, one of them `train` (a TrainSection subclass): the
-    only one the sweep reads. Checked when the class is defined; the task's own sections keep their order."""
-
-    if TYPE_CHECKING:
-        train: TrainSection
-
-    @classmethod
-    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
-        super().__pydantic_init_subclass__(**kwargs)
-        train = cls.model_fields.get("train")
-        if train is None or not (isinstance(train.annotation, type) and issubclass(train.annotation, TrainSection)):
-            raise TypeError(f"{cls.__name__}: a task config needs a `train` section whose model extends TrainSection")
+__all__ = ["LRSchedule", "StrictModel", "Task", "TaskConfig", "TaskState", "TrainSection", "TrainingParts"]
 
 
 @dataclass
@@ -140,18 +106,26 @@ class TrainingParts:
 
 
 class Task(ABC):
-    """A sweepable training recipe. One instance per trial (per worker process), built from its config."""
+    """A sweepable training recipe. One instance per trial (per worker process), built from its config.
 
+    A task declares itself with a `card` (`raysweep.tasks.card.TaskCard`: config model, metric names, prepare keys,
+    validation key, paper table), which the sweep's process reads without importing the task; the class attributes
+    below are copied from it. A task without a card sets the attributes itself."""
+
+    card: ClassVar[TaskCard | None] = None
     name: ClassVar[str]
     config_model: ClassVar[type[TaskConfig]]
     # Metric names `evaluate` returns (fractions in [0, 1]); the first is the default objective.
     metric_names: ClassVar[tuple[str, ...]]
-    # Searched keys that change what `prepare` materialises (e.g. the text encoder): the sweep calls `prepare`
-    # once per combination of their values, so trials share the result instead of each computing it.
-    prepare_keys: ClassVar[tuple[str, ...]] = ()
-    # The boolean config key that carves a validation split out of the training set; the sweep sets it from the
-    # space file's `selection:` (true for `val`, false when a fixed grid reproduces a published test protocol).
-    validation_key: ClassVar[str] = "data.validation"
+    prepare_keys: ClassVar[tuple[str, ...]] = ()  # see TaskCard.prepare_keys
+    validation_key: ClassVar[str] = "data.validation"  # see TaskCard.validation_key
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        card = cls.__dict__.get("card")
+        if card is not None:
+            cls.name, cls.config_model, cls.metric_names = card.name, card.config_model, card.metric_names
+            cls.prepare_keys, cls.validation_key = card.prepare_keys, card.validation_key
 
     def __init__(self, config: TaskConfig, cache_dir: Path | None = None):
         self.config = config
@@ -161,7 +135,7 @@ class Task(ABC):
     def paper_table(cls, configs: Sequence[Mapping[str, Any]]) -> PaperTable | None:
         """The table `raysweep report` lays these trials out in (their flat configs, dotted keys; a task may lay
         datasets out differently), from `tasks/<task>/paper.py`. None: no paper table (a column per metric)."""
-        return None
+        return cls.card.paper_table(configs) if cls.card is not None else None
 
     # ---- once per sweep, in the driver process, before any trial starts -------------------------------------
     @classmethod

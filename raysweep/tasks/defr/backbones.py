@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import zipfile
 from pathlib import Path
 from typing import Literal, Optional
@@ -27,19 +26,21 @@ import torch.nn.functional as F
 from torch import nn
 
 from raysweep.errors import ConfigError, did_you_mean
+from raysweep.tasks.defr.backbone_names import (  # noqa: F401 - names the tests and callers use from here
+    BACKBONE_FORMS,
+    OPEN_CLIP_PREFIX,
+    RANDOM_VITS,
+    backbone_patch_size,
+)
+from raysweep.tasks.defr.backbone_names import open_clip_arch as _open_clip_arch
+from raysweep.tasks.defr.backbone_names import timm_name as _timm_name
 from raysweep.tasks.defr.config import ModelConfig
 
 log = logging.getLogger(__name__)
 
-RANDOM_VITS = ("vit_tiny", "vit_small")
-OPEN_CLIP_PREFIX = "open_clip:"
 _JIT_EXTRA_KEYS = ("input_resolution", "context_length", "vocab_size", "attn_mask")  # not parameters of CLIP
 CHECKPOINT_SUFFIXES = (".pt", ".pth", ".bin", ".safetensors", ".ckpt")
 
-BACKBONE_FORMS = (
-    "'vit_tiny' / 'vit_small' (random), a timm name such as 'vit_base_patch32_224', 'ImageNet1k-ViT-B', "
-    "'ImageNet21k-ViT-B', 'CLIP-ViT-B', 'CLIP-ViT-L', 'CLIP-RN50', 'CLIP-RN101', 'CLIP-RN50x4', or 'open_clip:<arch>'"
-)
 WEIGHTS_FORMS = "'random', 'hub', a hub tag (e.g. 'openai', 'augreg_in21k') or a local checkpoint path"
 
 
@@ -82,31 +83,6 @@ def build_backbone(cfg: ModelConfig, image_size: int) -> Backbone:
 
 
 # ----------------------------------------------------------------------------------------------- names and weights
-
-def _open_clip_arch(name: str, patch_size: int) -> Optional[str]:
-    """The open_clip architecture a backbone name refers to, or None when it is not a CLIP tower."""
-    if name.startswith(OPEN_CLIP_PREFIX):
-        return name[len(OPEN_CLIP_PREFIX):]
-    aliases = {"CLIP-ViT-B": f"ViT-B-{patch_size}", "CLIP-ViT-L": "ViT-L-14", "CLIP-RN50": "RN50",
-               "CLIP-RN101": "RN101", "CLIP-RN50x4": "RN50x4"}
-    return aliases.get(name)
-
-
-def backbone_patch_size(name: str, patch_size: int) -> Optional[int]:
-    """The patch size the backbone named `name` cuts images into, when the name (or model.patch_size) fixes it;
-    None for convolutional towers and names whose patch size is known only once the model is built."""
-    if name in RANDOM_VITS:
-        return patch_size
-    arch = _open_clip_arch(name, patch_size) or _timm_name(name, patch_size)
-    match = re.search(r"(?:ViT-[A-Za-z]+-|patch)(\d+)", arch)
-    return int(match.group(1)) if match else None
-
-
-def _timm_name(name: str, patch_size: int) -> str:
-    aliases = {"ImageNet1k-ViT-B": f"vit_base_patch{patch_size}_224",
-               "ImageNet21k-ViT-B": f"vit_base_patch{patch_size}_224.augreg_in21k"}
-    return aliases.get(name, name)
-
 
 def _weights_kind(weights: str) -> Literal["random", "hub", "path", "tag"]:
     """How to read `model.weights`: an existing file or anything path-like is a checkpoint path, else a hub tag."""

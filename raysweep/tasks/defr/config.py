@@ -10,7 +10,7 @@ from typing import Literal, Optional
 
 from pydantic import Field, field_validator, model_validator
 
-from raysweep.tasks.base import StrictModel, TaskConfig, TrainSection
+from raysweep.tasks.config_base import StrictModel, TaskConfig, TrainSection
 from raysweep.tasks.defr.detection_config import DetectionConfig
 
 
@@ -71,6 +71,9 @@ class ModelConfig(StrictModel):
 
 TEXT_ENCODER_NAMES = ("minilm", "bert", "simcse", "clip")  # the forms embeddings._resolve accepts
 TEXT_ENCODER_PREFIXES = ("clip:", "open_clip:", "st:", "hf:")
+ENCODER_FORMS = ("'minilm', 'bert', 'simcse', 'clip' (the CLIP backbone's own text tower; else OpenAI ViT-B-32), "
+                 "'clip:<arch>', 'open_clip:<arch>', 'st:<sentence-transformers name or path>', "
+                 "'hf:<transformers name or path>'")
 
 
 class ClassifierConfig(StrictModel):
@@ -98,7 +101,6 @@ class ClassifierConfig(StrictModel):
         model can be loaded is found out by the sweep's preparation.
         """
         from raysweep.errors import did_you_mean
-        from raysweep.tasks.defr.embeddings import ENCODER_FORMS
 
         prefixed = any(value.startswith(p) and len(value) > len(p) for p in TEXT_ENCODER_PREFIXES)
         if value in TEXT_ENCODER_NAMES or prefixed:
@@ -162,18 +164,18 @@ class DefrConfig(TaskConfig):
         open_clip architectures are checked when the model is built.
         """
         from raysweep.errors import did_you_mean
-        from raysweep.tasks.defr import backbones
+        from raysweep.tasks.defr import backbone_names as backbones
 
         name = model.backbone.strip()
         if name in backbones.RANDOM_VITS:
             return model
-        arch = backbones._open_clip_arch(name, model.patch_size)
+        arch = backbones.open_clip_arch(name, model.patch_size)
         if arch:
             return model
         if arch is None:
             import timm
 
-            if timm.is_model(backbones._timm_name(name, model.patch_size).split(".")[0]):
+            if timm.is_model(backbones.timm_name(name, model.patch_size).split(".")[0]):
                 return model
             hint = did_you_mean(name.split(".")[0], [*backbones.RANDOM_VITS, *timm.list_models()])
         else:
@@ -195,7 +197,7 @@ class DefrConfig(TaskConfig):
 
     def _check_shapes(self) -> None:
         """Shapes that only building the model would reject, caught while the space file is checked."""
-        from raysweep.tasks.defr.backbones import RANDOM_VITS, backbone_patch_size
+        from raysweep.tasks.defr.backbone_names import RANDOM_VITS, backbone_patch_size
 
         model = self.model
         if model.backbone.strip() in RANDOM_VITS and model.width % model.heads:

@@ -11,7 +11,7 @@ from typing import Literal, Optional
 
 from pydantic import Field
 
-from raysweep.tasks.base import StrictModel
+from raysweep.tasks.config_base import StrictModel
 
 
 class SynthDetectionsConfig(StrictModel):

@@ -35,12 +35,10 @@ import torch
 
 from raysweep import progress
 from raysweep.errors import ConfigError
+from raysweep.tasks.defr.config import ENCODER_FORMS
 
 log = logging.getLogger(__name__)
 
-ENCODER_FORMS = ("'minilm', 'bert', 'simcse', 'clip' (the CLIP backbone's own text tower; else OpenAI ViT-B-32), "
-                 "'clip:<arch>', 'open_clip:<arch>', 'st:<sentence-transformers name or path>', "
-                 "'hf:<transformers name or path>'")
 BERT_NAME = "bert-base-uncased"
 SIMCSE_NAME = "princeton-nlp/sup-simcse-bert-base-uncased"
 CLIP_ARCH = "ViT-B-32"

@@ -7,7 +7,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 import torch
@@ -22,6 +22,7 @@ from raysweep.tasks.base import Task, TaskState, TrainingParts
 from raysweep.tasks.common import schedules
 from raysweep.tasks.common.splits import stratified_holdout
 from raysweep.tasks.defr.backbones import check_local_weights, normalisation_for
+from raysweep.tasks.defr.card import CARD
 from raysweep.tasks.defr.config import DefrConfig
 from raysweep.tasks.defr.data import (
     HicoDataset,
@@ -36,10 +37,8 @@ from raysweep.tasks.defr.embeddings import text_embeddings
 from raysweep.tasks.defr.few_shot import few_shot_lists_for
 from raysweep.tasks.defr.losses import build_loss, wbce_pos_weight
 from raysweep.tasks.defr.model import build_defr_net
-from raysweep.tasks.defr.paper import DEFR_TABLE
 from raysweep.tasks.defr.prompts import class_prompts
 from raysweep.tasks.defr.text_tower import resolve_text_encoder
-from raysweep.tasks.paper_table import PaperTable
 
 log = logging.getLogger(__name__)
 
@@ -60,20 +59,8 @@ class DefrState(TaskState):
 
 
 class DefrTask(Task):
-    name: ClassVar[str] = "defr"
-    config_model: ClassVar[type[DefrConfig]] = DefrConfig
-    metric_names: ClassVar[tuple[str, ...]] = ("map", "map_few1", "map_few5", "map_few10", "map_ko")
-    # The model keys: `clip` text embeddings come from the CLIP backbone's own model (tasks/defr/text_tower.py).
-    prepare_keys: ClassVar[tuple[str, ...]] = ("classifier.init", "classifier.text_encoder",
-                                               "classifier.text_encoder_weights", "prompts.template",
-                                               "prompts.no_interaction", "data.vocabulary", "model.backbone",
-                                               "model.patch_size", "model.weights")
+    card = CARD
     config: DefrConfig
-
-    @classmethod
-    def paper_table(cls, configs: Sequence[Mapping[str, Any]]) -> PaperTable:
-        """DEFR's main table (tasks/defr/paper.py)."""
-        return DEFR_TABLE
 
     # ---- shared, once per sweep ---------------------------------------------------------------------------
     @classmethod

@@ -39,7 +39,7 @@ class ClipModelRef(NamedTuple):
 
 def backbone_clip_model(model: ModelConfig) -> Optional[ClipModelRef]:
     """The CLIP model whose image tower `model.backbone` is, or None for a non-CLIP backbone."""
-    from raysweep.tasks.defr.backbones import _open_clip_arch
+    from raysweep.tasks.defr.backbone_names import open_clip_arch as _open_clip_arch
 
     name = model.backbone.strip()
     arch = _open_clip_arch(name, model.patch_size)

@@ -12,7 +12,7 @@ from typing import Literal, Optional
 from pydantic import Field, model_validator
 
 from raysweep.data.synth.scene import EMBEDDED as EMBEDDED_SCENE
-from raysweep.tasks.base import StrictModel, TaskConfig, TrainSection
+from raysweep.tasks.config_base import StrictModel, TaskConfig, TrainSection
 
 
 class SynthHicoDetConfig(StrictModel):

@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from functools import cached_property
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import torch
 from torch import nn
@@ -29,16 +29,15 @@ from raysweep.tasks.base import Task, TaskState, TrainingParts
 from raysweep.tasks.common import schedules
 from raysweep.tasks.common.splits import stratified_holdout
 from raysweep.tasks.hqm.alternation import hard_branch
+from raysweep.tasks.hqm.card import CARD
 from raysweep.tasks.hqm.checkpoint import load_pretrained
 from raysweep.tasks.hqm.config import HqmConfig
 from raysweep.tasks.hqm.criterion import SetCriterion, build_criterion
 from raysweep.tasks.hqm.data import HicoDetTestSet, HicoDetTrainSet, collate, targets_to
 from raysweep.tasks.hqm.model import build_model
-from raysweep.tasks.hqm.paper import table_for
 from raysweep.tasks.hqm.postprocess import postprocess_hoi
 from raysweep.tasks.hqm.transforms import eval_transforms, train_transforms
 from raysweep.tasks.hqm.vcoco import NUM_OBJECT_CLASSES, VcocoTrainSet, detections_for_records
-from raysweep.tasks.paper_table import PaperTable
 
 log = logging.getLogger(__name__)
 
@@ -65,26 +64,8 @@ class HqmState(TaskState):
 
 
 class HqmTask(Task):
-    name: ClassVar[str] = "hqm"
-    config_model: ClassVar[type[HqmConfig]] = HqmConfig
-    # HICO-DET reports the first six; V-COCO reports map (= role_ap_s1, its headline number, so one objective serves
-    # both datasets), role_ap_s1, role_ap_s2 and agent_ap.
-    metric_names: ClassVar[tuple[str, ...]] = ("map", "map_rare", "map_non_rare", "ko_map", "ko_map_rare",
-                                               "ko_map_non_rare", "role_ap_s1", "role_ap_s2", "agent_ap")
-    # data: the synthetic HICO-DET; model: the pretrained checkpoint is checked against each searched model shape
-    prepare_keys: ClassVar[tuple[str, ...]] = ("data.dataset", "data.root", "data.synth.num_train", "data.synth.num_test",
-                                               "data.synth.image_size", "data.synth.seed", "data.synth.objects",
-                                               "data.synth.pairs_per_image", "data.synth.object_scale",
-                                               "model.pretrained", "model.backbone", "model.d_model", "model.nhead",
-                                               "model.enc_layers", "model.dec_layers", "model.dim_feedforward",
-                                               "model.num_queries")
+    card = CARD
     config: HqmConfig
-
-    @classmethod
-    def paper_table(cls, configs: Sequence[Mapping[str, Any]]) -> PaperTable:
-        """HICO-DET's table, V-COCO's (Scenario 1 / 2), or both side by side: whichever the trials' datasets need
-        (tasks/hqm/paper.py)."""
-        return table_for(configs)
 
     # ---- shared, once per sweep ---------------------------------------------------------------------------
     @classmethod
