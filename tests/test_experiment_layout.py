@@ -52,6 +52,9 @@ def test_meta_types_are_checked_and_name_the_file() -> None:
     with pytest.raises(UserError, match="m.json: 'task' is 'hqm' but the experiment's raysweep_space.yaml is for task"):
         check_meta_matches({"task": "hqm"}, "defr", "m.json")
     assert set(versions()) == {"raysweep", "torch", "ray", "optuna", "git_commit", "python"}
+    import torch  # read from torch's version.py without importing it: the same string, build included
+
+    assert versions()["torch"] == torch.__version__
 
 
 def test_saved_sweep_errors_name_the_experiment_copy(tmp_path: Path) -> None:

@@ -77,8 +77,12 @@ def test_the_sweeps_own_process_never_imports_torch(tmp_path) -> None:
         "prepare_task(sweep)\n"
         f"tuner.tune_config(sweep, 1, {str(tmp_path / 'journal')!r}, 'x')\n"
         f"tuner.run_config(sweep, {str(tmp_path / 'store')!r}, 'x')\n"
+        "from ray.tune.logger import TBXLoggerCallback\n"
+        "TBXLoggerCallback()  # Tune adds it to the sweep's process (tensorboardX's writer would import torch)\n"
         f"make_trainable(_trial_plan(sweep, {str(tmp_path / 'store' / 'x')!r}))\n"
         "local_gpus()\n"
+        "from raysweep.experiment.meta import versions\n"
+        "assert versions()['torch']\n"
         "assert task_table('defr', [{}]).columns\n"
         f"print(json.dumps({{m: m in sys.modules for m in {list(SWEEP_PROCESS_HEAVY)!r}}}))\n"
     )

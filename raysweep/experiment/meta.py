@@ -7,7 +7,9 @@ Written when the first trial starts; read by `--resume` (the experiment's own sp
 
 from __future__ import annotations
 
+import ast
 import contextlib
+import importlib.util
 import json
 import subprocess
 import sys
@@ -43,16 +45,31 @@ def _version(package: str) -> str:
         return ""
 
 
+def torch_version() -> str:
+    """torch's own version string, which carries the build (e.g. `2.14.1+cu130`; the package metadata may not), read
+    from its `version.py` without importing torch: the sweep's process never loads it (raysweep/tasks/card.py)."""
+    spec = importlib.util.find_spec("torch")
+    if spec is None or spec.origin is None:
+        return ""
+    try:
+        tree = ast.parse(Path(spec.origin).with_name("version.py").read_text())
+    except (OSError, SyntaxError):
+        return _version("torch")
+    for node in tree.body:
+        target = node.targets[0] if isinstance(node, ast.Assign) and len(node.targets) == 1 else None
+        if isinstance(target, ast.Name) and target.id == "__version__" and isinstance(node.value, ast.Constant):
+            return str(node.value.value)
+    return _version("torch")
+
+
 def versions() -> dict[str, str]:
     """raysweep, torch, ray, optuna, the commit and Python (ray and optuna from their package metadata; torch's own
     string, which carries the build, e.g. `+cu130`)."""
-    import torch
-
     import raysweep
 
     return {
         "raysweep": raysweep.__version__,
-        "torch": torch.__version__,
+        "torch": torch_version(),
         "ray": _version("ray"),
         "optuna": _version("optuna"),
         "git_commit": git_commit() or "",

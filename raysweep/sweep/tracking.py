@@ -16,6 +16,7 @@ from __future__ import annotations
 import importlib.util
 import netrc
 import os
+import sys
 from typing import Any
 
 from raysweep.errors import UserError
@@ -139,10 +140,28 @@ def tracking_callbacks(sweep: Sweep, experiment_dir: str, name: str) -> list:
                 tags={"raysweep.experiment": name},
             )
         )
-    if not settings.tensorboard:
+    if settings.tensorboard:
+        import_tensorboardx_without_torch()
+    else:
         from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 
         # Tune adds its CSV, JSON and TensorBoard loggers unless told not to; `collect` needs the JSON one.
         os.environ["TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"] = "1"
         callbacks += [CSVLoggerCallback(), JsonLoggerCallback()]
     return callbacks
+
+
+def import_tensorboardx_without_torch() -> None:
+    """tensorboardX's writer imports torch when torch is installed, only to accept torch tensors besides numpy's;
+    in the sweep's process, where Tune's TensorBoard logger writes plain floats, that would load torch (~500 MB for
+    the whole sweep) for nothing. Import it once with torch hidden, before Tune's logger does."""
+    if "tensorboardX" in sys.modules or "torch" in sys.modules:
+        return
+    sys.modules["torch"] = None  # type: ignore[assignment]  # `import torch` raises ImportError meanwhile
+    try:
+        import tensorboardX  # noqa: F401
+    except ImportError:
+        pass  # not installed: Tune then skips its TensorBoard logger, as before
+    finally:
+        del sys.modules["torch"]
+
