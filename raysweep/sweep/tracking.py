@@ -164,4 +164,3 @@ def import_tensorboardx_without_torch() -> None:
         pass  # not installed: Tune then skips its TensorBoard logger, as before
     finally:
         del sys.modules["torch"]
-
