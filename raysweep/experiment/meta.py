@@ -56,8 +56,10 @@ def torch_version() -> str:
     except (OSError, SyntaxError):
         return _version("torch")
     for node in tree.body:
-        target = node.targets[0] if isinstance(node, ast.Assign) and len(node.targets) == 1 else None
-        if isinstance(target, ast.Name) and target.id == "__version__" and isinstance(node.value, ast.Constant):
+        if not (isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.value, ast.Constant)):
+            continue
+        target = node.targets[0]
+        if isinstance(target, ast.Name) and target.id == "__version__":
             return str(node.value.value)
     return _version("torch")
 
