@@ -370,13 +370,15 @@ def torch_trials(count: int, storage: Path, head, others, out: dict[str, Any]) -
 
     def torch_driver(config: dict[str, Any]) -> None:
         import ray.train
-        from ray.train.torch import TorchConfig, TorchTrainer
         from ray.tune.integration.ray_train import TuneReportCallback
 
+        from raysweep.sweep.torch_backend import LightTorchConfig, _TrainerWithoutDatasetManager
+
         trial_id = tune.get_context().get_trial_id()
-        trainer = TorchTrainer(
+        # the trainer raysweep's driver builds (sweep/torch_backend.py), with gloo: the GPUs here are virtual
+        trainer = _TrainerWithoutDatasetManager(
             trivial_loop, train_loop_config={"epochs": 3, "epoch_s": 1.0, "started": time.time()},
-            torch_config=TorchConfig(backend="gloo"),
+            backend_config=LightTorchConfig(backend="gloo"),
             scaling_config=ray.train.ScalingConfig(num_workers=1, use_gpu=True,
                                                    resources_per_worker={"CPU": 1, "GPU": 1}),
             run_config=ray.train.RunConfig(name=trial_id, storage_path=str(storage / "torch" / "_train"),
@@ -454,6 +456,9 @@ def main(argv: Optional[list[str]] = None) -> dict[str, Any]:
     parser.add_argument("--epoch-s", type=float, default=5.0, help="seconds per simulated epoch, 1-GPU trials")
     parser.add_argument("--epoch-s-8gpu", type=float, default=1.0, help="seconds per simulated epoch, 8-GPU trials")
     parser.add_argument("--torch-trials", type=int, default=4)
+    parser.add_argument("--head-cpus", type=int, default=os.cpu_count(),
+                        help="the head's CPUs (default: this machine's, as cluster.yaml's head declares its vCPUs); "
+                             "Ray starts at most this many Python processes at once on a node (at least 1)")
     parser.add_argument("--json", help="also write the numbers here")
     args = parser.parse_args(argv)
 
@@ -469,7 +474,9 @@ def main(argv: Optional[list[str]] = None) -> dict[str, Any]:
     slots = total_gpus  # enough drivers for one-GPU trials on every GPU (cluster.yaml's head has 8)
     out: dict[str, Any] = {"nodes": args.nodes, "gpus": total_gpus, "sweep_driver_slots": slots}
     began = time.time()
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "resources": {DRIVER_RESOURCE: slots}})
+    out["head_cpus"] = args.head_cpus
+    cluster = Cluster(initialize_head=True,
+                      head_node_args={"num_cpus": args.head_cpus, "resources": {DRIVER_RESOURCE: slots}})
     for _ in range(args.nodes):
         cluster.add_node(num_cpus=4, num_gpus=args.gpus_per_node)
     ray.init(address=cluster.address, logging_level="WARNING", log_to_driver=False)
@@ -495,8 +502,9 @@ def main(argv: Optional[list[str]] = None) -> dict[str, Any]:
                 Path(args.json).write_text(json.dumps(out, indent=2, default=str))
 
     try:
-        experiment = phase("1gpu", run_configuration, "1gpu", 1, args.trials, args.epochs, args.epoch_s, total_gpus,
-                           storage, cluster.head_node, out)
+        if args.trials:
+            experiment = phase("1gpu", run_configuration, "1gpu", 1, args.trials, args.epochs, args.epoch_s,
+                               total_gpus, storage, cluster.head_node, out)
         if args.trials_8gpu:
             phase("8gpu", run_configuration, "8gpu", args.gpus_per_node, args.trials_8gpu, args.epochs,
                   args.epoch_s_8gpu, total_gpus, storage, cluster.head_node, out)
@@ -516,7 +524,7 @@ def main(argv: Optional[list[str]] = None) -> dict[str, Any]:
 
 def report(out: dict[str, Any]) -> None:
     print(f"\n== cluster: {out['nodes']} GPU nodes, {out['gpus']} virtual GPUs, {out['sweep_driver_slots']} driver slots"
-          f" on the head; started in {out['cluster_start_s']:.1f} s")
+          f" on the head ({out.get('head_cpus', 0)} CPUs); started in {out['cluster_start_s']:.1f} s")
     for failure in out.get("failed", []):
         print(f"FAILED {failure}")
     for label in ("1gpu", "8gpu"):
