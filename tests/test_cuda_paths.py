@@ -154,3 +154,16 @@ def test_hqm_paper_size_model_steps_on_the_gpu(hqm_config, gbs, amm):
     assert math.isfinite(loss.item()) and (logs["loss_hard"] > 0) == (gbs or amm)
     missing = [n for n, p in parts.model.named_parameters() if p.requires_grad and p.grad is None]
     assert not missing, missing[:5]
+
+
+def test_the_sweeps_loaders_pin_batches_for_a_gpu_trial(defr_config):
+    from raysweep.sweep.worker import make_loaders
+
+    config, cache = defr_config
+    for device, pinned in ((CUDA, True), (CPU, False)):
+        parts = DefrTask(config, cache).build(device)
+        train_loader, eval_loaders = make_loaders(parts, rank=0, world=1, seed=0)
+        assert train_loader.pin_memory is pinned and all(loader.pin_memory is pinned for loader in eval_loaders.values())
+        if pinned:
+            images = next(iter(train_loader))[0]
+            assert images.is_pinned()

@@ -194,6 +194,8 @@ def make_loaders(parts: TrainingParts, rank: int, world: int, seed: int) -> tupl
         collate_fn=parts.collate_fn,
         num_workers=parts.num_loader_workers,
         persistent_workers=parts.num_loader_workers > 0,
+        # page-locked batches, so the tasks' `.to(device, non_blocking=True)` copies overlap the GPU's work
+        pin_memory=parts.state.device.type == "cuda",
     )
     train_sampler: DistributedSampler = DistributedSampler(
         parts.train_set, num_replicas=world, rank=rank, shuffle=True, seed=seed
