@@ -76,10 +76,12 @@ def _child(argv: list[str]) -> int:
     parser.add_argument("error_file")
     parser.add_argument("overrides", nargs="*")
     args = parser.parse_args(argv)
+    from raysweep import progress
     from raysweep.spec.load import load_sweep
 
     try:
-        prepare_in_process(load_sweep(args.space, args.overrides))
+        with progress.shown():  # bars where the parent shows them: the same stderr, the same RAYSWEEP_PROGRESS
+            prepare_in_process(load_sweep(args.space, args.overrides))
     except errors.UserError as exc:
         Path(args.error_file).write_text(json.dumps({"kind": type(exc).__name__, "message": str(exc)}))
         return 2
