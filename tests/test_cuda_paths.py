@@ -167,3 +167,17 @@ def test_the_sweeps_loaders_pin_batches_for_a_gpu_trial(defr_config):
         if pinned:
             images = next(iter(train_loader))[0]
             assert images.is_pinned()
+
+
+def test_hqm_bf16_first_step_is_close_to_fp32_and_learns(hqm_config):
+    config, cache = hqm_config
+    tree = config.model_dump(mode="json")
+    tree["train"]["amp"] = "bf16"
+    bf16_config = HqmConfig.model_validate(tree)
+    fp32, bf16 = (_first_loss(HqmTask, c, cache, CUDA) for c in (config, bf16_config))
+    assert bf16 == pytest.approx(fp32, rel=5e-2)
+    seed_everything(0)
+    task = HqmTask(bf16_config, cache)
+    parts = task.build(CUDA)
+    losses = _overfit(task, parts, _first_batch(parts), steps=30)
+    assert min(losses[-5:]) < 0.8 * losses[0]

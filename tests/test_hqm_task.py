@@ -109,6 +109,39 @@ def test_build_and_train_steps_for_each_ablation(mini_hicodet, gbs, amm):
     assert task.num_samples(batch) == 3
 
 
+@pytest.mark.parametrize("gbs, amm", [(False, False), (True, False), (False, True)])
+def test_bf16_forward_with_fp32_losses_stays_close_to_fp32(mini_hicodet, gbs, amm):
+    """`train.amp: bf16` autocasts the network on GPU trials; the matcher and the losses get its outputs in fp32.
+    The same path under CPU autocast (the state enables it on CUDA only): every loss term within bf16's precision of
+    the fp32 step on a fixed batch, and finite gradients."""
+    from raysweep.tasks.hqm.task import as_float
+
+    task = _task(mini_hicodet, hqm={"gbs": gbs, "amm": amm}, train={"amp": "bf16"})
+    torch.manual_seed(0)
+    parts = task.build(torch.device("cpu"))
+    with parts.state.autocast():
+        assert not torch.is_autocast_enabled("cpu")  # a CPU trial ignores train.amp
+    parts.model.eval()  # no dropout: both passes compute the same function
+    batch = next(iter(DataLoader(parts.train_set, batch_size=3, collate_fn=parts.collate_fn)))
+    samples, targets = batch[0], batch[1]
+    branch = "gbs" if gbs else "amm" if amm else None
+    fp32 = parts.state.criterion(parts.model(samples, targets, branch), targets)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        raw = parts.model(samples, targets, branch)
+    assert raw["pred_verb_logits"].dtype == torch.bfloat16
+    outputs = as_float(raw)
+    assert outputs["pred_verb_logits"].dtype == torch.float32
+    assert all(a["pred_obj_boxes"].dtype == torch.float32 for a in outputs["aux_outputs"])
+    bf16 = parts.state.criterion(outputs, targets)
+    assert set(bf16) == set(fp32)
+    for key, value in fp32.items():
+        assert bf16[key].item() == pytest.approx(value.item(), rel=5e-2, abs=2e-2), key
+    total = parts.state.criterion.weighted_total(bf16)
+    total.backward()
+    grads = [p.grad for p in parts.model.parameters() if p.grad is not None]
+    assert grads and all(torch.isfinite(g).all() for g in grads)
+
+
 def test_step_lr_drops_per_epoch(mini_hicodet):
     task = _task(mini_hicodet, optim={"lr_drop": 2})
     parts = task.build(torch.device("cpu"))

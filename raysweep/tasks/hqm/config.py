@@ -182,6 +182,9 @@ class TrainConfig(TrainSection):
     eval_batch_size: int = Field(8, ge=1)
     # Evaluate every k epochs and after the last (QPIC: every epoch; HQM: every 5th, and every epoch after 40).
     eval_every: int = Field(5, ge=1)
+    # bf16 autocast of the network's forward on a GPU trial (CPU trials ignore it); the matcher and the losses run
+    # in fp32 on the network's outputs.
+    amp: Literal["off", "bf16"] = "off"
 
 
 class EvalConfig(StrictModel):

@@ -61,6 +61,12 @@ class HqmState(TaskState):
     """What `HqmTask.build` hands its steps: the set criterion (matcher + weighted losses) on the device."""
 
     criterion: SetCriterion
+    amp: str = "off"
+
+    def autocast(self) -> Any:
+        """bf16 autocast on a GPU when `train.amp: bf16`, else a context that does nothing."""
+        return torch.autocast(self.device.type, dtype=torch.bfloat16,
+                              enabled=self.amp == "bf16" and self.device.type == "cuda")
 
 
 class HqmTask(Task):
@@ -166,7 +172,7 @@ class HqmTask(Task):
         return TrainingParts(
             model=model, optimizer=optimizer, schedule=schedules.step_drop(optimizer, o.lr_drop, 0.1),
             train_set=train_set, eval_set=eval_set, val_set=val_set, batch_size=cfg.train.batch_size,
-            eval_batch_size=cfg.train.eval_batch_size, state=HqmState(device=device, criterion=criterion),
+            eval_batch_size=cfg.train.eval_batch_size, state=HqmState(device=device, criterion=criterion, amp=cfg.train.amp),
             collate_fn=collate,
             grad_clip_norm=o.clip_max_norm or None,
             # alternating branches (and GBS on a batch without pairs) leave some parameters without gradient
@@ -178,7 +184,9 @@ class HqmTask(Task):
         samples, targets = batch[0].to(state.device, non_blocking=True), targets_to(batch[1], state.device)
         h = self.config.hqm
         branch = hard_branch(h.gbs, h.amm, h.alternation, iteration)
-        outputs = model(samples, targets, branch)
+        with state.autocast():
+            outputs = model(samples, targets, branch)
+        outputs = as_float(outputs)
         criterion = state.criterion
         losses = criterion(outputs, targets)
         total = criterion.weighted_total(losses)
@@ -189,9 +197,10 @@ class HqmTask(Task):
         return total, logs
 
     @torch.no_grad()
-    def predict(self, model: nn.Module, batch: Any, state: TaskState) -> tuple[Sequence[int], Sequence[Any]]:
+    def predict(self, model: nn.Module, batch: Any, state: HqmState) -> tuple[Sequence[int], Sequence[Any]]:
         samples, metas = batch[0].to(state.device, non_blocking=True), batch[1]
-        outputs = model(samples)
+        with state.autocast():
+            outputs = as_float(model(samples))
         orig_sizes = torch.stack([m["orig_size"] for m in metas]).to(state.device)
         return [int(m["index"]) for m in metas], postprocess_hoi(outputs, orig_sizes)
 
@@ -273,4 +282,16 @@ def check_pretrained_once(config: HqmConfig, num_objects: int, num_verbs: int, c
         tmp = marker.with_name(f"{marker.name}.tmp-{os.getpid()}")
         tmp.write_text(report.summary())
         tmp.replace(marker)
+
+
+def as_float(outputs: Any) -> Any:
+    """The network's outputs (nested dicts and lists of tensors) with floating tensors in fp32: what the matcher,
+    the losses and the post-processing compute on under bf16 autocast (a no-op in fp32)."""
+    if isinstance(outputs, torch.Tensor):
+        return outputs.float() if outputs.is_floating_point() else outputs
+    if isinstance(outputs, dict):
+        return {k: as_float(v) for k, v in outputs.items()}
+    if isinstance(outputs, (list, tuple)):
+        return type(outputs)(as_float(v) for v in outputs)
+    return outputs
 
