@@ -100,7 +100,7 @@ def test_bad_input_found_while_preparing_is_the_same_one_line_error(tmp_path) ->
 
     sweep = load_sweep(_tiny_space(tmp_path, data_root=str(tmp_path / "missing")), [])
     with pytest.raises(DataError, match=r"data.root .*missing.*: no such folder"):
-        prepare_task(sweep)
+        prepare_task(sweep, in_child=True)  # as `raysweep tune` runs it (this test process may hold the task code)
 
 
 def test_light_config_matches_ray_torch_config() -> None:

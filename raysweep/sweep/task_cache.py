@@ -15,7 +15,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
-from typing import cast
+from typing import Optional, cast
 
 from raysweep import errors
 from raysweep.spec.load import Sweep
@@ -28,9 +28,10 @@ def cache_dir(sweep: Sweep) -> Path:
     return Path(os.path.expanduser(sweep.spec.storage.cache_dir or DEFAULT_CACHE))
 
 
-def prepare_task(sweep: Sweep) -> None:
+def prepare_task(sweep: Sweep, in_child: Optional[bool] = None) -> None:
     """Prepare once for every combination of the task's `prepare_keys` the search can pick (e.g. each text encoder
-    × prompt template), in a child process (see the module docstring).
+    × prompt template), in a child process (see the module docstring). `in_child=None`: in a child unless this
+    process already holds the task's code (a test, `raysweep embed`), where a child would only import it again.
 
     Workers run the preparation again (a cache hit) and apply its config updates themselves, so trial configs keep
     the user's values (e.g. `data.root: null` for the embedded data) and nodes without this machine's cache still
@@ -40,6 +41,8 @@ def prepare_task(sweep: Sweep) -> None:
     from raysweep.sweep.prepare import prepare_combinations
 
     combinations = prepare_combinations(sweep)
+    if in_child is None:
+        in_child = sweep.card.task_class.split(":")[0] not in sys.modules
     package_root = str(Path(__file__).resolve().parents[2])  # the raysweep this process runs, also in the child
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (package_root, os.environ.get("PYTHONPATH")) if p)}
     with (
@@ -49,6 +52,9 @@ def prepare_task(sweep: Sweep) -> None:
             f"{', '.join(sweep.card.prepare_keys)} in {cache_dir(sweep)}"
         ),
     ):
+        if not in_child:
+            prepare_in_process(sweep)
+            return
         error_file = Path(tmp) / "error.json"
         cmd = [sys.executable, "-m", "raysweep.sweep.task_cache", str(sweep.path), str(error_file), *sweep.overrides]
         returncode = subprocess.run(cmd, env=env, stdin=subprocess.DEVNULL).returncode
