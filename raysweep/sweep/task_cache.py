@@ -15,7 +15,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
-from typing import Optional, cast
+from typing import Any, Optional, cast
 
 from raysweep import errors
 from raysweep.spec.load import Sweep
@@ -43,18 +43,21 @@ def prepare_task(sweep: Sweep, in_child: Optional[bool] = None) -> None:
     combinations = prepare_combinations(sweep)
     if in_child is None:
         in_child = sweep.card.task_class.split(":")[0] not in sys.modules
+    with preparing(
+        f"task {sweep.spec.task!r}: data and caches for {len(combinations)} setting(s) of "
+        f"{', '.join(sweep.card.prepare_keys)} in {cache_dir(sweep)}"
+    ):
+        if in_child:
+            _prepare_in_child(sweep)
+        else:
+            prepare_in_process(sweep, combinations)
+
+
+def _prepare_in_child(sweep: Sweep) -> None:
+    """`python -m raysweep.sweep.task_cache` on the sweep's space file and overrides; its UserError raised here."""
     package_root = str(Path(__file__).resolve().parents[2])  # the raysweep this process runs, also in the child
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (package_root, os.environ.get("PYTHONPATH")) if p)}
-    with (
-        tempfile.TemporaryDirectory(prefix="raysweep-prepare-") as tmp,
-        preparing(
-            f"task {sweep.spec.task!r}: data and caches for {len(combinations)} setting(s) of "
-            f"{', '.join(sweep.card.prepare_keys)} in {cache_dir(sweep)}"
-        ),
-    ):
-        if not in_child:
-            prepare_in_process(sweep)
-            return
+    with tempfile.TemporaryDirectory(prefix="raysweep-prepare-") as tmp:
         error_file = Path(tmp) / "error.json"
         cmd = [sys.executable, "-m", "raysweep.sweep.task_cache", str(sweep.path), str(error_file), *sweep.overrides]
         returncode = subprocess.run(cmd, env=env, stdin=subprocess.DEVNULL).returncode
@@ -64,15 +67,15 @@ def prepare_task(sweep: Sweep, in_child: Optional[bool] = None) -> None:
             failure = json.loads(error_file.read_text())
             kind = getattr(errors, failure["kind"], errors.UserError)
             raise kind(failure["message"])
-        raise RuntimeError(f"the task's preparation process ended with exit code {returncode} (its output is above)")
+    raise RuntimeError(f"the task's preparation process ended with exit code {returncode} (its output is above)")
 
 
-def prepare_in_process(sweep: Sweep) -> None:
+def prepare_in_process(sweep: Sweep, combinations: Optional[list[dict[str, Any]]] = None) -> None:
     """The preparation itself, in this process (imports the task's code)."""
     from raysweep.sweep.prepare import prepare_combinations
 
     task_cls = sweep.task_cls
-    for combination in prepare_combinations(sweep):
+    for combination in prepare_combinations(sweep) if combinations is None else combinations:
         task_cls.prepare(cast(TaskConfig, sweep.config_for(combination)), cache_dir(sweep))
 
 

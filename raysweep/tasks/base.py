@@ -150,7 +150,7 @@ class Task(ABC):
     @classmethod
     def train_section(cls, config: TaskConfig) -> TrainSection:
         """The config's `train` section (epochs, evaluation schedule, seed): what the sweep reads of a config."""
-        return config.train
+        return TaskCard.train_section(config)
 
     # ---- per trial / worker ------------------------------------------------------------------------------
     @property

@@ -43,8 +43,10 @@ class TaskCard:
     # The table `raysweep report` lays trials out in, from their flat configs (dotted keys): tasks/<task>/paper.py.
     paper_table: Callable[[Sequence[Mapping[str, Any]]], Optional[PaperTable]] = no_paper_table
 
-    def train_section(self, config: TaskConfig) -> TrainSection:
-        """The config's `train` section (epochs, evaluation schedule, seed): what the sweep reads of a config."""
+    @staticmethod
+    def train_section(config: TaskConfig) -> TrainSection:
+        """The config's `train` section (epochs, evaluation schedule, seed): what the sweep reads of a config (the
+        one definition; `Task.train_section` is this)."""
         return config.train
 
     def load(self) -> type[Task]:
